@@ -1,0 +1,1 @@
+//! Semantic validation of one blueprint (pure). Filled in below.

@@ -1,0 +1,221 @@
+//! The command-line interface: one module per command.
+//!
+//! Conventions across every command: exit 0 on success, 1 on error, 2 only for
+//! `plan --detailed-exitcode` ("changes present"), 64 for usage errors (including commands that
+//! are not implemented yet). Errors go to stderr on one line; data goes to stdout, as JSON with
+//! `--json` where a command prints data.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{ArgAction, Args, Parser, Subcommand};
+
+use crate::home::Home;
+
+pub mod completions;
+pub mod demo_agent;
+pub mod init;
+pub mod pending;
+pub mod schema;
+pub mod validate;
+
+/// Exit codes shared by every command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Ok = 0,
+    Failure = 1,
+    /// Only `plan --detailed-exitcode`: changes are present.
+    Changes = 2,
+    Usage = 64,
+}
+
+impl From<Exit> for ExitCode {
+    fn from(e: Exit) -> ExitCode {
+        ExitCode::from(e as u8)
+    }
+}
+
+/// An error in how the command was called (exit 64), as opposed to a failure doing it (exit 1).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// How the binary was invoked: `nemohermes` makes `hermes` the default agent type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    Nemoclaw,
+    Nemohermes,
+}
+
+impl Flavor {
+    pub fn from_argv0(argv0: &str) -> Flavor {
+        let base = std::path::Path::new(argv0).file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if base.starts_with("nemohermes") {
+            Flavor::Nemohermes
+        } else {
+            Flavor::Nemoclaw
+        }
+    }
+
+    /// The agent type a blueprint gets when it names none.
+    pub fn default_agent_type(self) -> &'static str {
+        match self {
+            Flavor::Nemoclaw => crate::blueprint::defaults::AGENT_TYPE,
+            Flavor::Nemohermes => "hermes",
+        }
+    }
+}
+
+/// nemoclaw runs persistent AI agents in hardened Linux sandboxes, driven by declarative
+/// blueprints.
+#[derive(Debug, Parser)]
+#[command(name = "nemoclaw", version, propagate_version = true, disable_help_subcommand = true)]
+pub struct Cli {
+    /// More output (repeat for more).
+    #[arg(short, long, action = ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Only errors.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// The nemoclaw home directory.
+    #[arg(long, global = true, env = "NEMOCLAW_HOME", value_name = "DIR")]
+    pub home: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the nemoclaw home with an example blueprint.
+    Init(init::InitArgs),
+    /// Check blueprints for errors without touching the host (for CI).
+    Validate(pending::PendingArgs),
+    /// Print the blueprint JSON Schema.
+    Schema(schema::SchemaArgs),
+    /// Show what apply would change.
+    Plan(pending::PendingArgs),
+    /// Make the running sandboxes match the blueprints.
+    Apply(pending::PendingArgs),
+    /// Reconcile on every change to the blueprints (for systemd, cron, GitOps).
+    Watch(pending::PendingArgs),
+    /// Start a sandbox.
+    Start(pending::PendingArgs),
+    /// Stop a sandbox (state is kept).
+    Stop(pending::PendingArgs),
+    /// Restart a sandbox.
+    Restart(pending::PendingArgs),
+    /// Stop a sandbox and remove it from the inventory.
+    Destroy(pending::PendingArgs),
+    /// Show sandboxes and their health.
+    Status(pending::PendingArgs),
+    /// Show a sandbox's logs.
+    Logs(pending::PendingArgs),
+    /// Run a command inside a running sandbox.
+    Exec(pending::PendingArgs),
+    /// Run a command in a blueprint's sandbox in the foreground.
+    Run(pending::PendingArgs),
+    /// Export blueprints to other formats (Kubernetes).
+    Export(pending::PendingArgs),
+    /// Run the inference gateway alone.
+    Gateway(pending::PendingArgs),
+    /// List and show egress presets.
+    Presets(pending::PendingArgs),
+    /// Print shell completions.
+    Completions(completions::CompletionsArgs),
+    /// The quickstart's demo agent (runs inside a sandbox).
+    #[command(hide = true)]
+    DemoAgent(demo_agent::DemoAgentArgs),
+}
+
+/// What every command gets besides its own arguments.
+pub struct Context {
+    pub flavor: Flavor,
+    pub verbose: u8,
+    pub quiet: bool,
+    home_override: Option<PathBuf>,
+}
+
+impl Context {
+    /// The nemoclaw home (not created).
+    pub fn home(&self) -> anyhow::Result<Home> {
+        Ok(match &self.home_override {
+            Some(p) => Home::at(p.clone()),
+            None => Home::default_location()?,
+        })
+    }
+}
+
+/// Output format for data-printing commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Human,
+    Json,
+    Github,
+}
+
+/// Shared `--json` flag.
+#[derive(Debug, Clone, Args)]
+pub struct JsonFlag {
+    /// Print machine-readable JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Parses arguments and runs the command; returns the process exit code.
+pub fn main_with_args(args: Vec<std::ffi::OsString>) -> ExitCode {
+    let argv0 = args.first().and_then(|a| a.to_str()).unwrap_or("nemoclaw").to_string();
+    let flavor = Flavor::from_argv0(&argv0);
+    let cli = match Cli::try_parse_from(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return match e.kind() {
+                clap::error::ErrorKind::DisplayHelp
+                | clap::error::ErrorKind::DisplayVersion
+                | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => Exit::Ok.into(),
+                _ => Exit::Usage.into(),
+            };
+        }
+    };
+    let ctx = Context { flavor, verbose: cli.verbose, quiet: cli.quiet, home_override: cli.home.clone() };
+    match run(cli.command, &ctx) {
+        Ok(code) => code.into(),
+        Err(e) => {
+            let usage = e.downcast_ref::<UsageError>().is_some();
+            eprintln!("error: {}", one_line(&format!("{e:#}")));
+            if usage {
+                Exit::Usage.into()
+            } else {
+                Exit::Failure.into()
+            }
+        }
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.split('\n').map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("; ")
+}
+
+fn run(cmd: Command, ctx: &Context) -> anyhow::Result<Exit> {
+    match cmd {
+        Command::Init(a) => init::run(a, ctx),
+        Command::Validate(_) => pending::not_yet("validate", "foundation"),
+        Command::Schema(a) => schema::run(a, ctx),
+        Command::Completions(a) => completions::run(a),
+        Command::DemoAgent(a) => demo_agent::run(a),
+        Command::Plan(_) => pending::not_yet("plan", "the reconciler"),
+        Command::Apply(_) => pending::not_yet("apply", "the reconciler"),
+        Command::Watch(_) => pending::not_yet("watch", "the reconciler"),
+        Command::Start(_) => pending::not_yet("start", "the sandbox supervisor"),
+        Command::Stop(_) => pending::not_yet("stop", "the sandbox supervisor"),
+        Command::Restart(_) => pending::not_yet("restart", "the reconciler"),
+        Command::Destroy(_) => pending::not_yet("destroy", "the reconciler"),
+        Command::Status(_) => pending::not_yet("status", "the reconciler"),
+        Command::Logs(_) => pending::not_yet("logs", "the reconciler"),
+        Command::Exec(_) => pending::not_yet("exec", "the sandbox supervisor"),
+        Command::Run(_) => pending::not_yet("run", "the sandbox runtime"),
+        Command::Export(_) => pending::not_yet("export", "Kubernetes export"),
+        Command::Gateway(_) => pending::not_yet("gateway", "routed inference"),
+        Command::Presets(_) => pending::not_yet("presets", "network policy"),
+    }
+}

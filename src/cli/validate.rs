@@ -1,0 +1,1 @@
+//! `nemoclaw validate [PATH...]`: checks blueprints without looking at the host (for CI).

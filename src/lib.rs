@@ -1,0 +1,23 @@
+//! nemoclaw: persistent AI agents in hardened Linux sandboxes, driven by declarative blueprints.
+//!
+//! The crate is organised the way the architecture document draws it:
+//! - [`blueprint`]: the v1 blueprint model, loading with precise `file:line:col` errors, validation.
+//! - [`home`]: the `$NEMOCLAW_HOME` layout, atomic writes and advisory locks.
+//! - [`cli`]: one module per command; `main.rs` only parses and maps errors to exit codes.
+//! - [`sandbox`], [`supervisor`], [`gateway`], [`reconcile`], [`source`], [`migrate`],
+//!   [`plugin`], [`observe`]: the runtime, grown by the later issues.
+
+pub mod blueprint;
+pub mod cli;
+pub mod gateway;
+pub mod home;
+pub mod migrate;
+pub mod observe;
+pub mod plugin;
+pub mod reconcile;
+pub mod sandbox;
+pub mod source;
+pub mod supervisor;
+
+/// Version string shown by `--version` and recorded in deployments.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

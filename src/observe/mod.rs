@@ -1,0 +1,1 @@
+//! Observability: structured logs, status, metrics and GPU discovery.

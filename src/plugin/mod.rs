@@ -1,0 +1,4 @@
+//! Agent plugins: the built-in agent types and user plugins (`plugins/<name>/plugin.yaml`).
+
+/// Agent types that nemoclaw knows without any plugin.
+pub const BUILTIN_AGENT_TYPES: &[&str] = &["command", "demo", "openclaw", "hermes"];

@@ -1,0 +1,1 @@
+//! The reconciler: inventory (what is deployed), plan (desired x actual -> actions), apply.

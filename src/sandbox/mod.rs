@@ -1,0 +1,3 @@
+//! The sandbox: namespaces, pivot_root, seccomp, cgroups, and the sealed network namespace.
+
+pub mod network;
