@@ -16,6 +16,7 @@ pub mod completions;
 pub mod demo_agent;
 pub mod init;
 pub mod pending;
+pub mod run;
 pub mod schema;
 pub mod validate;
 
@@ -121,7 +122,7 @@ pub enum Command {
     /// Run a command inside a running sandbox.
     Exec(pending::PendingArgs),
     /// Run a command in a blueprint's sandbox in the foreground.
-    Run(pending::PendingArgs),
+    Run(run::RunArgs),
     /// Export blueprints to other formats (Kubernetes).
     Export(pending::PendingArgs),
     /// Run the inference gateway alone.
@@ -176,6 +177,12 @@ pub fn main_with_args(args: Vec<std::ffi::OsString>) -> ExitCode {
         .and_then(|a| a.to_str())
         .unwrap_or("nemoclaw")
         .to_string();
+    if args
+        .get(1)
+        .is_some_and(|a| a == crate::sandbox::init::INIT_ARG)
+    {
+        return crate::sandbox::init::main(&args[2..]);
+    }
     let flavor = Flavor::from_argv0(&argv0);
     let cli = match Cli::try_parse_from(&args) {
         Ok(c) => c,
@@ -236,7 +243,7 @@ fn run(cmd: Command, ctx: &Context) -> anyhow::Result<Exit> {
         Command::Status(_) => pending::not_yet("status", "the reconciler"),
         Command::Logs(_) => pending::not_yet("logs", "the reconciler"),
         Command::Exec(_) => pending::not_yet("exec", "the sandbox supervisor"),
-        Command::Run(_) => pending::not_yet("run", "the sandbox runtime"),
+        Command::Run(a) => run::run(a, ctx),
         Command::Export(_) => pending::not_yet("export", "Kubernetes export"),
         Command::Gateway(_) => pending::not_yet("gateway", "routed inference"),
         Command::Presets(_) => pending::not_yet("presets", "network policy"),

@@ -729,11 +729,15 @@ fn etc_files(name: &str, uid: u32, gid: u32) -> Vec<FileSpec> {
     ]
 }
 
-/// Host checks run before anything is created: every bind source exists, the command is found,
-/// the state dir is a writable directory. Errors name the blueprint field.
+/// Host checks run before anything is created: every bind source (other than the state dir,
+/// which is created with the right owner first) exists, and the command is found. Errors name
+/// the blueprint field.
 pub fn check_host(spec: &SandboxSpec) -> Result<(), SpecError> {
     for m in &spec.mounts {
         if let MountKind::Bind { source, file, .. } = &m.kind {
+            if source == &spec.state_dir {
+                continue;
+            }
             let meta = std::fs::metadata(source);
             let ok = match &meta {
                 Ok(md) => md.is_dir() != *file,
@@ -754,23 +758,6 @@ pub fn check_host(spec: &SandboxSpec) -> Result<(), SpecError> {
             }
         }
     }
-    let state_meta = std::fs::metadata(&spec.state_dir);
-    match state_meta {
-        Ok(md) if md.is_dir() => {}
-        _ => {
-            return Err(field_err(
-                "state directory",
-                format!("{} is not a directory", spec.state_dir.display()),
-            ))
-        }
-    }
-    // A read-only file system, or a directory root itself cannot write to.
-    if nix::unistd::access(&spec.state_dir, nix::unistd::AccessFlags::W_OK).is_err() {
-        return Err(field_err(
-            "state directory",
-            format!("{} is not writable", spec.state_dir.display()),
-        ));
-    }
     if spec.resolve_command(|p| p.is_file()).is_none() {
         let arg0 = spec.argv.first().map(String::as_str).unwrap_or("");
         return Err(field_err(
@@ -779,6 +766,26 @@ pub fn check_host(spec: &SandboxSpec) -> Result<(), SpecError> {
                 "`{arg0}` is not found inside the sandbox (PATH={})",
                 spec.env.get("PATH").map(String::as_str).unwrap_or("")
             ),
+        ));
+    }
+    Ok(())
+}
+
+/// The state dir exists, is a directory and is writable.
+pub fn check_state_dir(spec: &SandboxSpec) -> Result<(), SpecError> {
+    match std::fs::metadata(&spec.state_dir) {
+        Ok(md) if md.is_dir() => {}
+        _ => {
+            return Err(field_err(
+                "state directory",
+                format!("{} is not a directory", spec.state_dir.display()),
+            ))
+        }
+    }
+    if nix::unistd::access(&spec.state_dir, nix::unistd::AccessFlags::W_OK).is_err() {
+        return Err(field_err(
+            "state directory",
+            format!("{} is not writable", spec.state_dir.display()),
         ));
     }
     Ok(())
