@@ -90,6 +90,8 @@ pub struct HostView {
     pub system: Vec<(String, HostEntry)>,
     /// The host's `/etc/ssl/certs`, when it exists.
     pub ssl_certs: Option<PathBuf>,
+    /// The host's `/etc/alternatives` (Debian's symlink farm behind awk, editor, ...).
+    pub alternatives: Option<PathBuf>,
 }
 
 impl HostView {
@@ -112,9 +114,11 @@ impl HostView {
             }
         }
         let certs = Path::new("/etc/ssl/certs");
+        let alt = Path::new("/etc/alternatives");
         HostView {
             system,
             ssl_certs: certs.is_dir().then(|| certs.to_path_buf()),
+            alternatives: alt.is_dir().then(|| alt.to_path_buf()),
         }
     }
 }
@@ -442,6 +446,15 @@ pub fn build(input: &SpecInput<'_>) -> Result<SandboxSpec, SpecError> {
             "host /etc/ssl/certs",
         ));
     }
+    if let Some(alt) = &input.host.alternatives {
+        mounts.push(bind(
+            "/etc/alternatives",
+            alt.clone(),
+            true,
+            false,
+            "host /etc/alternatives",
+        ));
+    }
 
     mounts.push(MountSpec {
         target: "/proc".into(),
@@ -678,6 +691,7 @@ fn check_mount_target(p: &str) -> Result<(), String> {
         "/opt/nemoclaw",
         STATE_PATH,
         "/etc/ssl/certs",
+        "/etc/alternatives",
     ] {
         if under(reserved) {
             return Err(format!(

@@ -24,6 +24,7 @@ fn host() -> HostView {
             ("sbin".into(), HostEntry::Symlink("usr/sbin".into())),
         ],
         ssl_certs: Some("/etc/ssl/certs".into()),
+        alternatives: None,
     }
 }
 
