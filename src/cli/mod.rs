@@ -18,6 +18,8 @@ pub mod init;
 pub mod pending;
 pub mod run;
 pub mod schema;
+pub mod start;
+pub mod stop;
 pub mod validate;
 
 /// Exit codes shared by every command.
@@ -108,9 +110,9 @@ pub enum Command {
     /// Reconcile on every change to the blueprints (for systemd, cron, GitOps).
     Watch(pending::PendingArgs),
     /// Start a sandbox.
-    Start(pending::PendingArgs),
+    Start(start::StartArgs),
     /// Stop a sandbox (state is kept).
-    Stop(pending::PendingArgs),
+    Stop(stop::StopArgs),
     /// Restart a sandbox.
     Restart(pending::PendingArgs),
     /// Stop a sandbox and remove it from the inventory.
@@ -183,6 +185,12 @@ pub fn main_with_args(args: Vec<std::ffi::OsString>) -> ExitCode {
     {
         return crate::sandbox::init::main(&args[2..]);
     }
+    if args
+        .get(1)
+        .is_some_and(|a| a == crate::supervisor::SUPERVISE_ARG)
+    {
+        return crate::supervisor::main(&args[2..]);
+    }
     let flavor = Flavor::from_argv0(&argv0);
     let cli = match Cli::try_parse_from(&args) {
         Ok(c) => c,
@@ -236,8 +244,8 @@ fn run(cmd: Command, ctx: &Context) -> anyhow::Result<Exit> {
         Command::Plan(_) => pending::not_yet("plan", "the reconciler"),
         Command::Apply(_) => pending::not_yet("apply", "the reconciler"),
         Command::Watch(_) => pending::not_yet("watch", "the reconciler"),
-        Command::Start(_) => pending::not_yet("start", "the sandbox supervisor"),
-        Command::Stop(_) => pending::not_yet("stop", "the sandbox supervisor"),
+        Command::Start(a) => start::run(a, ctx),
+        Command::Stop(a) => stop::run(a, ctx),
         Command::Restart(_) => pending::not_yet("restart", "the reconciler"),
         Command::Destroy(_) => pending::not_yet("destroy", "the reconciler"),
         Command::Status(_) => pending::not_yet("status", "the reconciler"),

@@ -165,6 +165,32 @@ impl Sandbox {
         }
     }
 
+    /// Reaps the init if it has exited; `None` while it runs.
+    pub fn try_wait(&mut self) -> Result<Option<Exit>, SpawnError> {
+        if self.reaped {
+            return Ok(None);
+        }
+        match waitpid(self.pid, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, c)) => {
+                self.reaped = true;
+                Ok(Some(Exit::Code(c)))
+            }
+            Ok(WaitStatus::Signaled(_, s, _)) => {
+                self.reaped = true;
+                Ok(Some(Exit::Signal(s as i32)))
+            }
+            Ok(_) => Ok(None),
+            Err(nix::errno::Errno::ECHILD) => {
+                self.reaped = true;
+                Ok(Some(Exit::Signal(libc::SIGKILL)))
+            }
+            Err(e) => Err(SpawnError::Io {
+                what: "waiting for the sandbox".into(),
+                source: e.into(),
+            }),
+        }
+    }
+
     /// Removes the cgroup (after [`Sandbox::wait`]). Returns whether the memory limit was hit.
     pub fn teardown(&mut self) -> Result<bool, SpawnError> {
         let mut oom = false;
