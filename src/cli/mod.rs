@@ -14,6 +14,7 @@ use crate::home::Home;
 
 pub mod completions;
 pub mod demo_agent;
+pub mod exec;
 pub mod init;
 pub mod pending;
 pub mod run;
@@ -122,7 +123,7 @@ pub enum Command {
     /// Show a sandbox's logs.
     Logs(pending::PendingArgs),
     /// Run a command inside a running sandbox.
-    Exec(pending::PendingArgs),
+    Exec(exec::ExecArgs),
     /// Run a command in a blueprint's sandbox in the foreground.
     Run(run::RunArgs),
     /// Export blueprints to other formats (Kubernetes).
@@ -250,7 +251,7 @@ fn run(cmd: Command, ctx: &Context) -> anyhow::Result<Exit> {
         Command::Destroy(_) => pending::not_yet("destroy", "the reconciler"),
         Command::Status(_) => pending::not_yet("status", "the reconciler"),
         Command::Logs(_) => pending::not_yet("logs", "the reconciler"),
-        Command::Exec(_) => pending::not_yet("exec", "the sandbox supervisor"),
+        Command::Exec(a) => exec::run(a, ctx),
         Command::Run(a) => run::run(a, ctx),
         Command::Export(_) => pending::not_yet("export", "Kubernetes export"),
         Command::Gateway(_) => pending::not_yet("gateway", "routed inference"),

@@ -34,7 +34,7 @@ pub struct RunArgs {
     pub bench_no_seccomp: bool,
 }
 
-const FORWARDED: [Signal; 4] = [
+pub(crate) const FORWARDED: [Signal; 4] = [
     Signal::SIGINT,
     Signal::SIGTERM,
     Signal::SIGHUP,
@@ -107,7 +107,9 @@ pub fn run(a: RunArgs, ctx: &Context) -> anyhow::Result<Exit> {
     if let Some(w) = stdin_feed {
         std::thread::spawn(move || copy_stdin(w));
     }
-    pump(&out_r, &err_r, &sigfd, &sandbox);
+    pump(&out_r, &err_r, &sigfd, &|sig| {
+        let _ = sandbox.signal(sig);
+    });
     let status = sandbox.wait()?;
     let oom = sandbox.teardown()?;
     if oom {
@@ -122,7 +124,7 @@ pub fn run(a: RunArgs, ctx: &Context) -> anyhow::Result<Exit> {
 }
 
 /// Copies the sandbox's stdout/stderr to ours until both close; forwards signals meanwhile.
-fn pump(out: &OwnedFd, err: &OwnedFd, sigfd: &SignalFd, sandbox: &crate::sandbox::Sandbox) {
+pub(crate) fn pump(out: &OwnedFd, err: &OwnedFd, sigfd: &SignalFd, forward: &dyn Fn(Signal)) {
     let mut open = [true, true];
     let mut buf = vec![0u8; 64 * 1024];
     let pair = [out, err];
@@ -148,7 +150,7 @@ fn pump(out: &OwnedFd, err: &OwnedFd, sigfd: &SignalFd, sandbox: &crate::sandbox
         if ready[fds.len() - 1] {
             if let Ok(Some(info)) = sigfd.read_signal() {
                 if let Ok(sig) = Signal::try_from(info.ssi_signo as i32) {
-                    let _ = sandbox.signal(sig);
+                    forward(sig);
                 }
             }
         }
@@ -178,7 +180,7 @@ fn pump(out: &OwnedFd, err: &OwnedFd, sigfd: &SignalFd, sandbox: &crate::sandbox
     }
 }
 
-fn copy_stdin(w: OwnedFd) {
+pub(crate) fn copy_stdin(w: OwnedFd) {
     let mut f = std::fs::File::from(w);
     let mut buf = [0u8; 16 * 1024];
     let mut stdin = std::io::stdin().lock();

@@ -61,7 +61,7 @@ pub fn step_name(step: u32) -> &'static str {
         STEP_WORKDIR => "enter the working directory (agent.workdir)",
         STEP_NNP => "set no_new_privs",
         STEP_SECCOMP => "install the seccomp filter",
-        STEP_EXEC => "execute the sandbox init",
+        STEP_EXEC => "execute the command",
         STEP_PDEATHSIG => "set the parent-death signal",
         _ => "sandbox setup",
     }
@@ -132,18 +132,18 @@ pub struct ChildFds {
     pub report: RawFd,
 }
 
-fn errno() -> i32 {
+pub(super) fn errno() -> i32 {
     // SAFETY: __errno_location returns this thread's errno slot, always valid.
     unsafe { *libc::__errno_location() }
 }
 
-fn report(fd: RawFd, kind: u32, step: u32, err: i32) {
+pub(super) fn report(fd: RawFd, kind: u32, step: u32, err: i32) {
     let msg: [u32; 3] = [kind, step, err as u32];
     // SAFETY: writes 12 bytes from a live stack array.
     unsafe { libc::write(fd, msg.as_ptr().cast(), 12) };
 }
 
-fn fail(fds: &ChildFds, step: u32, err: i32) -> ! {
+pub(super) fn fail(fds: &ChildFds, step: u32, err: i32) -> ! {
     report(fds.report, MSG_ERROR, step, err);
     // SAFETY: leaves the child at once, without running the parent's atexit handlers.
     unsafe { libc::_exit(127) }
@@ -165,7 +165,7 @@ fn wait_go(fds: &ChildFds) {
     }
 }
 
-fn check(fds: &ChildFds, step: u32, r: libc::c_int) {
+pub(super) fn check(fds: &ChildFds, step: u32, r: libc::c_int) {
     if r < 0 {
         fail(fds, step, errno());
     }
@@ -295,7 +295,7 @@ struct CapData {
 const CAP_V3: u32 = 0x2008_0522;
 
 /// Clears the bounding and ambient sets (needs CAP_SETPCAP, so before the uid switch).
-fn drop_bounding(last_cap: u32) -> libc::c_int {
+pub(super) fn drop_bounding(last_cap: u32) -> libc::c_int {
     for cap in 0..=last_cap {
         // SAFETY: prctl with integer arguments.
         let r = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
@@ -316,7 +316,7 @@ fn drop_bounding(last_cap: u32) -> libc::c_int {
 }
 
 /// Clears the effective, permitted and inheritable sets.
-fn clear_caps() -> libc::c_int {
+pub(super) fn clear_caps() -> libc::c_int {
     let hdr = CapHeader {
         version: CAP_V3,
         pid: 0,
@@ -329,7 +329,7 @@ fn clear_caps() -> libc::c_int {
 }
 
 /// True when no capability is left in any set and uid 0 cannot be regained.
-fn verify_no_caps(last_cap: u32) -> bool {
+pub(super) fn verify_no_caps(last_cap: u32) -> bool {
     let mut hdr = CapHeader {
         version: CAP_V3,
         pid: 0,

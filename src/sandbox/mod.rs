@@ -9,6 +9,7 @@
 
 pub mod cgroups;
 pub mod child;
+pub mod enter;
 pub mod ids;
 pub mod init;
 pub mod instance;
