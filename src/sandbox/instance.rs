@@ -111,16 +111,78 @@ pub fn spec_for(
         command,
         secrets,
     })?;
-    spec::check_host(&spec)?;
+    check_host(&spec)?;
     spawn::prepare_host(&spec).map_err(|e| SpecError::Field {
         field: "state directory".into(),
         message: e.to_string(),
     })?;
-    spec::check_state_dir(&spec)?;
+    check_state_dir(&spec)?;
     Ok(spec)
 }
 
 /// Whether `p` exists (helper for callers reporting leftovers).
 pub fn exists(p: &Path) -> bool {
     p.symlink_metadata().is_ok()
+}
+
+/// Host checks run before anything is created: every bind source (other than the state dir,
+/// which is created with the right owner first) exists, and the command is found. Errors name
+/// the blueprint field.
+pub fn check_host(spec: &SandboxSpec) -> Result<(), SpecError> {
+    for m in &spec.mounts {
+        if let spec::MountKind::Bind { source, file, .. } = &m.kind {
+            if source == &spec.state_dir {
+                continue;
+            }
+            let meta = std::fs::metadata(source);
+            let ok = match &meta {
+                Ok(md) => md.is_dir() != *file,
+                Err(_) => false,
+            };
+            if !ok {
+                let what = if meta.is_err() {
+                    "does not exist"
+                } else if *file {
+                    "is a directory, not a file"
+                } else {
+                    "is not a directory"
+                };
+                return Err(spec::field_err(
+                    m.origin.clone(),
+                    format!("{} {what}", source.display()),
+                ));
+            }
+        }
+    }
+    if spec.resolve_command(|p| p.is_file()).is_none() {
+        let arg0 = spec.argv.first().map(String::as_str).unwrap_or("");
+        return Err(spec::field_err(
+            spec.command_origin.clone(),
+            format!(
+                "`{arg0}` is not found inside the sandbox (PATH={})",
+                spec.env.get("PATH").map(String::as_str).unwrap_or("")
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The state dir exists, is a directory and is writable.
+pub fn check_state_dir(spec: &SandboxSpec) -> Result<(), SpecError> {
+    match std::fs::metadata(&spec.state_dir) {
+        Ok(md) if md.is_dir() => {}
+        _ => {
+            return Err(spec::field_err(
+                "state directory",
+                format!("{} is not a directory", spec.state_dir.display()),
+            ))
+        }
+    }
+    if nix::unistd::access(&spec.state_dir, nix::unistd::AccessFlags::W_OK).is_err() {
+        return Err(spec::field_err(
+            "state directory",
+            format!("{} is not writable", spec.state_dir.display()),
+        ));
+    }
+    Ok(())
 }

@@ -3,9 +3,9 @@
 //! tested without root. The effectful side ([`super::spawn`]) only carries the spec out.
 //!
 //! The host is consulted only through [`HostView`] (which system directories exist and which
-//! are symlinks), probed once by [`HostView::probe`]; [`check_host`] then verifies, before
-//! anything is created, that every path the spec needs exists (bad input fails naming the
-//! blueprint field, nothing half-built is left behind).
+//! are symlinks), probed once by [`HostView::probe`]; `instance::check_host` then verifies,
+//! before anything is created, that every path the spec needs exists (bad input fails naming
+//! the blueprint field, nothing half-built is left behind).
 
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
@@ -44,7 +44,7 @@ pub enum SpecError {
     Field { field: String, message: String },
 }
 
-fn field_err(field: impl Into<String>, message: impl Into<String>) -> SpecError {
+pub(crate) fn field_err(field: impl Into<String>, message: impl Into<String>) -> SpecError {
     SpecError::Field {
         field: field.into(),
         message: message.into(),
@@ -741,68 +741,6 @@ fn etc_files(name: &str, uid: u32, gid: u32) -> Vec<FileSpec> {
         f("/etc/nsswitch.conf", "passwd: files\ngroup: files\nshadow: files\nhosts: files dns\nnetworks: files\nprotocols: files\nservices: files\n".to_string()),
         f("/etc/hostname", format!("{name}\n")),
     ]
-}
-
-/// Host checks run before anything is created: every bind source (other than the state dir,
-/// which is created with the right owner first) exists, and the command is found. Errors name
-/// the blueprint field.
-pub fn check_host(spec: &SandboxSpec) -> Result<(), SpecError> {
-    for m in &spec.mounts {
-        if let MountKind::Bind { source, file, .. } = &m.kind {
-            if source == &spec.state_dir {
-                continue;
-            }
-            let meta = std::fs::metadata(source);
-            let ok = match &meta {
-                Ok(md) => md.is_dir() != *file,
-                Err(_) => false,
-            };
-            if !ok {
-                let what = if meta.is_err() {
-                    "does not exist"
-                } else if *file {
-                    "is a directory, not a file"
-                } else {
-                    "is not a directory"
-                };
-                return Err(field_err(
-                    m.origin.clone(),
-                    format!("{} {what}", source.display()),
-                ));
-            }
-        }
-    }
-    if spec.resolve_command(|p| p.is_file()).is_none() {
-        let arg0 = spec.argv.first().map(String::as_str).unwrap_or("");
-        return Err(field_err(
-            spec.command_origin.clone(),
-            format!(
-                "`{arg0}` is not found inside the sandbox (PATH={})",
-                spec.env.get("PATH").map(String::as_str).unwrap_or("")
-            ),
-        ));
-    }
-    Ok(())
-}
-
-/// The state dir exists, is a directory and is writable.
-pub fn check_state_dir(spec: &SandboxSpec) -> Result<(), SpecError> {
-    match std::fs::metadata(&spec.state_dir) {
-        Ok(md) if md.is_dir() => {}
-        _ => {
-            return Err(field_err(
-                "state directory",
-                format!("{} is not a directory", spec.state_dir.display()),
-            ))
-        }
-    }
-    if nix::unistd::access(&spec.state_dir, nix::unistd::AccessFlags::W_OK).is_err() {
-        return Err(field_err(
-            "state directory",
-            format!("{} is not writable", spec.state_dir.display()),
-        ));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -486,7 +486,7 @@ impl Daemon {
     fn answer(&mut self, c: &mut Client, line: &str) -> Response {
         let env = match protocol::parse_request(line) {
             Ok(e) => e,
-            Err(r) => return r,
+            Err(r) => return *r,
         };
         let id = env.id;
         match env.request {

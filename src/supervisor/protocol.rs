@@ -124,13 +124,13 @@ impl Response {
 }
 
 /// Parses one request line; the error is the response to send.
-pub fn parse_request(line: &str) -> Result<Envelope, Response> {
+pub fn parse_request(line: &str) -> Result<Envelope, Box<Response>> {
     serde_json::from_str::<Envelope>(line).map_err(|e| {
         let id = serde_json::from_str::<serde_json::Value>(line)
             .ok()
             .and_then(|v| v.get("id").cloned())
             .unwrap_or_default();
-        Response::err(id, format!("bad request: {e}"))
+        Box::new(Response::err(id, format!("bad request: {e}")))
     })
 }
 
