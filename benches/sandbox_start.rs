@@ -31,7 +31,10 @@ fn main() {
     let home = dir.path().join("home");
     let bp = dir.path().join("bench.yaml");
     std::fs::write(&bp, "apiVersion: nemoclaw.dev/v1\nkind: Blueprint\nmetadata:\n  name: bench-start\n  version: 1\nagent:\n  command: /bin/true\nresources:\n  memory: 256Mi\n  pids: 64\n  cpu: 1\n").unwrap();
-    let state = home.join("state/bench-start");
+    // bwrap maps uid 1000 to root, which cannot enter the sandbox-owned state dir: give it its own.
+    let state = dir.path().join("bwrap-state");
+    std::fs::create_dir(&state).unwrap();
+    std::fs::set_permissions(&state, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
 
     let nemoclaw = |extra: &[&str]| {
         let mut c = Command::new(BIN);
@@ -48,41 +51,55 @@ fn main() {
         "nemoclaw run failed; run the escape tests first"
     );
 
-    let mut rows: Vec<(String, Option<Stats>)> = Vec::new();
-    rows.push((
-        "fork/exec /bin/true".into(),
-        Some(measure(runs, || {
-            Command::new("/bin/true").status().unwrap().success()
-        })),
-    ));
-    let ns_only = measure(runs, || {
-        nemoclaw(&["--bench-no-cgroups", "--bench-no-seccomp"])
-            .status()
-            .unwrap()
-            .success()
-    });
-    rows.push((
-        "nemoclaw run: namespaces+binds (bwrap-equivalent)".into(),
-        Some(ns_only),
-    ));
-    let full = measure(runs, || nemoclaw(&[]).status().unwrap().success());
-    rows.push(("nemoclaw run: everything on".into(), Some(full)));
+    // The launchers are measured round-robin, one run each per round, so load from other
+    // processes on the machine affects every line alike.
     let bwrap = which("bwrap");
-    match &bwrap {
-        Some(b) => {
-            let args = bwrap_args(&state);
-            rows.push((
-                "bwrap --unshare-all (equivalent binds)".into(),
-                Some(measure(runs, || {
-                    Command::new(b).args(&args).status().unwrap().success()
-                })),
-            ));
-        }
-        None => rows.push((
+    let bwrap_argv = bwrap_args(&state);
+    let mut launchers: Vec<(String, Box<dyn FnMut() -> bool + '_>)> = vec![
+        (
+            "fork/exec /bin/true".into(),
+            Box::new(|| Command::new("/bin/true").status().unwrap().success()),
+        ),
+        (
+            "nemoclaw run: namespaces+binds (bwrap-equivalent)".into(),
+            Box::new(|| {
+                nemoclaw(&["--bench-no-cgroups", "--bench-no-seccomp"])
+                    .status()
+                    .unwrap()
+                    .success()
+            }),
+        ),
+        (
+            "nemoclaw run: everything on".into(),
+            Box::new(|| nemoclaw(&[]).status().unwrap().success()),
+        ),
+    ];
+    if let Some(b) = bwrap.clone() {
+        launchers.push((
+            "bwrap --unshare-all (equivalent binds)".into(),
+            Box::new(move || {
+                Command::new(&b)
+                    .args(&bwrap_argv)
+                    .status()
+                    .unwrap()
+                    .success()
+            }),
+        ));
+    }
+    let stats = measure_round_robin(runs, &mut launchers);
+    let mut rows: Vec<(String, Option<Stats>)> = launchers
+        .iter()
+        .map(|(n, _)| n.clone())
+        .zip(stats.into_iter().map(Some))
+        .collect();
+    if bwrap.is_none() {
+        rows.push((
             "bwrap --unshare-all: NOT FOUND (apt-get install bubblewrap)".into(),
             None,
-        )),
+        ));
     }
+    let ns_only = rows[1].1.unwrap();
+    let full = rows[2].1.unwrap();
 
     let bwrap_median = rows
         .iter()
@@ -139,17 +156,28 @@ struct Stats {
     max: f64,
 }
 
-fn measure(runs: usize, mut f: impl FnMut() -> bool) -> Stats {
-    for _ in 0..5 {
-        assert!(f(), "warm-up run failed");
+#[allow(clippy::type_complexity)]
+fn measure_round_robin(
+    runs: usize,
+    launchers: &mut [(String, Box<dyn FnMut() -> bool + '_>)],
+) -> Vec<Stats> {
+    for (name, f) in launchers.iter_mut() {
+        for _ in 0..5 {
+            assert!(f(), "warm-up run of {name} failed");
+        }
     }
-    let mut xs: Vec<f64> = (0..runs)
-        .map(|_| {
+    let mut samples: Vec<Vec<f64>> = vec![Vec::with_capacity(runs); launchers.len()];
+    for _ in 0..runs {
+        for (i, (name, f)) in launchers.iter_mut().enumerate() {
             let t = Instant::now();
-            assert!(f(), "measured run failed");
-            t.elapsed().as_secs_f64() * 1000.0
-        })
-        .collect();
+            assert!(f(), "measured run of {name} failed");
+            samples[i].push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+    }
+    samples.into_iter().map(stats).collect()
+}
+
+fn stats(mut xs: Vec<f64>) -> Stats {
     xs.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let at = |q: f64| xs[((xs.len() - 1) as f64 * q).round() as usize];
     Stats {

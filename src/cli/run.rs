@@ -7,7 +7,6 @@
 use std::io::{IsTerminal, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::{anyhow, Context as _};
 use clap::Args;
@@ -16,8 +15,8 @@ use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use super::{Context, Exit};
-use crate::home::{FileLock, HomeError};
 use crate::sandbox::{instance, spawn, LoopbackOnly, SpawnOptions, Stdio};
+use crate::supervisor::pidlock::{PidLock, PidLockError};
 
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
@@ -56,13 +55,10 @@ pub fn run(a: RunArgs, ctx: &Context) -> anyhow::Result<Exit> {
     let run_dir = home.run_dir(&name);
     crate::home::create_dir_private(&run_dir)?;
     // One sandbox per name at a time: `run` holds the same lock a supervisor holds.
-    let _lock = match FileLock::acquire(&run_dir.join("supervisor.pid"), "nemoclaw run", Duration::ZERO) {
+    let _lock = match PidLock::try_acquire(&run_dir.join("supervisor.pid"), "nemoclaw run") {
         Ok(l) => l,
-        Err(HomeError::Locked { holder, what, .. }) => {
-            return Err(anyhow!(
-                "sandbox `{name}` is already running (process {holder}{}): stop it first, or use `nemoclaw exec {name} -- CMD`",
-                what.map(|w| format!(", {w}")).unwrap_or_default()
-            ))
+        Err(PidLockError::Held { pid, what }) => {
+            return Err(anyhow!("sandbox `{name}` is already running (process {pid}, {what}): stop it first, or use `nemoclaw exec {name} -- CMD`"))
         }
         Err(e) => return Err(e.into()),
     };

@@ -409,7 +409,8 @@ impl SandboxCgroup {
                                 waited: start.elapsed(),
                             });
                         }
-                        std::thread::sleep(Duration::from_millis(5));
+                        // Exiting tasks leave the group within microseconds; back off slowly.
+                        std::thread::sleep(Duration::from_micros(100).max(start.elapsed() / 4));
                     }
                     Err(e) => return Err(io_at(dir)(e)),
                 }

@@ -57,16 +57,15 @@ pub fn main(args: &[OsString]) -> ExitCode {
     }
     let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None);
 
+    // The agent gets its own process group and an empty signal mask (std's posix_spawn path
+    // would keep our blocked set, so the mask is reset in pre_exec).
     let mut cmd = std::process::Command::new(prog);
-    cmd.args(&argv[1..]);
-    cmd.arg0(prog);
-    // SAFETY: the closure runs in the forked child before exec and only calls setpgid and
-    // sigprocmask, both async-signal-safe.
+    cmd.args(&argv[1..]).process_group(0);
+    // SAFETY: the closure runs in the forked child before exec and only calls sigprocmask,
+    // which is async-signal-safe.
     unsafe {
         cmd.pre_exec(|| {
-            libc::setpgid(0, 0);
-            let empty = SigSet::empty();
-            nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&empty), None)?;
+            nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)?;
             Ok(())
         });
     }

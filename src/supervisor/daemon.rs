@@ -19,11 +19,12 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use super::logcap::{CappedLog, AGENT_LOG_CAP};
+use super::pidlock::PidLock;
 use super::policy::{Decision, Policy, Tracker};
 use super::protocol::{self, ExecInfo, Request, Response, State, Status, PROTOCOL_VERSION};
 use super::SupervisorError;
 use crate::blueprint::types::Blueprint;
-use crate::home::{FileLock, Home};
+use crate::home::Home;
 use crate::sandbox::cgroups::{self, SandboxCgroup};
 use crate::sandbox::{instance, spawn, LoopbackOnly, Sandbox, SandboxSpec, SpawnOptions, Stdio};
 
@@ -102,12 +103,8 @@ fn load(path: &Path) -> Result<Blueprint, SupervisorError> {
 /// Runs the supervisor for `name` until it is stopped. Returns the process exit code.
 pub fn run(home: &Home, name: &str) -> Result<i32, SupervisorError> {
     let run_dir = home.run_dir(name);
-    let lock = FileLock::acquire(
-        &run_dir.join("supervisor.pid"),
-        "nemoclaw supervisor",
-        Duration::ZERO,
-    )
-    .map_err(|e| SupervisorError::AlreadyRunning(e.to_string()))?;
+    let lock = PidLock::try_acquire(&run_dir.join("supervisor.pid"), "nemoclaw supervisor")
+        .map_err(|e| SupervisorError::AlreadyRunning(e.to_string()))?;
     clean_leftovers(home, name)?;
     let bp_path = deployed_blueprint(home, name);
     let bp = load(&bp_path)?;

@@ -6,14 +6,14 @@
 //! - [`policy`]: restart decisions with backoff and give-up (pure).
 //! - [`logcap`]: the size-capped agent log.
 
+use crate::home::{Home, HomeError};
 use std::path::PathBuf;
-use std::time::Duration;
-
-use crate::home::{FileLock, Home, HomeError};
 
 pub mod client;
 pub mod daemon;
+pub mod health;
 pub mod logcap;
+pub mod pidlock;
 pub mod policy;
 pub mod protocol;
 
@@ -42,15 +42,7 @@ pub enum SupervisorError {
 
 /// Whether the supervisor of `name` is alive: its pid file is locked.
 pub fn is_running(home: &Home, name: &str) -> bool {
-    let p = home.run_dir(name).join("supervisor.pid");
-    if !p.exists() {
-        return false;
-    }
-    match FileLock::acquire(&p, "probe", Duration::ZERO) {
-        Ok(_) => false,
-        Err(HomeError::Locked { .. }) => true,
-        Err(_) => false,
-    }
+    pidlock::is_held(&home.run_dir(name).join("supervisor.pid"))
 }
 
 /// The control socket of `name`.
