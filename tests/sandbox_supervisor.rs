@@ -327,3 +327,68 @@ fn sandboxes_run_side_by_side() {
     assert!(!pids_in_cgroup_named("sup-side-b").is_empty());
     nc(&lab, &["stop", "sup-side-b"]).ok();
 }
+
+#[test]
+fn exec_health_check_reports_health() {
+    let lab = Lab::new();
+    let bp = agent_bp(
+        &lab,
+        "sup-health",
+        LOOP,
+        "lifecycle:\n  healthCheck:\n    exec: ['/bin/sh', '-c', 'test -f /workspace/state/healthy']\n    interval: 200ms\n    timeout: 2s\n    retries: 2\n",
+    );
+    nc(&lab, &["start", bp.to_str().unwrap()]).ok();
+    wait_for("unhealthy", Duration::from_secs(10), || {
+        status(&lab, "sup-health").and_then(|s| s.healthy) == Some(false)
+    });
+    std::fs::write(lab.state("sup-health").join("healthy"), "").unwrap();
+    wait_for("healthy", Duration::from_secs(10), || {
+        status(&lab, "sup-health").and_then(|s| s.healthy) == Some(true)
+    });
+    nc(&lab, &["stop", "sup-health"]).ok();
+}
+
+#[test]
+fn http_health_check_dials_inside_the_sandbox() {
+    let lab = Lab::new();
+    let server = "import http.server, socketserver\nclass H(http.server.BaseHTTPRequestHandler):\n    def do_GET(self):\n        self.send_response(200 if self.path == '/ok' else 503); self.end_headers()\n    def log_message(self, *a): pass\nsocketserver.TCPServer(('127.0.0.1', 8080), H).serve_forever()";
+    let p = lab.dir.path().join("sup-http.yaml");
+    let yaml = format!(
+        "apiVersion: nemoclaw.dev/v1\nkind: Blueprint\nmetadata:\n  name: sup-http\n  version: 1\nagent:\n  command: {PY}\n  args: ['-c', {}]\nlifecycle:\n  healthCheck:\n    http: {{port: 8080, path: /ok}}\n    interval: 200ms\n    retries: 1\n",
+        serde_json::to_string(server).unwrap()
+    );
+    std::fs::write(&p, yaml).unwrap();
+    nc(&lab, &["start", p.to_str().unwrap()]).ok();
+    wait_for("healthy over HTTP", Duration::from_secs(10), || {
+        status(&lab, "sup-http").and_then(|s| s.healthy) == Some(true)
+    });
+    // Nothing listens on the host's 127.0.0.1:8080 because of this sandbox.
+    assert!(std::net::TcpStream::connect("127.0.0.1:8080").is_err());
+    nc(&lab, &["stop", "sup-http"]).ok();
+}
+
+#[test]
+fn disk_cap_stops_the_agent_with_a_clear_status() {
+    let lab = Lab::new();
+    let bp = agent_bp(
+        &lab,
+        "sup-disk",
+        "head -c 2097152 /dev/zero > /workspace/state/big; while true; do sleep 0.1; done",
+        "resources:\n  disk: 1Mi\nlifecycle:\n  stopTimeout: 1s\n",
+    );
+    nc(&lab, &["start", bp.to_str().unwrap()]).ok();
+    wait_for("the disk cap", Duration::from_secs(15), || {
+        status(&lab, "sup-disk").is_some_and(|s| s.state == State::Failed)
+    });
+    let s = status(&lab, "sup-disk").unwrap();
+    assert!(
+        s.message
+            .as_deref()
+            .unwrap_or("")
+            .contains("resources.disk"),
+        "{s:?}"
+    );
+    assert!(s.pid.is_none() && pids_in_cgroup_named("sup-disk").is_empty());
+    nc(&lab, &["stop", "sup-disk"]).ok();
+    assert!(lab.state("sup-disk").join("big").exists(), "state is kept");
+}

@@ -18,6 +18,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
+use super::health;
 use super::logcap::{CappedLog, AGENT_LOG_CAP};
 use super::pidlock::PidLock;
 use super::policy::{Decision, Policy, Tracker};
@@ -26,10 +27,13 @@ use super::SupervisorError;
 use crate::blueprint::types::Blueprint;
 use crate::home::Home;
 use crate::sandbox::cgroups::{self, SandboxCgroup};
-use crate::sandbox::{instance, spawn, LoopbackOnly, Sandbox, SandboxSpec, SpawnOptions, Stdio};
+use crate::sandbox::enter::Target;
+use crate::sandbox::{
+    instance, spawn, LoopbackOnly, NetworkSetup, Sandbox, SandboxSpec, SpawnOptions, Stdio,
+};
 
 /// How often the state dir's size is checked against `resources.disk`.
-const DISK_CHECK: Duration = Duration::from_secs(10);
+const DISK_CHECK: Duration = Duration::from_secs(3);
 
 struct Client {
     stream: UnixStream,
@@ -56,6 +60,13 @@ struct Daemon {
     exit_when_down: bool,
     /// The state to settle in when the agent goes down (instead of the restart policy).
     down_state: Option<State>,
+    /// The network set-up hook run for every (re)start of the sandbox.
+    net: Box<dyn NetworkSetup>,
+    health: Option<health::Check>,
+    health_state: health::HealthState,
+    health_run: Option<health::Running>,
+    next_health: Option<Instant>,
+    started_at: Instant,
     next_disk_check: Instant,
 }
 
@@ -100,8 +111,18 @@ fn load(path: &Path) -> Result<Blueprint, SupervisorError> {
         })
 }
 
-/// Runs the supervisor for `name` until it is stopped. Returns the process exit code.
+/// Runs the supervisor for `name` until it is stopped, with a loopback-only network.
 pub fn run(home: &Home, name: &str) -> Result<i32, SupervisorError> {
+    run_with(home, name, Box::new(LoopbackOnly))
+}
+
+/// Runs the supervisor for `name` until it is stopped; `net` sets up the sandbox's network
+/// namespace on every (re)start. Returns the process exit code.
+pub fn run_with(
+    home: &Home,
+    name: &str,
+    net: Box<dyn NetworkSetup>,
+) -> Result<i32, SupervisorError> {
     let run_dir = home.run_dir(name);
     let lock = PidLock::try_acquire(&run_dir.join("supervisor.pid"), "nemoclaw supervisor")
         .map_err(|e| SupervisorError::AlreadyRunning(e.to_string()))?;
@@ -158,6 +179,16 @@ pub fn run(home: &Home, name: &str) -> Result<i32, SupervisorError> {
         stop_deadline: None,
         exit_when_down: false,
         down_state: None,
+        net,
+        health: bp
+            .lifecycle
+            .health_check
+            .as_ref()
+            .and_then(health::Check::from_blueprint),
+        health_state: health::HealthState::default(),
+        health_run: None,
+        next_health: None,
+        started_at: Instant::now(),
         next_disk_check: Instant::now() + DISK_CHECK,
     };
     event(
@@ -252,6 +283,7 @@ impl Daemon {
             recent_crashes: self.tracker.recent(),
             last_exit: self.last_exit,
             message: self.message.clone(),
+            healthy: self.health_state.healthy,
             memory_bytes: self
                 .sandbox
                 .as_ref()
@@ -265,6 +297,8 @@ impl Daemon {
             self.next_start,
             self.stop_deadline,
             self.disk_cap.map(|_| self.next_disk_check),
+            self.next_health,
+            self.health_run.as_ref().map(|r| r.deadline),
         ]
         .into_iter()
         .flatten()
@@ -273,6 +307,7 @@ impl Daemon {
 
     /// Timers: start or restart, escalate a stop, check the disk cap.
     fn tick(&mut self) {
+        self.tick_health();
         let now = Instant::now();
         if self.next_start.is_some_and(|t| t <= now)
             && self.sandbox.is_none()
@@ -310,6 +345,85 @@ impl Daemon {
         }
     }
 
+    /// Starts a health check when one is due; kills one that overran its timeout.
+    fn tick_health(&mut self) {
+        let now = Instant::now();
+        if let Some(r) = &self.health_run {
+            if r.deadline <= now {
+                let _ = nix::sys::signal::kill(r.pid, Signal::SIGKILL);
+            }
+            return;
+        }
+        let (Some(check), Some(due)) = (&self.health, self.next_health) else {
+            return;
+        };
+        if due > now || self.state != State::Running {
+            return;
+        }
+        self.next_health = Some(now + check.interval);
+        let Some(target) = self.target() else { return };
+        match health::start(check, &target) {
+            Ok(r) => self.health_run = Some(r),
+            Err(e) => {
+                event(
+                    &self.name,
+                    "health-check-error",
+                    serde_json::json!({"error": e}),
+                );
+                self.health_result(false);
+            }
+        }
+    }
+
+    fn health_result(&mut self, ok: bool) {
+        let Some(check) = &self.health else { return };
+        let in_start = self.started_at.elapsed() < check.start_period;
+        let before = self.health_state.healthy;
+        self.health_state.record(ok, check.retries, in_start);
+        if self.health_state.healthy != before {
+            event(
+                &self.name,
+                "health",
+                serde_json::json!({"healthy": self.health_state.healthy}),
+            );
+        }
+    }
+
+    /// Reaps a finished health check.
+    fn reap_health(&mut self) {
+        let Some(r) = &self.health_run else { return };
+        let ok = match nix::sys::wait::waitpid(r.pid, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
+            Ok(nix::sys::wait::WaitStatus::Exited(_, c)) => c == 0,
+            Ok(nix::sys::wait::WaitStatus::Signaled(..)) | Err(_) => false,
+            Ok(_) => return,
+        };
+        self.health_run = None;
+        self.health_result(ok);
+    }
+
+    /// What `exec` and exec health checks need to join the running sandbox.
+    fn target(&self) -> Option<Target> {
+        let sb = self.sandbox.as_ref()?;
+        Some(Target {
+            pid: sb.pid.as_raw(),
+            uid: self.spec.uid,
+            gid: self.spec.gid,
+            workdir: self.spec.workdir.clone(),
+            env: self
+                .spec
+                .env
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            cgroup_dirs: sb
+                .cgroup
+                .as_ref()
+                .map(|c| c.dirs.iter().map(|(_, _, p)| p.clone()).collect())
+                .unwrap_or_default(),
+            seccomp_deny: self.spec.seccomp_deny.clone(),
+        })
+    }
+
     fn start(&mut self) {
         self.state = State::Starting;
         let result = (|| -> Result<(Sandbox, OwnedFd), String> {
@@ -324,7 +438,7 @@ impl Daemon {
                 &self.spec,
                 &SpawnOptions::default(),
                 stdio,
-                &mut LoopbackOnly,
+                self.net.as_mut(),
             )
             .map_err(|e| e.to_string())?;
             Ok((sb, r))
@@ -339,6 +453,13 @@ impl Daemon {
                 self.sandbox = Some(sb);
                 self.output = Some(out);
                 self.state = State::Running;
+                self.started_at = Instant::now();
+                self.health_state = health::HealthState::default();
+                self.next_health = self.health.as_ref().map(|c| {
+                    Instant::now()
+                        + c.interval
+                            .min(c.start_period.max(Duration::from_millis(100)))
+                });
                 self.message = None;
             }
             Err(e) => {
@@ -363,6 +484,7 @@ impl Daemon {
     }
 
     fn reap(&mut self) {
+        self.reap_health();
         let Some(sb) = &mut self.sandbox else { return };
         let exit = match sb.try_wait() {
             Ok(Some(e)) => e,
@@ -397,6 +519,10 @@ impl Daemon {
     fn after_exit(&mut self, code: i32) {
         self.last_exit = Some(code);
         self.stop_deadline = None;
+        self.next_health = None;
+        if let Some(r) = &self.health_run {
+            let _ = nix::sys::signal::kill(r.pid, Signal::SIGKILL);
+        }
         if let Some(s) = self.down_state.take() {
             self.state = s;
             return;
@@ -522,25 +648,16 @@ impl Daemon {
                 }
                 Err(e) => Response::err(id, e.to_string()),
             },
-            Request::ExecInfo => match &self.sandbox {
-                Some(sb) if self.state == State::Running => Response {
+            Request::ExecInfo => match self.target() {
+                Some(t) if self.state == State::Running => Response {
                     exec: Some(ExecInfo {
-                        pid: sb.pid.as_raw(),
-                        uid: self.spec.uid,
-                        gid: self.spec.gid,
-                        workdir: self.spec.workdir.clone(),
-                        env: self
-                            .spec
-                            .env
-                            .iter()
-                            .map(|(k, v)| (k.clone(), v.clone()))
-                            .collect(),
-                        cgroup_dirs: sb
-                            .cgroup
-                            .as_ref()
-                            .map(|c| c.dirs.iter().map(|(_, _, p)| p.clone()).collect())
-                            .unwrap_or_default(),
-                        seccomp_deny: self.spec.seccomp_deny.clone(),
+                        pid: t.pid,
+                        uid: t.uid,
+                        gid: t.gid,
+                        workdir: t.workdir,
+                        env: t.env,
+                        cgroup_dirs: t.cgroup_dirs,
+                        seccomp_deny: t.seccomp_deny,
                     }),
                     ..Response::ok(id)
                 },

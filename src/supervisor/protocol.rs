@@ -68,6 +68,10 @@ pub struct Status {
     pub last_exit: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// The health check's verdict (`lifecycle.healthCheck`); absent without a check or before
+    /// its first counted result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthy: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_bytes: Option<u64>,
 }
@@ -193,6 +197,7 @@ mod tests {
             recent_crashes: 2,
             last_exit: Some(1),
             message: None,
+            healthy: None,
             memory_bytes: None,
         };
         let v = serde_json::to_value(&s).unwrap();
