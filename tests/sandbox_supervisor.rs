@@ -66,6 +66,12 @@ fn start_exec_stop_keeps_state_and_logs_and_leaves_nothing() {
     assert!(o.stdout.contains("started `sup-basic`"), "{}", o.stdout);
     let s = status(&lab, "sup-basic").unwrap();
     assert_eq!(s.state, State::Running);
+    let netns = std::fs::read_link(format!("/proc/{}/ns/net", s.pid.unwrap())).unwrap();
+    let host_netns = std::fs::read_link("/proc/self/ns/net").unwrap();
+    assert_ne!(
+        netns, host_netns,
+        "the sandbox has its own network namespace"
+    );
     assert!(s.memory_bytes.is_some_and(|m| m > 0));
     // Starting again is a no-op.
     assert!(nc(&lab, &["start", "sup-basic"])
@@ -137,6 +143,17 @@ fn start_exec_stop_keeps_state_and_logs_and_leaves_nothing() {
     assert!(cgroup_dirs("sup-basic").is_empty());
     assert!(pids_in_cgroup_named("sup-basic").is_empty());
     assert!(!lab.home.join("run/sup-basic/control.sock").exists());
+    // The sandbox's network namespace is gone: no process on the host is in it any more.
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(ns) = std::fs::read_link(e.path().join("ns/net")) {
+            assert_ne!(
+                ns,
+                netns,
+                "process {:?} is still in the sandbox's netns",
+                e.file_name()
+            );
+        }
+    }
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mounts.contains(lab.home.to_str().unwrap()));
     assert!(nc(&lab, &["exec", "sup-basic", "--", "true"])

@@ -673,3 +673,7 @@ pub unsafe fn owned(fd: i32) -> OwnedFd {
     // SAFETY: guaranteed by the caller.
     unsafe { OwnedFd::from_raw_fd(fd) }
 }
+
+#[cfg(test)]
+#[path = "spawn_tests.rs"]
+mod tests;
