@@ -454,8 +454,13 @@ fn two_sandboxes_cannot_signal_or_trace_each_other() {
         assert!(Instant::now() < deadline);
         std::thread::sleep(Duration::from_millis(20));
     };
+    // The agent (`sleep`), once it runs: the sandbox's first process is host root for a moment
+    // during setup.
     let a_pid = loop {
-        if let Some(p) = pids_in_cgroup_named("esc-peer-a").into_iter().next() {
+        let agent = pids_in_cgroup_named("esc-peer-a").into_iter().find(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "sleep")
+        });
+        if let Some(p) = agent {
             break p;
         }
         assert!(Instant::now() < deadline, "A's agent never appeared");

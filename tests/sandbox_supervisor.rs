@@ -74,6 +74,12 @@ fn start_exec_stop_keeps_state_and_logs_and_leaves_nothing() {
     );
     assert!(s.memory_bytes.is_some_and(|m| m > 0));
     // Starting again is a no-op.
+    let starts = lab.state("sup-basic").join("starts");
+    wait_for(
+        "the agent to write its state",
+        Duration::from_secs(5),
+        || starts.exists(),
+    );
     assert!(nc(&lab, &["start", "sup-basic"])
         .ok()
         .stdout
@@ -171,10 +177,16 @@ fn stop_kills_an_agent_that_ignores_sigterm_after_the_timeout() {
     let bp = agent_bp(
         &lab,
         "sup-stubborn",
-        "trap '' TERM; while true; do sleep 0.1; done",
+        "trap '' TERM; touch /workspace/state/ready; while true; do sleep 0.1; done",
         "lifecycle:\n  stopTimeout: 1s\n",
     );
     nc(&lab, &["start", bp.to_str().unwrap()]).ok();
+    let ready = lab.state("sup-stubborn").join("ready");
+    wait_for(
+        "the agent to ignore SIGTERM",
+        Duration::from_secs(5),
+        || ready.exists(),
+    );
     let t = Instant::now();
     nc(&lab, &["stop", "sup-stubborn"]).ok();
     let took = t.elapsed();

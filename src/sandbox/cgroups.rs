@@ -254,12 +254,47 @@ fn unescape(s: &str) -> String {
 }
 
 /// The directory of sandbox `name` in a hierarchy: `<mount>/<own>/nemoclaw/<name>`.
+///
+/// v1 nests under this process's own group (v1 has no rule against processes in inner groups,
+/// and the sandbox stays inside whatever limits its creator lives under). v2 forbids controllers
+/// below a group that holds processes, and our own group always holds us, so on v2 the groups
+/// hang below the hierarchy root instead, in `nemoclaw/<name>/` with two leaves: `sandbox`
+/// (the agent) and `supervisor` (see [`supervisor_dir`]). Neither is ever the root itself.
 pub fn sandbox_dir(h: &Hierarchy, name: &str) -> PathBuf {
-    let mut p = h.mount.clone();
-    if !h.own.is_empty() {
-        p.push(&h.own);
+    match h.version {
+        Version::V1 => {
+            let mut p = h.mount.clone();
+            if !h.own.is_empty() {
+                p.push(&h.own);
+            }
+            p.join("nemoclaw").join(name)
+        }
+        Version::V2 => h.mount.join("nemoclaw").join(name).join("sandbox"),
     }
-    p.join("nemoclaw").join(name)
+}
+
+/// v2 only: the leaf the supervisor of `name` moves itself into (none on v1).
+pub fn supervisor_dir(h: &Hierarchy, name: &str) -> Option<PathBuf> {
+    (h.version == Version::V2).then(|| h.mount.join("nemoclaw").join(name).join("supervisor"))
+}
+
+/// v2 only: the supervisor leaf of `name` on this layout.
+pub fn supervisor_leaf(layout: &Layout, name: &str) -> Option<PathBuf> {
+    layout
+        .hierarchies
+        .iter()
+        .find_map(|(_, h)| supervisor_dir(h, name))
+}
+
+/// Moves the calling process into `leaf` (creating it).
+pub fn join_leaf(leaf: &Path) -> Result<(), CgroupError> {
+    fs::create_dir_all(leaf).map_err(io_at(leaf))?;
+    let p = leaf.join("cgroup.procs");
+    fs::write(&p, std::process::id().to_string()).map_err(|source| CgroupError::Write {
+        path: p.clone(),
+        value: std::process::id().to_string(),
+        source,
+    })
 }
 
 /// Reads this host's layout.
@@ -379,6 +414,19 @@ impl SandboxCgroup {
 
     /// Kills whatever is left in the groups and removes them. Missing groups are fine.
     pub fn remove(&self) -> Result<(), CgroupError> {
+        let result = self.remove_leaves();
+        for (_, v, dir) in &self.dirs {
+            if *v == Version::V2 {
+                // `nemoclaw/<name>` goes once its supervisor leaf is gone too.
+                if let Some(group) = dir.parent() {
+                    let _ = fs::remove_dir(group);
+                }
+            }
+        }
+        result
+    }
+
+    fn remove_leaves(&self) -> Result<(), CgroupError> {
         for (_, _, dir) in &self.dirs {
             if !dir.exists() {
                 continue;
@@ -468,18 +516,21 @@ pub fn pids_in(dir: &Path) -> Vec<i32> {
         .unwrap_or_default()
 }
 
-/// v2: makes cpu, memory and pids available down to `dir`'s parent (`.../nemoclaw`), creating
-/// the intermediate directories. Fails with a clear error where the no-internal-processes rule
-/// forbids it (the caller's own cgroup holds processes and has no controllers delegated).
-fn enable_v2_controllers(dir: &Path) -> Result<(), CgroupError> {
-    let Some(nemoclaw) = dir.parent() else {
+/// v2: makes cpu, memory and pids available from the hierarchy root down to the leaf's parent
+/// (`<root>/nemoclaw/<name>`), creating the directories. None of these holds processes, so the
+/// no-internal-processes rule is respected.
+fn enable_v2_controllers(leaf: &Path) -> Result<(), CgroupError> {
+    let Some(group) = leaf.parent() else {
         return Ok(());
     };
-    let Some(own) = nemoclaw.parent() else {
+    let Some(nemoclaw) = group.parent() else {
         return Ok(());
     };
-    fs::create_dir_all(nemoclaw).map_err(io_at(nemoclaw))?;
-    for d in [own, nemoclaw] {
+    let Some(root) = nemoclaw.parent() else {
+        return Ok(());
+    };
+    fs::create_dir_all(group).map_err(io_at(group))?;
+    for d in [root, nemoclaw, group] {
         let p = d.join("cgroup.subtree_control");
         let have = fs::read_to_string(&p).unwrap_or_default();
         for c in Controller::ALL {
@@ -545,10 +596,15 @@ mod tests {
             PathBuf::from("/sys/fs/cgroup/cpu/nemoclaw/a"),
             "never at the hierarchy root itself"
         );
+        assert_eq!(
+            supervisor_dir(cpu, "a"),
+            None,
+            "v1 allows processes in inner groups"
+        );
     }
 
     #[test]
-    fn unified_host_uses_v2_under_own_cgroup() {
+    fn unified_host_uses_leaves_below_the_root() {
         let l = parse_layout(
             V2_MOUNTINFO,
             V2_SELF,
@@ -557,11 +613,15 @@ mod tests {
         assert_eq!(l.hierarchies.len(), 3);
         for (_, h) in &l.hierarchies {
             assert_eq!(h.version, Version::V2);
+            assert_eq!(h.own, "user.slice/user-1000.slice/session-3.scope");
+            // Not under the populated session scope (v2 forbids it), not at the root itself.
             assert_eq!(
                 sandbox_dir(h, "bot"),
-                PathBuf::from(
-                    "/sys/fs/cgroup/user.slice/user-1000.slice/session-3.scope/nemoclaw/bot"
-                )
+                PathBuf::from("/sys/fs/cgroup/nemoclaw/bot/sandbox")
+            );
+            assert_eq!(
+                supervisor_dir(h, "bot"),
+                Some(PathBuf::from("/sys/fs/cgroup/nemoclaw/bot/supervisor"))
             );
         }
         let cg = SandboxCgroup::locate(&l, "bot").unwrap();

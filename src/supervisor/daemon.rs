@@ -89,6 +89,10 @@ pub fn deployed_blueprint(home: &Home, name: &str) -> PathBuf {
 /// them) and the control socket. State and logs are kept.
 pub fn clean_leftovers(home: &Home, name: &str) -> Result<(), SupervisorError> {
     if let Ok(layout) = cgroups::host_layout() {
+        // v2: a dead supervisor's leaf (only called while no supervisor runs).
+        if let Some(leaf) = cgroups::supervisor_leaf(&layout, name) {
+            let _ = std::fs::remove_dir(leaf);
+        }
         if let Ok(cg) = SandboxCgroup::locate(&layout, name) {
             cg.remove()
                 .map_err(|e| SupervisorError::Sandbox(e.to_string()))?;
@@ -127,6 +131,19 @@ pub fn run_with(
     let lock = PidLock::try_acquire(&run_dir.join("supervisor.pid"), "nemoclaw supervisor")
         .map_err(|e| SupervisorError::AlreadyRunning(e.to_string()))?;
     clean_leftovers(home, name)?;
+    // v2: the supervisor lives in a leaf of its own next to the sandbox's (no internal processes).
+    if let Some(leaf) = cgroups::host_layout()
+        .ok()
+        .and_then(|l| cgroups::supervisor_leaf(&l, name))
+    {
+        if let Err(e) = cgroups::join_leaf(&leaf) {
+            event(
+                name,
+                "cgroup-leaf-failed",
+                serde_json::json!({"error": e.to_string()}),
+            );
+        }
+    }
     let bp_path = deployed_blueprint(home, name);
     let bp = load(&bp_path)?;
     let spec =
