@@ -89,7 +89,7 @@ pub enum Command {
     /// Create the nemoclaw home with an example blueprint.
     Init(init::InitArgs),
     /// Check blueprints for errors without touching the host (for CI).
-    Validate(pending::PendingArgs),
+    Validate(validate::ValidateArgs),
     /// Print the blueprint JSON Schema.
     Schema(schema::SchemaArgs),
     /// Show what apply would change.
@@ -199,7 +199,7 @@ fn one_line(s: &str) -> String {
 fn run(cmd: Command, ctx: &Context) -> anyhow::Result<Exit> {
     match cmd {
         Command::Init(a) => init::run(a, ctx),
-        Command::Validate(_) => pending::not_yet("validate", "foundation"),
+        Command::Validate(a) => validate::run(a, ctx),
         Command::Schema(a) => schema::run(a, ctx),
         Command::Completions(a) => completions::run(a),
         Command::DemoAgent(a) => demo_agent::run(a),
