@@ -12,9 +12,9 @@ use std::sync::Arc;
 
 use super::config::SourceConfig;
 use super::diag::{did_you_mean, Diagnostic, Severity};
-use super::load::{load_file, Document, SOURCE_CONFIG_NAMES};
+use super::load::{parse_document, read_text, Document, SOURCE_CONFIG_NAMES};
 use super::source_map::SourceMap;
-use super::types::{Blueprint, BackendKind};
+use super::types::{BackendKind, Blueprint};
 use super::validate::{self, Finding};
 
 /// A blueprint read from a file and validated.
@@ -34,7 +34,9 @@ pub struct LoadOptions {
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        LoadOptions { default_agent_type: super::types::defaults::AGENT_TYPE.into() }
+        LoadOptions {
+            default_agent_type: super::types::defaults::AGENT_TYPE.into(),
+        }
     }
 }
 
@@ -57,10 +59,16 @@ pub struct SourceSet {
 
 impl SourceSet {
     pub fn error_count(&self) -> usize {
-        self.diagnostics.iter().filter(|d| d.severity == Severity::Error).count()
+        self.diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .count()
     }
     pub fn warning_count(&self) -> usize {
-        self.diagnostics.iter().filter(|d| d.severity == Severity::Warning).count()
+        self.diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Warning)
+            .count()
     }
     /// Whether the source config of any directory asks for pruning.
     pub fn prune(&self) -> bool {
@@ -80,12 +88,19 @@ struct DirContext {
 /// source config). Errors are every diagnostic of severity error.
 pub fn load_one(path: &Path) -> Result<Entry, Vec<Diagnostic>> {
     let set = load_paths(&[path.to_path_buf()], &LoadOptions::default());
-    let errors: Vec<Diagnostic> = set.diagnostics.into_iter().filter(|d| d.severity == Severity::Error).collect();
+    let errors: Vec<Diagnostic> = set
+        .diagnostics
+        .into_iter()
+        .filter(|d| d.severity == Severity::Error)
+        .collect();
     if !errors.is_empty() {
         return Err(errors);
     }
     set.blueprints.into_iter().next().ok_or_else(|| {
-        vec![Diagnostic::error(path, "file.not-blueprint", "not a blueprint").hint("a blueprint has `apiVersion: nemoclaw.dev/v1` and `kind: Blueprint`")]
+        vec![
+            Diagnostic::error(path, "file.not-blueprint", "not a blueprint")
+                .hint("a blueprint has `apiVersion: nemoclaw.dev/v1` and `kind: Blueprint`"),
+        ]
     })
 }
 
@@ -94,7 +109,10 @@ fn yaml_files(dir: &Path) -> Result<Vec<PathBuf>, std::io::Error> {
     let mut out = Vec::new();
     for entry in fs::read_dir(dir)? {
         let p = entry?.path();
-        let is_yaml = p.extension().and_then(|e| e.to_str()).is_some_and(|e| e == "yaml" || e == "yml");
+        let is_yaml = p
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| e == "yaml" || e == "yml");
         if is_yaml && !p.is_dir() {
             out.push(p);
         }
@@ -103,10 +121,19 @@ fn yaml_files(dir: &Path) -> Result<Vec<PathBuf>, std::io::Error> {
     Ok(out)
 }
 
-fn dir_context(dir: &Path, diags: &mut Vec<Diagnostic>, texts: &mut HashMap<PathBuf, Arc<str>>) -> DirContext {
+fn dir_context(
+    dir: &Path,
+    diags: &mut Vec<Diagnostic>,
+    texts: &mut HashMap<PathBuf, Arc<str>>,
+) -> DirContext {
     let mut ctx = DirContext::default();
-    ctx.agent_types.extend(crate::plugin::BUILTIN_AGENT_TYPES.iter().map(|s| s.to_string()));
-    ctx.presets.extend(super::presets::builtin_names().map(String::from));
+    ctx.agent_types.extend(
+        crate::plugin::BUILTIN_AGENT_TYPES
+            .iter()
+            .map(|s| s.to_string()),
+    );
+    ctx.presets
+        .extend(super::presets::builtin_names().map(String::from));
     if let Ok(rd) = fs::read_dir(dir.join("plugins")) {
         for e in rd.flatten() {
             if e.path().join("plugin.yaml").is_file() {
@@ -129,12 +156,17 @@ fn dir_context(dir: &Path, diags: &mut Vec<Diagnostic>, texts: &mut HashMap<Path
     for name in SOURCE_CONFIG_NAMES {
         let p = dir.join(name);
         if p.is_file() {
-            match load_file(&p) {
-                Ok(l) => {
-                    texts.insert(p.clone(), l.text);
-                    if let Document::SourceConfig(c) = l.doc {
-                        ctx.config = Some(c);
+            match read_text(&p) {
+                Ok(text) => {
+                    match parse_document(&p, &text) {
+                        Ok(Document::SourceConfig(c)) => ctx.config = Some(*c),
+                        Ok(_) => diags.push(
+                            Diagnostic::error(&p, "schema.unknown-kind", format!("{name} is the source config file, but holds another kind of document"))
+                                .hint("give it `kind: SourceConfig` (or no kind), or rename the file"),
+                        ),
+                        Err(d) => diags.push(d),
                     }
+                    texts.insert(p.clone(), text);
                 }
                 Err(d) => diags.push(d),
             }
@@ -154,14 +186,21 @@ pub fn load_paths(paths: &[PathBuf], opts: &LoadOptions) -> SourceSet {
         if meta.as_ref().is_ok_and(|m| m.is_dir()) {
             match yaml_files(p) {
                 Ok(list) => files.extend(list.into_iter().map(|f| (f, p.clone()))),
-                Err(e) => set.diagnostics.push(Diagnostic::error(p, "file.unreadable", format!("cannot read directory: {e}"))),
+                Err(e) => set.diagnostics.push(Diagnostic::error(
+                    p,
+                    "file.unreadable",
+                    format!("cannot read directory: {e}"),
+                )),
             }
             if !contexts.contains_key(p) {
                 let c = dir_context(p, &mut set.diagnostics, &mut set.texts);
                 contexts.insert(p.clone(), c);
             }
         } else {
-            let dir = p.parent().filter(|d| !d.as_os_str().is_empty()).map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+            let dir = p
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
             if !contexts.contains_key(&dir) {
                 let c = dir_context(&dir, &mut set.diagnostics, &mut set.texts);
                 contexts.insert(dir.clone(), c);
@@ -193,21 +232,35 @@ pub fn load_paths(paths: &[PathBuf], opts: &LoadOptions) -> SourceSet {
         }
     }
     let bad = cross_file_checks(&parsed, &mut set.diagnostics);
-    set.blueprints = parsed.into_iter().enumerate().filter(|(i, (_, valid))| *valid && !bad.contains(i)).map(|(_, (e, _))| e).collect();
-    set.diagnostics.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
+    set.blueprints = parsed
+        .into_iter()
+        .enumerate()
+        .filter(|(i, (_, valid))| *valid && !bad.contains(i))
+        .map(|(_, (e, _))| e)
+        .collect();
+    set.diagnostics
+        .sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
     set
 }
 
 /// Maps `f` over `items` on all cores, keeping order.
 fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
     if items.len() < 16 || threads == 1 {
         return items.iter().map(&f).collect();
     }
     let chunk = items.len().div_ceil(threads);
     std::thread::scope(|s| {
-        let handles: Vec<_> = items.chunks(chunk).map(|c| s.spawn(|| c.iter().map(&f).collect::<Vec<_>>())).collect();
-        handles.into_iter().flat_map(|h| h.join().expect("validation worker panicked")).collect()
+        let handles: Vec<_> = items
+            .chunks(chunk)
+            .map(|c| s.spawn(|| c.iter().map(&f).collect::<Vec<_>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("validation worker panicked"))
+            .collect()
     })
 }
 
@@ -223,21 +276,40 @@ struct FileResult {
 }
 
 fn check_file(path: &Path, ctx: &DirContext, opts: &LoadOptions) -> FileResult {
-    let mut r = FileResult { path: path.to_path_buf(), text: None, diagnostics: Vec::new(), entry: None, valid: false, checked: true, skipped: false };
-    let is_config_name = path.file_name().and_then(|n| n.to_str()).is_some_and(|n| SOURCE_CONFIG_NAMES.contains(&n));
+    let mut r = FileResult {
+        path: path.to_path_buf(),
+        text: None,
+        diagnostics: Vec::new(),
+        entry: None,
+        valid: false,
+        checked: true,
+        skipped: false,
+    };
+    let is_config_name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| SOURCE_CONFIG_NAMES.contains(&n));
     if is_config_name {
         // Read (and reported on) as the directory's source config.
         return r;
     }
-    let loaded = match load_file(path) {
-        Ok(l) => l,
+    let text = match read_text(path) {
+        Ok(t) => t,
         Err(d) => {
             r.diagnostics.push(d);
             return r;
         }
     };
-    r.text = Some(loaded.text.clone());
-    let mut bp = match loaded.doc {
+    // Kept even when parsing fails, so the error can show the offending line.
+    r.text = Some(text.clone());
+    let doc = match parse_document(path, &text) {
+        Ok(doc) => doc,
+        Err(d) => {
+            r.diagnostics.push(d);
+            return r;
+        }
+    };
+    let mut bp = match doc {
         Document::Blueprint(bp) => *bp,
         Document::SourceConfig(_) => return r,
         Document::Other { .. } => {
@@ -249,22 +321,35 @@ fn check_file(path: &Path, ctx: &DirContext, opts: &LoadOptions) -> FileResult {
     if let Some(cfg) = &ctx.config {
         cfg.defaults.apply_to(&mut bp);
     }
-    let vctx = validate::Context { agent_types: &ctx.agent_types, presets: &ctx.presets, default_agent_type: &opts.default_agent_type };
+    let vctx = validate::Context {
+        agent_types: &ctx.agent_types,
+        presets: &ctx.presets,
+        default_agent_type: &opts.default_agent_type,
+    };
     let mut findings = validate::check(&bp, &vctx);
     let base = path.parent().unwrap_or(Path::new("."));
     findings.extend(check_source_files(&bp, base, &mut r.diagnostics));
     if !findings.is_empty() {
-        let map = SourceMap::build(&loaded.text);
-        r.diagnostics.extend(findings.into_iter().map(|f| locate(path, &map, f)));
+        let map = SourceMap::build(&text);
+        r.diagnostics
+            .extend(findings.into_iter().map(|f| locate(path, &map, f)));
     }
     r.valid = !r.diagnostics.iter().any(|d| d.severity == Severity::Error);
-    r.entry = Some(Entry { path: path.to_path_buf(), text: loaded.text, blueprint: bp });
+    r.entry = Some(Entry {
+        path: path.to_path_buf(),
+        text,
+        blueprint: bp,
+    });
     r
 }
 
 /// Turns a finding into a diagnostic at its field's position.
 fn locate(file: &Path, map: &SourceMap, f: Finding) -> Diagnostic {
-    let pos = if f.at_key { map.key(&f.path) } else { map.value(&f.path) };
+    let pos = if f.at_key {
+        map.key(&f.path)
+    } else {
+        map.value(&f.path)
+    };
     let mut d = Diagnostic::error(file, f.code, f.message);
     d.field = Some(f.path);
     d.hint = f.hint;
@@ -293,10 +378,16 @@ fn check_source_files(bp: &Blueprint, base: &Path, diags: &mut Vec<Diagnostic>) 
     };
     let engine = rhai::Engine::new();
     let compile = |file: &Path, diags: &mut Vec<Diagnostic>| {
-        let Ok(text) = fs::read_to_string(file) else { return };
+        let Ok(text) = fs::read_to_string(file) else {
+            return;
+        };
         if let Err(e) = engine.compile(&text) {
             let pos = e.position();
-            let mut d = Diagnostic::error(file, "script.compile", format!("does not compile as Rhai: {}", e.err_type()));
+            let mut d = Diagnostic::error(
+                file,
+                "script.compile",
+                format!("does not compile as Rhai: {}", e.err_type()),
+            );
             if let (Some(l), Some(c)) = (pos.line(), pos.position()) {
                 d = d.at(l, c);
             }
@@ -313,11 +404,22 @@ fn check_source_files(bp: &Blueprint, base: &Path, diags: &mut Vec<Diagnostic>) 
                 Some("the path is relative to the blueprint file".into()),
             )),
             Ok(rd) => {
-                let mut scripts: Vec<PathBuf> = rd.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "rhai")).collect();
+                let mut scripts: Vec<PathBuf> = rd
+                    .flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|x| x == "rhai"))
+                    .collect();
                 scripts.sort();
                 for s in scripts {
-                    let name = s.file_name().and_then(|n| n.to_str()).unwrap_or("").to_string();
-                    let step = name.strip_prefix('v').and_then(|n| n.strip_suffix(".rhai")).and_then(|n| n.parse::<u32>().ok());
+                    let name = s
+                        .file_name()
+                        .and_then(|n| n.to_str())
+                        .unwrap_or("")
+                        .to_string();
+                    let step = name
+                        .strip_prefix('v')
+                        .and_then(|n| n.strip_suffix(".rhai"))
+                        .and_then(|n| n.parse::<u32>().ok());
                     match step {
                         None => out.push(finding(
                             "migrations.script-name",
@@ -329,7 +431,11 @@ fn check_source_files(bp: &Blueprint, base: &Path, diags: &mut Vec<Diagnostic>) 
                             "migrations.script-version",
                             "metadata.version",
                             format!("migration script `{name}` is for version {n}, but this blueprint is version {}", bp.metadata.version),
-                            Some(format!("scripts v2.rhai..v{}.rhai are allowed (vN migrates N-1 to N); raise metadata.version or remove the script", bp.metadata.version.max(2))),
+                            Some(match bp.metadata.version {
+                                0 | 1 => "at version 1 no migration applies; raise metadata.version or remove the script".to_string(),
+                                2 => "only v2.rhai applies (vN migrates state from N-1 to N); raise metadata.version or remove the script".to_string(),
+                                v => format!("v2.rhai to v{v}.rhai apply (vN migrates state from N-1 to N); raise metadata.version or remove the script"),
+                            }),
                         )),
                         Some(_) => compile(&s, diags),
                     }
@@ -352,12 +458,17 @@ fn check_source_files(bp: &Blueprint, base: &Path, diags: &mut Vec<Diagnostic>) 
             }
         }
         for (i, b) in inf.backends.iter().enumerate() {
-            if let (BackendKind::Mock, Some(replies)) = (b.kind, b.mock.as_ref().and_then(|m| m.replies.as_ref())) {
+            if let (BackendKind::Mock, Some(replies)) =
+                (b.kind, b.mock.as_ref().and_then(|m| m.replies.as_ref()))
+            {
                 if !base.join(replies).is_file() {
                     out.push(finding(
                         "inference.mock-replies",
                         &format!("inference.backends[{i}].mock.replies"),
-                        format!("scripted replies file {} does not exist", base.join(replies).display()),
+                        format!(
+                            "scripted replies file {} does not exist",
+                            base.join(replies).display()
+                        ),
                         Some("the path is relative to the blueprint file".into()),
                     ));
                 }
@@ -369,7 +480,10 @@ fn check_source_files(bp: &Blueprint, base: &Path, diags: &mut Vec<Diagnostic>) 
 
 /// Unique names across the source; `dependsOn` names exist and form no cycle. Returns the
 /// indexes of the blueprints these checks found at fault.
-fn cross_file_checks(parsed: &[(Entry, bool)], diagnostics: &mut Vec<Diagnostic>) -> BTreeSet<usize> {
+fn cross_file_checks(
+    parsed: &[(Entry, bool)],
+    diagnostics: &mut Vec<Diagnostic>,
+) -> BTreeSet<usize> {
     let entries: Vec<&Entry> = parsed.iter().map(|(e, _)| e).collect();
     let mut by_name: BTreeMap<String, usize> = BTreeMap::new();
     let mut dup = Vec::new();
@@ -384,8 +498,16 @@ fn cross_file_checks(parsed: &[(Entry, bool)], diagnostics: &mut Vec<Diagnostic>
     let mut bad = BTreeSet::new();
     for (i, first) in dup {
         let e = entries[i];
-        let mut d = Diagnostic::error(&e.path, "name.duplicate", format!("name `{}` is already used by {}", e.blueprint.metadata.name, entries[first].path.display()))
-            .hint("sandbox names are unique across the source: rename one of them");
+        let mut d = Diagnostic::error(
+            &e.path,
+            "name.duplicate",
+            format!(
+                "name `{}` is already used by {}",
+                e.blueprint.metadata.name,
+                entries[first].path.display()
+            ),
+        )
+        .hint("sandbox names are unique across the source: rename one of them");
         d.field = Some("metadata.name".into());
         if let Some(p) = SourceMap::build(&e.text).value("metadata.name") {
             d = d.at(p.line, p.column);
@@ -397,7 +519,11 @@ fn cross_file_checks(parsed: &[(Entry, bool)], diagnostics: &mut Vec<Diagnostic>
     for (i, e) in entries.iter().enumerate() {
         for (j, dep) in e.blueprint.depends_on.iter().enumerate() {
             if dep != &e.blueprint.metadata.name && !names.contains(dep.as_str()) {
-                let mut d = Diagnostic::error(&e.path, "depends.unknown", format!("depends on `{dep}`, which no blueprint in the source defines"));
+                let mut d = Diagnostic::error(
+                    &e.path,
+                    "depends.unknown",
+                    format!("depends on `{dep}`, which no blueprint in the source defines"),
+                );
                 d.hint = Some(match did_you_mean(dep, names.iter().copied()) {
                     Some(s) => format!("did you mean `{s}`?"),
                     None => "dependsOn names other blueprints' metadata.name".into(),
@@ -415,9 +541,17 @@ fn cross_file_checks(parsed: &[(Entry, bool)], diagnostics: &mut Vec<Diagnostic>
     for cycle in find_cycles(&entries, &by_name) {
         let first = cycle[0];
         let e = entries[first];
-        let names: Vec<&str> = cycle.iter().chain(std::iter::once(&first)).map(|&k| entries[k].blueprint.metadata.name.as_str()).collect();
-        let mut d = Diagnostic::error(&e.path, "depends.cycle", format!("dependsOn forms a cycle: {}", names.join(" -> ")))
-            .hint("remove one of the dependencies so the sandboxes can start in some order");
+        let names: Vec<&str> = cycle
+            .iter()
+            .chain(std::iter::once(&first))
+            .map(|&k| entries[k].blueprint.metadata.name.as_str())
+            .collect();
+        let mut d = Diagnostic::error(
+            &e.path,
+            "depends.cycle",
+            format!("dependsOn forms a cycle: {}", names.join(" -> ")),
+        )
+        .hint("remove one of the dependencies so the sandboxes can start in some order");
         if let Some(p) = SourceMap::build(&e.text).value("dependsOn") {
             d = d.at(p.line, p.column);
         }
@@ -436,7 +570,14 @@ fn find_cycles(entries: &[&Entry], by_name: &BTreeMap<String, usize>) -> Vec<Vec
         Active,
         Done,
     }
-    fn visit(n: usize, entries: &[&Entry], by_name: &BTreeMap<String, usize>, marks: &mut [Mark], stack: &mut Vec<usize>, out: &mut Vec<Vec<usize>>) {
+    fn visit(
+        n: usize,
+        entries: &[&Entry],
+        by_name: &BTreeMap<String, usize>,
+        marks: &mut [Mark],
+        stack: &mut Vec<usize>,
+        out: &mut Vec<Vec<usize>>,
+    ) {
         marks[n] = Mark::Active;
         stack.push(n);
         for dep in &entries[n].blueprint.depends_on {
@@ -447,7 +588,10 @@ fn find_cycles(entries: &[&Entry], by_name: &BTreeMap<String, usize>) -> Vec<Vec
             match marks[m] {
                 Mark::New => visit(m, entries, by_name, marks, stack, out),
                 Mark::Active => {
-                    let start = stack.iter().position(|&k| k == m).expect("active nodes are on the stack");
+                    let start = stack
+                        .iter()
+                        .position(|&k| k == m)
+                        .expect("active nodes are on the stack");
                     out.push(stack[start..].to_vec());
                 }
                 Mark::Done => {}

@@ -25,8 +25,10 @@ pub const KIND_BLUEPRINT: &str = "Blueprint";
 #[schemars(title = "nemoclaw Blueprint (nemoclaw.dev/v1)")]
 pub struct Blueprint {
     /// Always `nemoclaw.dev/v1`.
+    #[schemars(extend("const" = "nemoclaw.dev/v1"))]
     pub api_version: String,
     /// Always `Blueprint`.
+    #[schemars(extend("const" = "Blueprint"))]
     pub kind: String,
     pub metadata: Metadata,
     #[serde(default)]

@@ -38,7 +38,9 @@ pub fn run(a: ValidateArgs, ctx: &Context) -> anyhow::Result<Exit> {
     } else {
         a.paths.clone()
     };
-    let opts = LoadOptions { default_agent_type: ctx.flavor.default_agent_type().to_string() };
+    let opts = LoadOptions {
+        default_agent_type: ctx.flavor.default_agent_type().to_string(),
+    };
     let set = load_paths(&paths, &opts);
     let format = if a.json { Format::Json } else { a.format };
     match format {
@@ -46,7 +48,11 @@ pub fn run(a: ValidateArgs, ctx: &Context) -> anyhow::Result<Exit> {
         Format::Json => println!("{}", serde_json::to_string_pretty(&json_report(&set))?),
         Format::Github => print!("{}", render_github(&set.diagnostics)),
     }
-    Ok(if set.error_count() > 0 { Exit::Failure } else { Exit::Ok })
+    Ok(if set.error_count() > 0 {
+        Exit::Failure
+    } else {
+        Exit::Ok
+    })
 }
 
 fn print_human(set: &SourceSet, ctx: &Context) {
@@ -64,11 +70,19 @@ fn print_human(set: &SourceSet, ctx: &Context) {
     if errors == 0 {
         if !ctx.quiet {
             let valid = plural(set.blueprints.len(), "blueprint");
-            let warn = if warnings > 0 { format!(", {}", plural(warnings, "warning")) } else { String::new() };
+            let warn = if warnings > 0 {
+                format!(", {}", plural(warnings, "warning"))
+            } else {
+                String::new()
+            };
             println!("{files} checked: {valid} valid{warn}.");
         }
     } else {
-        eprintln!("{files} checked: {}, {}.", plural(errors, "error"), plural(warnings, "warning"));
+        eprintln!(
+            "{files} checked: {}, {}.",
+            plural(errors, "error"),
+            plural(warnings, "warning")
+        );
     }
 }
 
