@@ -269,7 +269,7 @@ pub struct Egress {
 }
 
 /// An allowed domain: a string (`host` or `host:port`) or a map with explicit ports.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum DomainRule {
     Name(String),
@@ -351,7 +351,7 @@ pub struct Resources {
 }
 
 /// GPUs: a count, `all`, or a list of device indexes or UUIDs.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum Gpu {
     Count(u32),
@@ -365,7 +365,7 @@ pub enum GpuAll {
     All,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum GpuDevice {
     Index(u32),
@@ -482,6 +482,96 @@ pub struct Seccomp {
     /// Extra syscall names to deny (EPERM) beyond the built-in list.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub deny: Vec<String>,
+}
+
+// Hand-written deserializers for the values that take several shapes: serde's untagged enums
+// would answer "data did not match any variant"; these say what is wrong, and the map form keeps
+// `deny_unknown_fields` with its did-you-mean.
+mod shapes {
+    use std::fmt;
+
+    use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
+    use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+    use serde::Deserialize;
+
+    use super::{DomainRule, DomainWithPorts, Gpu, GpuAll, GpuDevice};
+
+    impl<'de> Deserialize<'de> for DomainRule {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = DomainRule;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("a domain (`example.com`, `*.example.com`, `example.com:8443`) or {host, ports}")
+                }
+                fn visit_str<E: de::Error>(self, v: &str) -> Result<DomainRule, E> {
+                    Ok(DomainRule::Name(v.to_string()))
+                }
+                fn visit_map<A: MapAccess<'de>>(self, m: A) -> Result<DomainRule, A::Error> {
+                    DomainWithPorts::deserialize(MapAccessDeserializer::new(m))
+                        .map(DomainRule::WithPorts)
+                }
+            }
+            d.deserialize_any(V)
+        }
+    }
+
+    const GPU_HELP: &str =
+        "a GPU count such as 1, `all`, or a list of device indexes or GPU-/MIG- UUIDs";
+
+    impl<'de> Deserialize<'de> for Gpu {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = Gpu;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str(GPU_HELP)
+                }
+                fn visit_u64<E: de::Error>(self, v: u64) -> Result<Gpu, E> {
+                    u32::try_from(v)
+                        .map(Gpu::Count)
+                        .map_err(|_| E::custom(format!("gpu count {v} is too large")))
+                }
+                fn visit_i64<E: de::Error>(self, v: i64) -> Result<Gpu, E> {
+                    Err(E::custom(format!(
+                        "gpu count {v} is negative: write {GPU_HELP}"
+                    )))
+                }
+                fn visit_str<E: de::Error>(self, v: &str) -> Result<Gpu, E> {
+                    if v == "all" {
+                        Ok(Gpu::All(GpuAll::All))
+                    } else {
+                        Err(E::custom(format!("`{v}` is not a GPU request: write {GPU_HELP} (a single UUID goes in a list)")))
+                    }
+                }
+                fn visit_seq<A: SeqAccess<'de>>(self, s: A) -> Result<Gpu, A::Error> {
+                    Vec::<GpuDevice>::deserialize(SeqAccessDeserializer::new(s)).map(Gpu::Devices)
+                }
+            }
+            d.deserialize_any(V)
+        }
+    }
+
+    impl<'de> Deserialize<'de> for GpuDevice {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl Visitor<'_> for V {
+                type Value = GpuDevice;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("a device index such as 0 or a UUID such as GPU-8d3f...")
+                }
+                fn visit_u64<E: de::Error>(self, v: u64) -> Result<GpuDevice, E> {
+                    u32::try_from(v)
+                        .map(GpuDevice::Index)
+                        .map_err(|_| E::custom(format!("device index {v} is too large")))
+                }
+                fn visit_str<E: de::Error>(self, v: &str) -> Result<GpuDevice, E> {
+                    Ok(GpuDevice::Uuid(v.to_string()))
+                }
+            }
+            d.deserialize_any(V)
+        }
+    }
 }
 
 /// Default values, in one place so the runtime and the docs agree.
