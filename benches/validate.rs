@@ -63,14 +63,14 @@ lifecycle:
   healthCheck:
     exec: [/bin/true]
     interval: 30s
-dependsOn: [{dep}]
-"#,
+{deps}"#,
         v = 1 + i % 3,
         t = i % 7,
-        dep = if i == 0 {
-            "agent-0999".to_string()
+        // A dependency tree: each agent depends on its parent, the first on nothing.
+        deps = if i == 0 {
+            String::new()
         } else {
-            format!("agent-{:04}", i / 2)
+            format!("dependsOn: [agent-{:04}]\n", i / 2)
         }
     )
 }
