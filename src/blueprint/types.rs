@@ -14,6 +14,14 @@ use serde::{Deserialize, Serialize};
 use super::credential::CredentialRef;
 use super::quantity::{ByteSize, Cpu, Dur};
 
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
+}
+
+fn is_true(v: &bool) -> bool {
+    *v
+}
+
 /// The only `apiVersion` this release reads.
 pub const API_VERSION: &str = "nemoclaw.dev/v1";
 /// The `kind` of a blueprint document.
@@ -31,21 +39,21 @@ pub struct Blueprint {
     #[schemars(extend("const" = "Blueprint"))]
     pub kind: String,
     pub metadata: Metadata,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_default")]
     pub agent: Agent,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inference: Option<Inference>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_default")]
     pub network: Network,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_default")]
     pub filesystem: Filesystem,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_default")]
     pub resources: Resources,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_default")]
     pub lifecycle: Lifecycle,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub migrations: Option<Migrations>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_default")]
     pub sandbox: SandboxSettings,
     /// Names of blueprints that must be running (and healthy) before this one starts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -120,14 +128,14 @@ pub struct Inference {
     pub routes: Vec<Route>,
     /// Models the agent may request. An entry ending in `*` allows a prefix (`nim/*`).
     pub allowed_models: Vec<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_default")]
     pub limits: InferenceLimits,
     /// Rhai guard scripts run on every request (and optionally response).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub guards: Vec<Guard>,
     /// The built-in guard that refuses requests carrying a credential the gateway holds and
     /// redacts common secret shapes. Default true.
-    #[serde(default = "defaults::yes")]
+    #[serde(default = "defaults::yes", skip_serializing_if = "is_true")]
     pub secret_guard: bool,
     /// Log request and response bodies (credentials redacted). Default false.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -185,7 +193,7 @@ pub struct Route {
     /// Backend names, tried in order on connect error, timeout or 5xx.
     pub backends: Vec<String>,
     /// Strip the matched prefix before sending the model name upstream. Default true.
-    #[serde(default = "defaults::yes")]
+    #[serde(default = "defaults::yes", skip_serializing_if = "is_true")]
     pub strip_prefix: bool,
     /// Send this model name upstream instead.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -239,9 +247,9 @@ pub struct Guard {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Network {
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_default")]
     pub egress: Egress,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_default")]
     pub dns: Dns,
     /// Host loopback ports forwarded into the sandbox (e.g. an agent's dashboard).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -286,7 +294,7 @@ pub struct DomainWithPorts {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Dns {
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_default")]
     pub resolver: DnsResolver,
 }
 
@@ -327,7 +335,7 @@ pub struct Mount {
     /// Absolute path inside the sandbox.
     pub path: String,
     /// Default true.
-    #[serde(default = "defaults::yes")]
+    #[serde(default = "defaults::yes", skip_serializing_if = "is_true")]
     pub read_only: bool,
 }
 
@@ -375,7 +383,7 @@ pub enum GpuDevice {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Lifecycle {
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_default")]
     pub restart: RestartPolicy,
     /// Time between SIGTERM and SIGKILL on stop. Default 30s.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -389,7 +397,7 @@ pub struct Lifecycle {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crash_window: Option<Dur>,
     /// Let `watch` restart a sandbox that died or changed outside nemoclaw. Default true.
-    #[serde(default = "defaults::yes")]
+    #[serde(default = "defaults::yes", skip_serializing_if = "is_true")]
     pub restart_on_drift: bool,
 }
 
@@ -460,7 +468,7 @@ pub struct Migrations {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SandboxSettings {
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_default")]
     pub seccomp: Seccomp,
     /// Size of the sandbox's /tmp (tmpfs). Default 64Mi.
     #[serde(default, skip_serializing_if = "Option::is_none")]
