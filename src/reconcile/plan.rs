@@ -459,7 +459,7 @@ fn diff_values(path: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
 }
 
 /// Sorts changes so a sandbox comes after what it depends on; destroys come last, in reverse.
-fn order_by_dependencies(changes: &mut Vec<Change>, desired: &[DesiredEntry]) {
+fn order_by_dependencies(changes: &mut [Change], desired: &[DesiredEntry]) {
     let deps: BTreeMap<&str, &Vec<String>> = desired
         .iter()
         .map(|d| (d.blueprint.metadata.name.as_str(), &d.blueprint.depends_on))
