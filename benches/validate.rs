@@ -5,75 +5,14 @@
 //!
 //! Run: `cargo bench --bench validate`. The peer needs `pip install pyyaml jsonschema`.
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 const BLUEPRINTS: usize = 1000;
 const RUNS: usize = 11;
-
-fn blueprint(i: usize) -> String {
-    format!(
-        r#"apiVersion: nemoclaw.dev/v1
-kind: Blueprint
-metadata:
-  name: agent-{i:04}
-  version: {v}
-  labels:
-    team: team-{t}
-    tier: batch
-agent:
-  type: command
-  command: /usr/bin/python3
-  args: [/workspace/state/agent.py, --id, "{i}"]
-  env:
-    LOG_LEVEL: info
-inference:
-  backends:
-    - name: nvidia
-      kind: openai
-      url: https://integrate.api.nvidia.com/v1
-      apiKey: {{env: NVIDIA_API_KEY}}
-      timeout: 90s
-    - name: mock
-      kind: mock
-  routes:
-    - match: "nvidia/"
-      backends: [nvidia, mock]
-  allowedModels: [nvidia/meta/llama-3.3-70b-instruct, "nvidia/nvidia/*"]
-  limits:
-    maxTokens: 4096
-    temperature: {{min: 0, max: 1}}
-    requestsPerMinute: 60
-network:
-  egress:
-    presets: [github, pypi]
-    allowedDomains:
-      - api.example-{i}.com
-      - "*.cdn.example.com"
-      - {{host: git.example.com, ports: [22, 443]}}
-    blockedPorts: [25]
-resources:
-  cpu: 1.5
-  memory: 2Gi
-  pids: 256
-lifecycle:
-  restart: always
-  stopTimeout: 30s
-  healthCheck:
-    exec: [/bin/true]
-    interval: 30s
-{deps}"#,
-        v = 1 + i % 3,
-        t = i % 7,
-        // A dependency tree: each agent depends on its parent, the first on nothing.
-        deps = if i == 0 {
-            String::new()
-        } else {
-            format!("dependsOn: [agent-{:04}]\n", i / 2)
-        }
-    )
-}
 
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
@@ -95,8 +34,11 @@ fn time_runs(mut f: impl FnMut() -> bool) -> Option<Duration> {
 fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
     for i in 0..BLUEPRINTS {
-        std::fs::write(dir.path().join(format!("agent-{i:04}.yaml")), blueprint(i))
-            .expect("write blueprint");
+        std::fs::write(
+            dir.path().join(format!("agent-{i:04}.yaml")),
+            common::blueprint(i),
+        )
+        .expect("write blueprint");
     }
     let bin = env!("CARGO_BIN_EXE_nemoclaw");
     let ours = time_runs(|| {

@@ -16,7 +16,9 @@ pub mod completions;
 pub mod demo_agent;
 pub mod init;
 pub mod pending;
+pub mod plan;
 pub mod schema;
+pub mod source_args;
 pub mod validate;
 
 /// Exit codes shared by every command.
@@ -101,7 +103,7 @@ pub enum Command {
     /// Print the blueprint JSON Schema.
     Schema(schema::SchemaArgs),
     /// Show what apply would change.
-    Plan(pending::PendingArgs),
+    Plan(plan::PlanArgs),
     /// Make the running sandboxes match the blueprints.
     Apply(pending::PendingArgs),
     /// Reconcile on every change to the blueprints (for systemd, cron, GitOps).
@@ -226,7 +228,7 @@ fn run(cmd: Command, ctx: &Context) -> anyhow::Result<Exit> {
         Command::Schema(a) => schema::run(a, ctx),
         Command::Completions(a) => completions::run(a),
         Command::DemoAgent(a) => demo_agent::run(a),
-        Command::Plan(_) => pending::not_yet("plan", "the reconciler"),
+        Command::Plan(a) => plan::run(a, ctx),
         Command::Apply(_) => pending::not_yet("apply", "the reconciler"),
         Command::Watch(_) => pending::not_yet("watch", "the reconciler"),
         Command::Start(_) => pending::not_yet("start", "the sandbox supervisor"),

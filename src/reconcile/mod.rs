@@ -2,8 +2,11 @@
 //! desired x actual to actions), and rendering plans for people and machines.
 
 pub mod inventory;
+pub mod live;
 pub mod plan;
+pub mod prepare;
 pub mod render;
+pub mod saved;
 
 #[cfg(test)]
 mod plan_tests;

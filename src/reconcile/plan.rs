@@ -82,6 +82,7 @@ impl ChangeKind {
 #[serde(rename_all = "camelCase")]
 pub struct Change {
     pub name: String,
+    #[serde(rename = "action")]
     pub kind: ChangeKind,
     pub reasons: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]

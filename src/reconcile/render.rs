@@ -133,7 +133,6 @@ pub fn render_json(plan: &Plan, source: &serde_json::Value, generation: u64) -> 
         "summary": s,
         "changes": plan.changes.iter().map(|c| {
             let mut v = serde_json::to_value(c).expect("a change always serialises");
-            v["action"] = json!(c.kind);
             v["diff"] = json!(change_diff(c));
             v
         }).collect::<Vec<_>>(),
