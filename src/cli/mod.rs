@@ -17,8 +17,11 @@ pub mod demo_agent;
 pub mod init;
 pub mod pending;
 pub mod plan;
+pub mod run;
 pub mod schema;
 pub mod source_args;
+pub mod start;
+pub mod stop;
 pub mod validate;
 
 /// Exit codes shared by every command.
@@ -109,9 +112,9 @@ pub enum Command {
     /// Reconcile on every change to the blueprints (for systemd, cron, GitOps).
     Watch(pending::PendingArgs),
     /// Start a sandbox.
-    Start(pending::PendingArgs),
+    Start(start::StartArgs),
     /// Stop a sandbox (state is kept).
-    Stop(pending::PendingArgs),
+    Stop(stop::StopArgs),
     /// Restart a sandbox.
     Restart(pending::PendingArgs),
     /// Stop a sandbox and remove it from the inventory.
@@ -123,7 +126,7 @@ pub enum Command {
     /// Run a command inside a running sandbox.
     Exec(pending::PendingArgs),
     /// Run a command in a blueprint's sandbox in the foreground.
-    Run(pending::PendingArgs),
+    Run(run::RunArgs),
     /// Export blueprints to other formats (Kubernetes).
     Export(pending::PendingArgs),
     /// Run the inference gateway alone.
@@ -178,6 +181,18 @@ pub fn main_with_args(args: Vec<std::ffi::OsString>) -> ExitCode {
         .and_then(|a| a.to_str())
         .unwrap_or("nemoclaw")
         .to_string();
+    if args
+        .get(1)
+        .is_some_and(|a| a == crate::sandbox::init::INIT_ARG)
+    {
+        return crate::sandbox::init::main(&args[2..]);
+    }
+    if args
+        .get(1)
+        .is_some_and(|a| a == crate::supervisor::SUPERVISE_ARG)
+    {
+        return crate::supervisor::main(&args[2..]);
+    }
     let flavor = Flavor::from_argv0(&argv0);
     let cli = match Cli::try_parse_from(&args) {
         Ok(c) => c,
@@ -231,14 +246,14 @@ fn run(cmd: Command, ctx: &Context) -> anyhow::Result<Exit> {
         Command::Plan(a) => plan::run(a, ctx),
         Command::Apply(_) => pending::not_yet("apply", "the reconciler"),
         Command::Watch(_) => pending::not_yet("watch", "the reconciler"),
-        Command::Start(_) => pending::not_yet("start", "the sandbox supervisor"),
-        Command::Stop(_) => pending::not_yet("stop", "the sandbox supervisor"),
+        Command::Start(a) => start::run(a, ctx),
+        Command::Stop(a) => stop::run(a, ctx),
         Command::Restart(_) => pending::not_yet("restart", "the reconciler"),
         Command::Destroy(_) => pending::not_yet("destroy", "the reconciler"),
         Command::Status(_) => pending::not_yet("status", "the reconciler"),
         Command::Logs(_) => pending::not_yet("logs", "the reconciler"),
         Command::Exec(_) => pending::not_yet("exec", "the sandbox supervisor"),
-        Command::Run(_) => pending::not_yet("run", "the sandbox runtime"),
+        Command::Run(a) => run::run(a, ctx),
         Command::Export(_) => pending::not_yet("export", "Kubernetes export"),
         Command::Gateway(_) => pending::not_yet("gateway", "routed inference"),
         Command::Presets(_) => pending::not_yet("presets", "network policy"),
