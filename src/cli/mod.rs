@@ -12,15 +12,19 @@ use clap::{ArgAction, Args, Parser, Subcommand};
 
 use crate::home::Home;
 
+pub mod apply;
 pub mod completions;
 pub mod demo_agent;
 pub mod init;
+pub mod lifecycle;
+pub mod logs;
 pub mod pending;
 pub mod plan;
 pub mod run;
 pub mod schema;
 pub mod source_args;
 pub mod start;
+pub mod status;
 pub mod stop;
 pub mod validate;
 
@@ -108,7 +112,7 @@ pub enum Command {
     /// Show what apply would change.
     Plan(plan::PlanArgs),
     /// Make the running sandboxes match the blueprints.
-    Apply(pending::PendingArgs),
+    Apply(apply::ApplyArgs),
     /// Reconcile on every change to the blueprints (for systemd, cron, GitOps).
     Watch(pending::PendingArgs),
     /// Start a sandbox.
@@ -116,13 +120,13 @@ pub enum Command {
     /// Stop a sandbox (state is kept).
     Stop(stop::StopArgs),
     /// Restart a sandbox.
-    Restart(pending::PendingArgs),
+    Restart(lifecycle::RestartArgs),
     /// Stop a sandbox and remove it from the inventory.
-    Destroy(pending::PendingArgs),
+    Destroy(lifecycle::DestroyArgs),
     /// Show sandboxes and their health.
-    Status(pending::PendingArgs),
+    Status(status::StatusArgs),
     /// Show a sandbox's logs.
-    Logs(pending::PendingArgs),
+    Logs(logs::LogsArgs),
     /// Run a command inside a running sandbox.
     Exec(pending::PendingArgs),
     /// Run a command in a blueprint's sandbox in the foreground.
@@ -244,14 +248,14 @@ fn run(cmd: Command, ctx: &Context) -> anyhow::Result<Exit> {
         Command::Completions(a) => completions::run(a),
         Command::DemoAgent(a) => demo_agent::run(a),
         Command::Plan(a) => plan::run(a, ctx),
-        Command::Apply(_) => pending::not_yet("apply", "the reconciler"),
+        Command::Apply(a) => apply::run(a, ctx),
         Command::Watch(_) => pending::not_yet("watch", "the reconciler"),
-        Command::Start(a) => start::run(a, ctx),
-        Command::Stop(a) => stop::run(a, ctx),
-        Command::Restart(_) => pending::not_yet("restart", "the reconciler"),
-        Command::Destroy(_) => pending::not_yet("destroy", "the reconciler"),
-        Command::Status(_) => pending::not_yet("status", "the reconciler"),
-        Command::Logs(_) => pending::not_yet("logs", "the reconciler"),
+        Command::Start(a) => lifecycle::start(a, ctx),
+        Command::Stop(a) => lifecycle::stop(a, ctx),
+        Command::Restart(a) => lifecycle::restart(a, ctx),
+        Command::Destroy(a) => lifecycle::destroy(a, ctx),
+        Command::Status(a) => status::run(a, ctx),
+        Command::Logs(a) => logs::run(a, ctx),
         Command::Exec(_) => pending::not_yet("exec", "the sandbox supervisor"),
         Command::Run(a) => run::run(a, ctx),
         Command::Export(_) => pending::not_yet("export", "Kubernetes export"),

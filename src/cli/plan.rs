@@ -95,6 +95,7 @@ pub fn run(a: PlanArgs, ctx: &Context) -> anyhow::Result<Exit> {
             format: SAVED_PLAN_FORMAT,
             source: prepared.loaded.source.clone(),
             source_dir: prepared.loaded.dir.clone(),
+            git_path: a.source.path.clone(),
             fingerprint: prepared.loaded.fingerprint.clone(),
             inventory_generation: prepared.inventory.generation,
             prune: prepared.prune,

@@ -1,6 +1,7 @@
 //! The reconciler: the inventory of what nemoclaw deployed, planning (a pure function from
 //! desired x actual to actions), and rendering plans for people and machines.
 
+pub mod apply;
 pub mod inventory;
 pub mod live;
 pub mod plan;

@@ -16,8 +16,11 @@ pub const SAVED_PLAN_FORMAT: u32 = 1;
 pub struct SavedPlan {
     pub format: u32,
     pub source: SourceRef,
-    /// The source directory (for dir sources) or the path inside the repository.
+    /// The source directory (the checkout's directory for git sources).
     pub source_dir: PathBuf,
+    /// For git sources: the directory of blueprints inside the repository.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git_path: Option<PathBuf>,
     pub fingerprint: String,
     pub inventory_generation: u64,
     pub prune: bool,
