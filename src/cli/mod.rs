@@ -27,6 +27,7 @@ pub mod start;
 pub mod status;
 pub mod stop;
 pub mod validate;
+pub mod watch;
 
 /// Exit codes shared by every command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,7 +115,7 @@ pub enum Command {
     /// Make the running sandboxes match the blueprints.
     Apply(apply::ApplyArgs),
     /// Reconcile on every change to the blueprints (for systemd, cron, GitOps).
-    Watch(pending::PendingArgs),
+    Watch(watch::WatchArgs),
     /// Start a sandbox.
     Start(start::StartArgs),
     /// Stop a sandbox (state is kept).
@@ -153,6 +154,16 @@ pub struct Context {
 }
 
 impl Context {
+    /// The same context with progress output silenced (for machine-readable callers).
+    pub fn silenced(&self) -> Context {
+        Context {
+            flavor: self.flavor,
+            verbose: 0,
+            quiet: true,
+            home_override: self.home_override.clone(),
+        }
+    }
+
     /// The nemoclaw home (not created).
     pub fn home(&self) -> anyhow::Result<Home> {
         Ok(match &self.home_override {
@@ -249,7 +260,7 @@ fn run(cmd: Command, ctx: &Context) -> anyhow::Result<Exit> {
         Command::DemoAgent(a) => demo_agent::run(a),
         Command::Plan(a) => plan::run(a, ctx),
         Command::Apply(a) => apply::run(a, ctx),
-        Command::Watch(_) => pending::not_yet("watch", "the reconciler"),
+        Command::Watch(a) => watch::run(a, ctx),
         Command::Start(a) => lifecycle::start(a, ctx),
         Command::Stop(a) => lifecycle::stop(a, ctx),
         Command::Restart(a) => lifecycle::restart(a, ctx),
