@@ -140,3 +140,39 @@ fn the_readme_validate_output_is_what_validate_prints() {
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(String::from_utf8_lossy(&out.stderr), shown);
 }
+
+#[test]
+fn the_readme_plan_output_is_what_plan_prints() {
+    let shown = blocks(&readme(), "text")
+        .into_iter()
+        .find(|b| b.contains("+ create quickstart"))
+        .expect("a plan example");
+    let home = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_nemoclaw"))
+        .args(["plan", "--dir", "examples/quickstart"])
+        .env("NEMOCLAW_HOME", home.path())
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = String::from_utf8_lossy(&out.stdout);
+    // The first line names the source by its absolute path, which differs between checkouts.
+    let body = |t: &str| {
+        t.split_once('\n')
+            .map(|(_, rest)| rest.to_string())
+            .unwrap_or_default()
+    };
+    assert!(
+        printed.starts_with("Source: /")
+            && printed
+                .lines()
+                .next()
+                .unwrap()
+                .ends_with("/examples/quickstart")
+    );
+    assert_eq!(body(&printed), body(&shown));
+}
