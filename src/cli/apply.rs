@@ -13,8 +13,8 @@ use super::plan::{describe_source, prepare_or_report};
 use super::source_args::{PlanFlags, SourceArgs};
 use super::{Context, Exit, UsageError};
 use crate::home::{FileLock, Home};
-use crate::reconcile::apply::{execute, Outcome, Runtime};
-use crate::reconcile::plan::{ChangeKind, PlanOptions};
+use crate::reconcile::apply::{execute, Progress, Runtime};
+use crate::reconcile::plan::PlanOptions;
 use crate::reconcile::render::render_human;
 use crate::reconcile::saved::SavedPlan;
 use crate::supervisor::{self, client::Client, protocol::Request};
@@ -180,33 +180,15 @@ pub fn run(a: ApplyArgs, ctx: &Context) -> anyhow::Result<Exit> {
         println!("Apply cancelled.");
         return Ok(Exit::Failure);
     }
+    let silenced = ctx.silenced();
     let runtime = SupervisorRuntime {
-        ctx,
+        ctx: &silenced,
         home: home.clone(),
         wait: a.wait,
     };
     let quiet = ctx.quiet;
-    let progress = move |o: &Outcome| {
-        let verb = match o.kind {
-            ChangeKind::Create => "create",
-            ChangeKind::Update => "update",
-            ChangeKind::Upgrade => "upgrade",
-            ChangeKind::Replace => "replace",
-            ChangeKind::Restart => "restart",
-            ChangeKind::Destroy => "destroy",
-            ChangeKind::Refused => "refused",
-        };
-        match &o.result {
-            Ok(()) if !quiet => println!(
-                "{} {verb} {}: done in {:.1}s",
-                o.kind.symbol(),
-                o.name,
-                o.elapsed.as_secs_f64()
-            ),
-            Ok(()) => {}
-            Err(e) => eprintln!("{} {verb} {}: failed: {e}", o.kind.symbol(), o.name),
-        }
-    };
+    let reporter = super::progress::Reporter::new(quiet, std::io::stderr().is_terminal());
+    let progress = |p: Progress<'_>| reporter.report(p);
     let outcomes = execute(
         &home,
         plan,
@@ -215,6 +197,7 @@ pub fn run(a: ApplyArgs, ctx: &Context) -> anyhow::Result<Exit> {
         a.parallel,
         &progress,
     );
+    reporter.finish();
     let failed = outcomes.iter().filter(|o| o.result.is_err()).count();
     if failed > 0 {
         eprintln!("Apply incomplete: {failed} of {} changes failed (the rest were applied; run apply again after fixing).", outcomes.len());

@@ -18,7 +18,7 @@ use super::source_args::SourceArgs;
 use super::{Context, Exit};
 use crate::blueprint::set::LoadOptions;
 use crate::home::Home;
-use crate::reconcile::apply::execute;
+use crate::reconcile::apply::{execute, Progress};
 use crate::reconcile::plan::PlanOptions;
 use crate::reconcile::prepare::{prepare, PrepareError};
 use crate::source::watch::{DirWatcher, DEBOUNCE};
@@ -135,11 +135,13 @@ impl Watcher<'_> {
             &prepared.origins(),
             &runtime,
             self.args.parallel,
-            &|o| {
-                event(
-                    "change",
-                    json!({"sandbox": o.name, "action": o.kind, "ok": o.result.is_ok(), "error": o.result.as_ref().err(), "ms": o.elapsed.as_millis() as u64}),
-                )
+            &|p| {
+                if let Progress::Finished(o) = p {
+                    event(
+                        "change",
+                        json!({"sandbox": o.name, "action": o.kind, "ok": o.result.is_ok(), "error": o.result.as_ref().err(), "ms": o.elapsed.as_millis() as u64}),
+                    )
+                }
             },
         );
         event(
