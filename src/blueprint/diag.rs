@@ -151,10 +151,15 @@ pub fn did_you_mean<'a>(
     candidates: impl IntoIterator<Item = &'a str>,
 ) -> Option<&'a str> {
     let lower = word.to_ascii_lowercase();
+    let max_edits = (lower.chars().count() / 3).max(1);
     candidates
         .into_iter()
-        .map(|c| (strsim::jaro_winkler(&lower, &c.to_ascii_lowercase()), c))
-        .filter(|(score, _)| *score >= 0.8)
+        .filter_map(|c| {
+            let cl = c.to_ascii_lowercase();
+            let close = strsim::damerau_levenshtein(&lower, &cl) <= max_edits
+                || strsim::jaro_winkler(&lower, &cl) >= 0.85;
+            close.then(|| (strsim::jaro_winkler(&lower, &cl), c))
+        })
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .map(|(_, c)| c)
 }
@@ -214,5 +219,7 @@ mod tests {
             did_you_mean("zzz", ["allowedDomains", "blockedPorts"]),
             None
         );
+        assert_eq!(did_you_mean("nmi", ["local", "nim"]), Some("nim"));
+        assert_eq!(did_you_mean("githbu", ["github", "gitlab"]), Some("github"));
     }
 }

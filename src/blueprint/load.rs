@@ -32,7 +32,7 @@ pub const SOURCE_CONFIG_NAMES: [&str; 2] = ["nemoclaw.yaml", "nemoclaw.yml"];
 #[derive(Debug, Clone)]
 pub enum Document {
     Blueprint(Box<Blueprint>),
-    SourceConfig(SourceConfig),
+    SourceConfig(Box<SourceConfig>),
     /// A YAML file of another kind (a Kubernetes manifest, a CI file): not ours, skipped.
     Other {
         kind: Option<String>,
@@ -218,9 +218,9 @@ pub fn parse_document(path: &Path, text: &str) -> Result<Document, Diagnostic> {
         }
         Some(KIND_SOURCE_CONFIG) => {
             check_api_version(path, api.as_deref(), &map)?;
-            Ok(Document::SourceConfig(parse_as(path, text)?))
+            Ok(Document::SourceConfig(Box::new(parse_as(path, text)?)))
         }
-        None if is_config_name => Ok(Document::SourceConfig(parse_as(path, text)?)),
+        None if is_config_name => Ok(Document::SourceConfig(Box::new(parse_as(path, text)?))),
         None if api.as_deref() == Some(API_VERSION) => {
             let pos = map().value("");
             let mut d = Diagnostic::error(path, "schema.missing-field", "missing field `kind`")
@@ -319,15 +319,44 @@ fn yaml_diag(path: &Path, text: &str, err: &YamlError) -> Diagnostic {
         | YamlError::Message { .. } => ("schema.invalid", None),
         _ => ("yaml.syntax", None),
     };
-    let mut message = strip_location(&inner.to_string());
+    let found = || {
+        err.location()
+            .and_then(|l| {
+                Some((
+                    l.span().byte_offset()? as usize,
+                    l.span().byte_len()? as usize,
+                ))
+            })
+            .and_then(|(start, len)| text.get(start..start + len))
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty() && t.len() <= 80)
+    };
+    let mut message = match inner {
+        YamlError::DuplicateMappingKey { key: Some(k), .. } => format!("duplicate key `{k}`"),
+        YamlError::DuplicateMappingKey { key: None, .. } => "duplicate key".to_string(),
+        YamlError::MultipleDocuments { .. } => {
+            "the file holds more than one YAML document (`---`)".to_string()
+        }
+        YamlError::InvalidScalar { ty, .. } => {
+            let want = match *ty {
+                t if t.starts_with('u') => "a whole number of 0 or more",
+                t if t.starts_with('i') => "a whole number",
+                t if t.starts_with('f') => "a number",
+                "bool" => "true or false",
+                other => other,
+            };
+            match found() {
+                Some(v) => format!("`{v}` is not {want}"),
+                None => format!("expected {want}"),
+            }
+        }
+        _ => strip_location(&inner.to_string()),
+    };
     if code == "yaml.syntax" && message.contains("tab") {
         message.push_str(" (YAML indents with spaces, never tabs)");
     }
-    if code == "yaml.too-complex"
-        && !message.to_lowercase().contains("limit")
-        && !message.contains("budget")
-    {
-        message = format!("document too complex: {message}");
+    if code == "yaml.too-complex" {
+        message = format!("document exceeds nemoclaw's YAML limits ({message})");
     }
     let mut d = Diagnostic::error(path, code, message);
     d.hint = hint;

@@ -12,16 +12,24 @@ use clap::{ArgAction, Args, Parser, Subcommand};
 
 use crate::home::Home;
 
+pub mod apply;
 pub mod completions;
 pub mod demo_agent;
 pub mod exec;
 pub mod init;
+pub mod lifecycle;
+pub mod logs;
 pub mod pending;
+pub mod plan;
+pub mod progress;
 pub mod run;
 pub mod schema;
+pub mod source_args;
 pub mod start;
+pub mod status;
 pub mod stop;
 pub mod validate;
+pub mod watch;
 
 /// Exit codes shared by every command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,27 +109,27 @@ pub enum Command {
     /// Create the nemoclaw home with an example blueprint.
     Init(init::InitArgs),
     /// Check blueprints for errors without touching the host (for CI).
-    Validate(pending::PendingArgs),
+    Validate(validate::ValidateArgs),
     /// Print the blueprint JSON Schema.
     Schema(schema::SchemaArgs),
     /// Show what apply would change.
-    Plan(pending::PendingArgs),
+    Plan(plan::PlanArgs),
     /// Make the running sandboxes match the blueprints.
-    Apply(pending::PendingArgs),
+    Apply(apply::ApplyArgs),
     /// Reconcile on every change to the blueprints (for systemd, cron, GitOps).
-    Watch(pending::PendingArgs),
+    Watch(watch::WatchArgs),
     /// Start a sandbox.
     Start(start::StartArgs),
     /// Stop a sandbox (state is kept).
     Stop(stop::StopArgs),
     /// Restart a sandbox.
-    Restart(pending::PendingArgs),
+    Restart(lifecycle::RestartArgs),
     /// Stop a sandbox and remove it from the inventory.
-    Destroy(pending::PendingArgs),
+    Destroy(lifecycle::DestroyArgs),
     /// Show sandboxes and their health.
-    Status(pending::PendingArgs),
+    Status(status::StatusArgs),
     /// Show a sandbox's logs.
-    Logs(pending::PendingArgs),
+    Logs(logs::LogsArgs),
     /// Run a command inside a running sandbox.
     Exec(exec::ExecArgs),
     /// Run a command in a blueprint's sandbox in the foreground.
@@ -148,6 +156,16 @@ pub struct Context {
 }
 
 impl Context {
+    /// The same context with progress output silenced (for machine-readable callers).
+    pub fn silenced(&self) -> Context {
+        Context {
+            flavor: self.flavor,
+            verbose: 0,
+            quiet: true,
+            home_override: self.home_override.clone(),
+        }
+    }
+
     /// The nemoclaw home (not created).
     pub fn home(&self) -> anyhow::Result<Home> {
         Ok(match &self.home_override {
@@ -238,19 +256,19 @@ fn one_line(s: &str) -> String {
 fn run(cmd: Command, ctx: &Context) -> anyhow::Result<Exit> {
     match cmd {
         Command::Init(a) => init::run(a, ctx),
-        Command::Validate(_) => pending::not_yet("validate", "foundation"),
+        Command::Validate(a) => validate::run(a, ctx),
         Command::Schema(a) => schema::run(a, ctx),
         Command::Completions(a) => completions::run(a),
         Command::DemoAgent(a) => demo_agent::run(a),
-        Command::Plan(_) => pending::not_yet("plan", "the reconciler"),
-        Command::Apply(_) => pending::not_yet("apply", "the reconciler"),
-        Command::Watch(_) => pending::not_yet("watch", "the reconciler"),
-        Command::Start(a) => start::run(a, ctx),
-        Command::Stop(a) => stop::run(a, ctx),
-        Command::Restart(_) => pending::not_yet("restart", "the reconciler"),
-        Command::Destroy(_) => pending::not_yet("destroy", "the reconciler"),
-        Command::Status(_) => pending::not_yet("status", "the reconciler"),
-        Command::Logs(_) => pending::not_yet("logs", "the reconciler"),
+        Command::Plan(a) => plan::run(a, ctx),
+        Command::Apply(a) => apply::run(a, ctx),
+        Command::Watch(a) => watch::run(a, ctx),
+        Command::Start(a) => lifecycle::start(a, ctx),
+        Command::Stop(a) => lifecycle::stop(a, ctx),
+        Command::Restart(a) => lifecycle::restart(a, ctx),
+        Command::Destroy(a) => lifecycle::destroy(a, ctx),
+        Command::Status(a) => status::run(a, ctx),
+        Command::Logs(a) => logs::run(a, ctx),
         Command::Exec(a) => exec::run(a, ctx),
         Command::Run(a) => run::run(a, ctx),
         Command::Export(_) => pending::not_yet("export", "Kubernetes export"),

@@ -58,7 +58,9 @@ pub fn run(a: StartArgs, ctx: &Context) -> anyhow::Result<Exit> {
     };
     let name = entry.blueprint.metadata.name.clone();
     if supervisor::is_running(&home, &name) {
-        println!("sandbox `{name}` is already running");
+        if !ctx.quiet {
+            println!("sandbox `{name}` is already running");
+        }
         return Ok(Exit::Ok);
     }
     crate::home::create_dir_private(&home.run_dir(&name))?;
@@ -107,11 +109,13 @@ pub fn run(a: StartArgs, ctx: &Context) -> anyhow::Result<Exit> {
             if let Some(s) = r.status {
                 match s.state {
                     State::Running => {
-                        println!(
-                            "started `{name}` (supervisor {}, sandbox init {})",
-                            s.supervisor_pid,
-                            s.pid.unwrap_or(0)
-                        );
+                        if !ctx.quiet {
+                            println!(
+                                "started `{name}` (supervisor {}, sandbox init {})",
+                                s.supervisor_pid,
+                                s.pid.unwrap_or(0)
+                            );
+                        }
                         return Ok(Exit::Ok);
                     }
                     State::Failed | State::Exited => {

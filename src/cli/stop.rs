@@ -25,7 +25,9 @@ pub fn run(a: StopArgs, ctx: &Context) -> anyhow::Result<Exit> {
     let name = a.name.as_str();
     if !supervisor::is_running(&home, name) {
         daemon::clean_leftovers(&home, name)?;
-        println!("sandbox `{name}` is not running");
+        if !ctx.quiet {
+            println!("sandbox `{name}` is not running");
+        }
         return Ok(Exit::Ok);
     }
     let stop_timeout = a.timeout.unwrap_or_else(|| {
@@ -62,6 +64,8 @@ pub fn run(a: StopArgs, ctx: &Context) -> anyhow::Result<Exit> {
         std::thread::sleep(Duration::from_millis(10));
     }
     daemon::clean_leftovers(&home, name)?;
-    println!("stopped `{name}` (state and logs kept)");
+    if !ctx.quiet {
+        println!("stopped `{name}` (state and logs kept)");
+    }
     Ok(Exit::Ok)
 }

@@ -4,14 +4,11 @@ use crate::blueprint::types::Blueprint;
 fn bp(yaml: &str) -> Blueprint {
     let head =
         "apiVersion: nemoclaw.dev/v1\nkind: Blueprint\nmetadata:\n  name: t1\n  version: 1\n";
-    let text = format!("{head}{yaml}");
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("b.yaml");
-    std::fs::write(&p, text).unwrap();
-    crate::blueprint::set::load_one(&p)
+    // Typed parse only: the spec's own checks must hold even for blueprints that skipped
+    // semantic validation (defence in depth).
+    crate::blueprint::load::parse_str(&format!("{head}{yaml}"))
         .map_err(|d| format!("{d:?}"))
         .unwrap()
-        .blueprint
 }
 
 fn host() -> HostView {

@@ -1,1 +1,0 @@
-//! Semantic validation of one blueprint (pure). Filled in below.
