@@ -139,3 +139,21 @@ fn explicit_rootfs_is_used() {
     let bp = lab.blueprint("run-rootfs", "filesystem:\n  rootfs: /\n");
     lab.sh(&bp, "test -x /usr/bin/env").ok();
 }
+
+#[test]
+fn a_command_that_cannot_be_executed_fails_at_start_naming_the_step() {
+    let lab = Lab::new();
+    let bin = lab.dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    std::fs::write(bin.join("script"), "#!/bin/sh\necho hi\n").unwrap();
+    let bp = lab.blueprint(
+        "run-noexec",
+        &format!(
+            "filesystem:\n  mounts:\n    - {{host: {}, path: /data}}\n",
+            bin.display()
+        ),
+    );
+    let o = lab.run(&bp, &["/data/script"]);
+    assert_clean(&lab, "run-noexec", &o, "execute the command");
+    assert!(o.stderr.contains("EACCES"), "{}", o.stderr);
+}

@@ -42,6 +42,7 @@ pub const STEP_NNP: u32 = 10_013;
 pub const STEP_SECCOMP: u32 = 10_014;
 pub const STEP_EXEC: u32 = 10_015;
 pub const STEP_PDEATHSIG: u32 = 10_016;
+pub const STEP_FORK: u32 = 10_017;
 
 /// Describes a fixed step for error messages.
 pub fn step_name(step: u32) -> &'static str {
@@ -63,6 +64,7 @@ pub fn step_name(step: u32) -> &'static str {
         STEP_SECCOMP => "install the seccomp filter",
         STEP_EXEC => "execute the command",
         STEP_PDEATHSIG => "set the parent-death signal",
+        STEP_FORK => "start the agent process",
         _ => "sandbox setup",
     }
 }
@@ -114,7 +116,9 @@ pub struct Prepared {
     pub workdir: CString,
     pub seccomp: Option<Filters>,
     pub init_path: CString,
-    pub argv: Vec<CString>,
+    /// The agent's argv, and the paths execve tries for argv[0] (PATH resolved beforehand).
+    pub agent_argv: Vec<CString>,
+    pub agent_candidates: Vec<CString>,
     pub envp: Vec<CString>,
     /// Whether to create a cgroup namespace (after the parent joined the cgroup).
     pub cgroupns: bool,
@@ -486,16 +490,104 @@ pub unsafe fn child_main(p: &Prepared, fds: ChildFds) -> ! {
     const MAX_ARGS: usize = 4096;
     let mut argv: [*const libc::c_char; MAX_ARGS + 1] = [std::ptr::null(); MAX_ARGS + 1];
     let mut envp: [*const libc::c_char; MAX_ARGS + 1] = [std::ptr::null(); MAX_ARGS + 1];
-    if p.argv.len() > MAX_ARGS || p.envp.len() > MAX_ARGS {
+    if p.agent_argv.len() > MAX_ARGS || p.envp.len() > MAX_ARGS {
         fail(&fds, STEP_EXEC, libc::E2BIG);
     }
-    for (slot, a) in argv.iter_mut().zip(&p.argv) {
+    for (slot, a) in argv.iter_mut().zip(&p.agent_argv) {
         *slot = a.as_ptr();
     }
     for (slot, e) in envp.iter_mut().zip(&p.envp) {
         *slot = e.as_ptr();
     }
-    // SAFETY: NULL-terminated arrays of pointers to live CStrings.
-    unsafe { libc::execve(p.init_path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+    // The forwarded signals stay blocked (hence pending, not dropped, for a pid 1 without
+    // handlers) until the init has installed its handlers after its exec.
+    // SAFETY: sigset operations on a stack value, then sigprocmask.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for sig in super::init::FORWARDED_SIGNALS
+            .iter()
+            .chain(&[libc::SIGCHLD])
+        {
+            libc::sigaddset(&mut set, *sig);
+        }
+        libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+    // The agent is started here, so it runs while the init is being executed.
+    // SAFETY: a fork-like clone; the child only makes raw syscalls and execs or exits.
+    let agent = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            libc::SIGCHLD as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    if agent == 0 {
+        // SAFETY (whole block): raw calls on prepared, live data; ends in execve or _exit.
+        unsafe {
+            libc::setpgid(0, 0);
+            let mut empty: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut empty);
+            libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+            let mut err = libc::ENOENT;
+            for c in &p.agent_candidates {
+                libc::execve(c.as_ptr(), argv.as_ptr(), envp.as_ptr());
+                let e = errno();
+                if e != libc::ENOENT && e != libc::ENOTDIR {
+                    err = e;
+                }
+            }
+            report(fds.report, MSG_ERROR, STEP_EXEC, err);
+            libc::_exit(if err == libc::ENOENT { 127 } else { 126 })
+        }
+    }
+    if agent < 0 {
+        fail(&fds, STEP_FORK, errno());
+    }
+    // pid 1 becomes the init: a fresh image of the nemoclaw binary, none of our memory.
+    let mut digits = [0u8; 24];
+    let pid_arg = format_pid(agent as u32, &mut digits);
+    let init_argv: [*const libc::c_char; 5] = [
+        c"nemoclaw".as_ptr(),
+        super::init::INIT_ARG_C.as_ptr(),
+        c"--agent".as_ptr(),
+        pid_arg,
+        std::ptr::null(),
+    ];
+    // SAFETY: NULL-terminated arrays of pointers to live C strings.
+    unsafe { libc::execve(p.init_path.as_ptr(), init_argv.as_ptr(), envp.as_ptr()) };
     fail(&fds, STEP_EXEC, errno())
+}
+
+/// Writes `n` as a NUL-terminated decimal string into `buf` (no allocation); returns a pointer
+/// to its first digit.
+fn format_pid(mut n: u32, buf: &mut [u8; 24]) -> *const libc::c_char {
+    let mut i = buf.len() - 1;
+    buf[i] = 0;
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    buf[i..].as_ptr().cast()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn pids_format_without_allocation() {
+        for n in [0u32, 2, 10, 4_194_304, u32::MAX] {
+            let mut buf = [0u8; 24];
+            let p = super::format_pid(n, &mut buf);
+            // SAFETY: `p` points into `buf` at a NUL-terminated string.
+            let s = unsafe { std::ffi::CStr::from_ptr(p) };
+            assert_eq!(s.to_str().unwrap(), n.to_string());
+        }
+    }
 }

@@ -1,6 +1,7 @@
-//! The sandbox's pid 1 (`nemoclaw __init -- CMD ARGS...`), executed from the read-only nemoclaw
-//! binary inside the sandbox, already unprivileged and under seccomp. It starts the agent in its
-//! own process group, forwards SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 to that
+//! The sandbox's pid 1 (`nemoclaw __init --agent PID`, or `nemoclaw __init -- CMD ARGS...` to
+//! start the command itself), executed from the read-only nemoclaw binary inside the sandbox,
+//! already unprivileged and under seccomp. The sandbox setup forks the agent (in its own process
+//! group) just before executing the init, so both start in parallel; the init forwards SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 to that
 //! group, reaps every orphan, and exits with the agent's status (128 + signal when the agent
 //! was killed). When it exits, the kernel kills whatever is left in the sandbox.
 //!
@@ -19,6 +20,18 @@ use nix::unistd::Pid;
 
 /// The hidden argument that selects this mode (checked before the CLI parser runs).
 pub const INIT_ARG: &str = "__init";
+/// The same, for the no-allocation exec in the sandbox setup.
+pub const INIT_ARG_C: &std::ffi::CStr = c"__init";
+/// The signals the init forwards to the agent's process group (blocked from before its exec, so
+/// none is lost while it starts).
+pub const FORWARDED_SIGNALS: [libc::c_int; 6] = [
+    libc::SIGTERM,
+    libc::SIGINT,
+    libc::SIGHUP,
+    libc::SIGQUIT,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+];
 
 const FORWARDED: [Signal; 6] = [
     Signal::SIGTERM,
@@ -33,15 +46,22 @@ extern "C" fn noop(_: libc::c_int) {}
 
 /// Runs the init. `args` are the process arguments after `__init`.
 pub fn main(args: &[OsString]) -> ExitCode {
+    let given = match args {
+        [flag, pid, ..] if flag == "--agent" => pid
+            .to_str()
+            .and_then(|p| p.parse::<i32>().ok())
+            .map(Pid::from_raw),
+        _ => None,
+    };
     let argv: Vec<&OsString> = args
         .iter()
         .skip_while(|a| a.as_os_str() != "--")
         .skip(1)
         .collect();
-    let Some(prog) = argv.first() else {
+    if given.is_none() && argv.is_empty() {
         eprintln!("nemoclaw init: no command given");
         return ExitCode::from(127);
-    };
+    }
     // A pid 1 only receives signals it has a handler for, so install one, then block them all
     // and take them synchronously with sigwait.
     let mut set = SigSet::empty();
@@ -56,6 +76,19 @@ pub fn main(args: &[OsString]) -> ExitCode {
         let _ = unsafe { sigaction(s, &act) };
     }
     let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None);
+    let agent = match given {
+        Some(pid) => pid,
+        None => match spawn_agent(&argv) {
+            Ok(pid) => pid,
+            Err(code) => return code,
+        },
+    };
+    forward_and_reap(&set, agent)
+}
+
+/// Starts the command (the `-- CMD` form).
+fn spawn_agent(argv: &[&OsString]) -> Result<Pid, ExitCode> {
+    let prog = argv[0];
 
     // The agent gets its own process group and an empty signal mask (std's posix_spawn path
     // would keep our blocked set, so the mask is reset in pre_exec).
@@ -69,22 +102,27 @@ pub fn main(args: &[OsString]) -> ExitCode {
             Ok(())
         });
     }
-    let child = match cmd.spawn() {
-        Ok(c) => c,
+    match cmd.spawn() {
+        Ok(c) => Ok(Pid::from_raw(c.id() as i32)),
         Err(e) => {
             eprintln!(
                 "nemoclaw: cannot execute `{}` in the sandbox: {e}",
                 prog.to_string_lossy()
             );
-            return ExitCode::from(if e.kind() == std::io::ErrorKind::NotFound {
-                127
-            } else {
-                126
-            });
+            Err(ExitCode::from(
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    127
+                } else {
+                    126
+                },
+            ))
         }
-    };
-    let agent = Pid::from_raw(child.id() as i32);
-    drop(child);
+    }
+}
+
+/// Forwards signals to the agent's process group and reaps everything until the agent exits;
+/// returns its status.
+fn forward_and_reap(set: &SigSet, agent: Pid) -> ExitCode {
     loop {
         let sig = match set.wait() {
             Ok(s) => s,

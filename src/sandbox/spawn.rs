@@ -445,10 +445,15 @@ pub fn prepare(spec: &SandboxSpec, opts: &SpawnOptions) -> Result<Prepared, Spaw
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(40u32)
         .min(63);
-    let mut argv = vec![cstr("nemoclaw")?, cstr(super::init::INIT_ARG)?, cstr("--")?];
-    for a in &spec.argv {
-        argv.push(cstr(a)?);
-    }
+    let agent_argv = spec.argv.iter().map(cstr).collect::<Result<Vec<_>, _>>()?;
+    let agent_candidates = exec_candidates(
+        &spec.argv[0],
+        spec.env.get("PATH").map(String::as_str),
+        &spec.workdir,
+    )
+    .into_iter()
+    .map(cstr)
+    .collect::<Result<Vec<_>, _>>()?;
     let envp = spec
         .env
         .iter()
@@ -469,10 +474,28 @@ pub fn prepare(spec: &SandboxSpec, opts: &SpawnOptions) -> Result<Prepared, Spaw
             None
         },
         init_path: cstr(NEMOCLAW_BIN)?,
-        argv,
+        agent_argv,
+        agent_candidates,
         envp,
         cgroupns: opts.cgroups,
     })
+}
+
+/// The paths execve tries for `arg0`, in order (execvp's PATH search, done before the fork).
+pub fn exec_candidates(arg0: &str, path: Option<&str>, workdir: &str) -> Vec<String> {
+    if arg0.contains('/') {
+        if arg0.starts_with('/') {
+            vec![arg0.to_string()]
+        } else {
+            vec![format!("{}/{arg0}", workdir.trim_end_matches('/'))]
+        }
+    } else {
+        path.unwrap_or(super::spec::SANDBOX_PATH)
+            .split(':')
+            .filter(|d| !d.is_empty())
+            .map(|d| format!("{}/{arg0}", d.trim_end_matches('/')))
+            .collect()
+    }
 }
 
 /// Creates the host-side directories the spec needs: the root mount point, and the state dir

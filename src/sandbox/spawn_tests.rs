@@ -119,11 +119,17 @@ fn init_runs_the_command_with_the_built_env_and_optional_seccomp() {
     let p = prepare(&s, &SpawnOptions::default()).unwrap();
     assert_eq!(p.init_path.to_str().unwrap(), crate::sandbox::NEMOCLAW_BIN);
     let argv: Vec<_> = p
-        .argv
+        .agent_argv
         .iter()
         .map(|a| a.to_str().unwrap().to_string())
         .collect();
-    assert_eq!(argv, vec!["nemoclaw", "__init", "--", "/bin/sh"]);
+    assert_eq!(argv, vec!["/bin/sh"]);
+    let cands: Vec<_> = p
+        .agent_candidates
+        .iter()
+        .map(|a| a.to_str().unwrap().to_string())
+        .collect();
+    assert_eq!(cands, vec!["/bin/sh"]);
     assert_eq!(p.envp.len(), s.env.len());
     assert!(p.seccomp.is_some() && p.cgroupns);
     let bare = prepare(
@@ -136,4 +142,17 @@ fn init_runs_the_command_with_the_built_env_and_optional_seccomp() {
     .unwrap();
     assert!(bare.seccomp.is_none() && !bare.cgroupns);
     assert_eq!((p.uid, p.gid), (1000, 1000));
+}
+
+#[test]
+fn exec_candidates_follow_path_like_execvp() {
+    assert_eq!(exec_candidates("/bin/sh", None, "/w"), vec!["/bin/sh"]);
+    assert_eq!(
+        exec_candidates("./run.sh", None, "/workspace/state"),
+        vec!["/workspace/state/./run.sh"]
+    );
+    assert_eq!(
+        exec_candidates("true", Some("/usr/bin:/bin/"), "/w"),
+        vec!["/usr/bin/true", "/bin/true"]
+    );
 }
