@@ -172,11 +172,45 @@ fn proc_1_root_is_the_sandbox_not_the_host() {
     let marker = lab.dir.path().join("host-marker");
     std::fs::write(&marker, "host").unwrap();
     let bp = lab.blueprint("esc-proc1", "");
-    lab.sh(&bp, "ls /proc/1/root/usr >/dev/null").ok();
-    lab.sh(&bp, &format!("cat /proc/1/root{}", marker.display()))
-        .failed();
-    lab.sh(&bp, "cat /proc/1/root/etc/shadow").failed();
-    lab.sh(&bp, "ls /proc/1/root/root").failed();
+    // The init's root is not even reachable (it is not dumpable); the agent's own magic root
+    // link is the sandbox root, without the host's files.
+    lab.sh(&bp, "ls /proc/1/root/").failed();
+    lab.sh(
+        &bp,
+        "ls /proc/self/root/usr >/dev/null && ls /proc/2/root/usr >/dev/null",
+    )
+    .ok();
+    for root in ["/proc/1/root", "/proc/self/root", "/proc/2/root"] {
+        lab.sh(&bp, &format!("cat {root}{}", marker.display()))
+            .failed();
+        lab.sh(&bp, &format!("cat {root}/etc/shadow")).failed();
+        lab.sh(&bp, &format!("ls {root}/root")).failed();
+    }
+}
+
+#[test]
+fn init_memory_environment_and_descriptors_are_out_of_reach() {
+    let lab = Lab::new();
+    let bp = lab.blueprint("esc-pid1", "");
+    let script = "cat /proc/1/environ; cat /proc/1/maps; ls /proc/1/fd; dd if=/proc/1/mem bs=1 count=1 skip=4096; ls -l /proc/1/exe; echo end";
+    let o = from_cmd(
+        lab.command(&bp, &["/bin/sh", "-c", script])
+            .env("NEMOCLAW_TEST_PARENT_SECRET", "parent-secret-value"),
+    );
+    assert!(o.stdout.ends_with("end\n"), "{}{}", o.stdout, o.stderr);
+    assert!(!o.stdout.contains("parent-secret-value") && !o.stderr.contains("parent-secret-value"));
+    assert_eq!(
+        o.stderr.matches("Permission denied").count(),
+        5,
+        "environ, maps, fd, mem and exe are refused: {}",
+        o.stderr
+    );
+    // The agent's own /proc entries stay readable (it is not the init's memory).
+    lab.sh(
+        &bp,
+        "cat /proc/self/environ | tr '\\0' '\\n' | grep -q '^HOME=/workspace/state$'",
+    )
+    .ok();
 }
 
 #[test]

@@ -200,12 +200,6 @@ pub fn main_with_args(args: Vec<std::ffi::OsString>) -> ExitCode {
         .to_string();
     if args
         .get(1)
-        .is_some_and(|a| a == crate::sandbox::init::INIT_ARG)
-    {
-        return crate::sandbox::init::main(&args[2..]);
-    }
-    if args
-        .get(1)
         .is_some_and(|a| a == crate::supervisor::SUPERVISE_ARG)
     {
         return crate::supervisor::main(&args[2..]);

@@ -1,4 +1,4 @@
-//! The sandbox's first process, from clone() to the exec of its init.
+//! The sandbox's first process, from clone() until it becomes the sandbox's init (pid 1).
 //!
 //! Everything this code touches is prepared by the parent beforehand ([`Prepared`]: C strings,
 //! file contents, the seccomp programs), so the child makes raw syscalls only: no allocation,
@@ -7,7 +7,8 @@
 //! Order (youki / bubblewrap / Firecracker): wait for the parent (cgroup joined, network set
 //! up) -> cgroup namespace -> mounts, pivot_root, read-only root -> hostname -> rlimits ->
 //! user namespace (the parent writes the id maps) -> drop every capability, switch to the
-//! agent's uid/gid, verify (fail closed) -> no_new_privs -> seccomp, last -> exec init.
+//! agent's uid/gid, verify (fail closed) -> no_new_privs -> seccomp, last -> fork the agent (which
+//! execs the command) -> become the init ([`super::init`]).
 //!
 //! The mount, pid, net, uts and ipc namespaces come from clone() and belong to the host's
 //! user namespace: the mounts are made as real root (which can read the 0700 home), and the
@@ -115,7 +116,6 @@ pub struct Prepared {
     pub last_cap: u32,
     pub workdir: CString,
     pub seccomp: Option<Filters>,
-    pub init_path: CString,
     /// The agent's argv, and the paths execve tries for argv[0] (PATH resolved beforehand).
     pub agent_argv: Vec<CString>,
     pub agent_candidates: Vec<CString>,
@@ -377,7 +377,7 @@ pub(super) fn verify_no_caps(last_cap: u32) -> bool {
     unsafe { libc::setresuid(0, 0, 0) != 0 }
 }
 
-/// The child's whole life. Never returns: it execs the init or exits 127 after reporting.
+/// The child's whole life. Never returns: it becomes the init, or exits 127 after reporting.
 ///
 /// # Safety
 /// Must run in a freshly cloned child (its own copy of the parent's memory, one thread) and
@@ -500,7 +500,7 @@ pub unsafe fn child_main(p: &Prepared, fds: ChildFds) -> ! {
         *slot = e.as_ptr();
     }
     // The forwarded signals stay blocked (hence pending, not dropped, for a pid 1 without
-    // handlers) until the init has installed its handlers after its exec.
+    // handlers) until the init has installed its handlers.
     // SAFETY: sigset operations on a stack value, then sigprocmask.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
@@ -513,7 +513,7 @@ pub unsafe fn child_main(p: &Prepared, fds: ChildFds) -> ! {
         }
         libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
     }
-    // The agent is started here, so it runs while the init is being executed.
+    // The agent: its own process group, an empty signal mask, then the command.
     // SAFETY: a fork-like clone; the child only makes raw syscalls and execs or exits.
     let agent = unsafe {
         libc::syscall(
@@ -547,47 +547,8 @@ pub unsafe fn child_main(p: &Prepared, fds: ChildFds) -> ! {
     if agent < 0 {
         fail(&fds, STEP_FORK, errno());
     }
-    // pid 1 becomes the init: a fresh image of the nemoclaw binary, none of our memory.
-    let mut digits = [0u8; 24];
-    let pid_arg = format_pid(agent as u32, &mut digits);
-    let init_argv: [*const libc::c_char; 5] = [
-        c"nemoclaw".as_ptr(),
-        super::init::INIT_ARG_C.as_ptr(),
-        c"--agent".as_ptr(),
-        pid_arg,
-        std::ptr::null(),
-    ];
-    // SAFETY: NULL-terminated arrays of pointers to live C strings.
-    unsafe { libc::execve(p.init_path.as_ptr(), init_argv.as_ptr(), envp.as_ptr()) };
-    fail(&fds, STEP_EXEC, errno())
-}
-
-/// Writes `n` as a NUL-terminated decimal string into `buf` (no allocation); returns a pointer
-/// to its first digit.
-fn format_pid(mut n: u32, buf: &mut [u8; 24]) -> *const libc::c_char {
-    let mut i = buf.len() - 1;
-    buf[i] = 0;
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    buf[i..].as_ptr().cast()
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn pids_format_without_allocation() {
-        for n in [0u32, 2, 10, 4_194_304, u32::MAX] {
-            let mut buf = [0u8; 24];
-            let p = super::format_pid(n, &mut buf);
-            // SAFETY: `p` points into `buf` at a NUL-terminated string.
-            let s = unsafe { std::ffi::CStr::from_ptr(p) };
-            assert_eq!(s.to_str().unwrap(), n.to_string());
-        }
-    }
+    // pid 1 carries on as the init (closing every descriptor above stderr, among them the
+    // report pipe: its EOF tells the parent the setup is done once the agent has exec'd).
+    // SAFETY: we are pid 1 of the sandbox, unprivileged, with the forwarded signals blocked.
+    unsafe { super::init::pid1(agent as libc::pid_t) }
 }

@@ -8,8 +8,8 @@
 //!    the [`NetworkSetup`] hook with the sandbox's network namespace; then says "go";
 //! 2. the child builds its file system, creates its user namespace and reports NEED_MAPS; the
 //!    parent writes the uid/gid maps and says "go"; the child drops privileges, installs
-//!    seccomp and execs the sandbox init (`nemoclaw __init`), whose close-on-exec report pipe
-//!    then reads EOF.
+//!    seccomp, forks the agent (which execs the command) and becomes the sandbox's init; the
+//!    close-on-exec report pipe reads EOF once the command runs.
 //!
 //! Any failure kills the child, removes the cgroup and names the step that failed.
 
@@ -28,7 +28,7 @@ use nix::unistd::Pid;
 use super::cgroups::{self, CgroupError, SandboxCgroup};
 use super::child::{self, ChildFds, Op, Prepared};
 use super::seccomp::{self, SeccompError};
-use super::spec::{MountKind, SandboxSpec, NEMOCLAW_BIN};
+use super::spec::{MountKind, SandboxSpec};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpawnError {
@@ -473,7 +473,6 @@ pub fn prepare(spec: &SandboxSpec, opts: &SpawnOptions) -> Result<Prepared, Spaw
         } else {
             None
         },
-        init_path: cstr(NEMOCLAW_BIN)?,
         agent_argv,
         agent_candidates,
         envp,
@@ -666,7 +665,7 @@ pub fn spawn(
     go.write_all(b"g")
         .map_err(io_err("cannot release the sandbox"))?;
 
-    // EOF: the init was executed.
+    // EOF: the agent's command was executed and the init closed its end.
     match read_report(&mut rep)? {
         None => Ok(sandbox),
         Some(r) => {
