@@ -4,3 +4,4 @@
 pub mod dns;
 pub mod egress;
 pub mod inference;
+pub mod credentials;

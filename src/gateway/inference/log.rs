@@ -1,0 +1,165 @@
+//! One JSON line per request in `logs/<name>/inference.jsonl`, written by a dedicated thread so
+//! the request path only formats and enqueues. Bodies are logged only when the blueprint asks,
+//! with credentials redacted.
+
+use std::fs::OpenOptions;
+use std::io::{BufWriter, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use serde::Serialize;
+
+use super::error::InferenceError;
+use super::limits::Limiter;
+use super::Shared;
+
+/// The log line of one request.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Record {
+    pub time: String,
+    pub id: String,
+    pub endpoint: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_model: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
+    pub status: u16,
+    pub latency_ms: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ttft_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prompt_tokens: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub completion_tokens: Option<u64>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub stream: bool,
+    /// The error code answered, when the gateway answered itself.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Backends tried before the one that answered, with why they were skipped.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fallbacks: Vec<String>,
+    /// What guards did (rewrites, redactions, denials).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub guards: Vec<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub client_disconnected: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_body: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response_body: Option<String>,
+}
+
+/// Where log lines go.
+pub struct LogSink {
+    tx: Option<mpsc::Sender<String>>,
+    path: Option<PathBuf>,
+}
+
+impl LogSink {
+    pub fn none() -> LogSink {
+        LogSink { tx: None, path: None }
+    }
+
+    /// Appends to `dir/inference.jsonl` (created 0600, the directory 0700).
+    pub fn open(dir: &Path) -> Result<LogSink, InferenceError> {
+        crate::home::create_dir_private(dir).map_err(|e| InferenceError::Config(e.to_string()))?;
+        let path = dir.join("inference.jsonl");
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|source| InferenceError::Io { path: path.clone(), source })?;
+        let (tx, rx) = mpsc::channel::<String>();
+        std::thread::Builder::new()
+            .name("inference-log".into())
+            .spawn(move || {
+                let mut w = BufWriter::with_capacity(64 << 10, file);
+                while let Ok(line) = rx.recv() {
+                    let _ = w.write_all(line.as_bytes());
+                    while let Ok(more) = rx.try_recv() {
+                        let _ = w.write_all(more.as_bytes());
+                    }
+                    let _ = w.flush();
+                }
+                let _ = w.flush();
+            })
+            .map_err(|source| InferenceError::Io { path: path.clone(), source })?;
+        Ok(LogSink { tx: Some(tx), path: Some(path) })
+    }
+
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    pub fn write(&self, r: &Record) {
+        if let Some(tx) = &self.tx {
+            let mut line = serde_json::to_string(r).expect("a record serialises");
+            line.push('\n');
+            let _ = tx.send(line);
+        }
+    }
+}
+
+/// A request in flight: logged (and its tokens charged) when dropped, which for a stream is
+/// when the body ends or the client goes away.
+pub struct Pending {
+    pub rec: Record,
+    pub start: Instant,
+    pub shared: Arc<Shared>,
+    pub limiter: Arc<Limiter>,
+    /// Whether a backend was reached (for the last-inference time).
+    pub reached_backend: bool,
+    armed: bool,
+}
+
+impl Pending {
+    pub fn new(shared: Arc<Shared>, limiter: Arc<Limiter>, id: String, endpoint: &'static str) -> Pending {
+        let rec = Record { time: humantime::format_rfc3339_millis(SystemTime::now()).to_string(), id, endpoint, ..Record::default() };
+        Pending { rec, start: Instant::now(), shared, limiter, reached_backend: false, armed: true }
+    }
+
+    /// Moves the request into a new owner (a streaming body); `self` no longer logs.
+    pub fn take(&mut self) -> Pending {
+        self.armed = false;
+        Pending {
+            rec: std::mem::take(&mut self.rec),
+            start: self.start,
+            shared: self.shared.clone(),
+            limiter: self.limiter.clone(),
+            reached_backend: self.reached_backend,
+            armed: true,
+        }
+    }
+
+    pub fn mark_first_byte(&mut self) {
+        if self.rec.ttft_ms.is_none() {
+            self.rec.ttft_ms = Some(ms(self.start));
+        }
+    }
+}
+
+pub fn ms(since: Instant) -> f64 {
+    (since.elapsed().as_secs_f64() * 1e6).round() / 1e3
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        self.rec.latency_ms = ms(self.start);
+        let tokens = self.rec.prompt_tokens.unwrap_or(0) + self.rec.completion_tokens.unwrap_or(0);
+        self.limiter.charge(tokens);
+        if self.reached_backend {
+            self.shared.touch();
+        }
+        self.shared.log.write(&self.rec);
+    }
+}
