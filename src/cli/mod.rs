@@ -14,6 +14,7 @@ use crate::home::Home;
 
 pub mod completions;
 pub mod demo_agent;
+pub mod gateway;
 pub mod init;
 pub mod pending;
 pub mod schema;
@@ -117,7 +118,7 @@ pub enum Command {
     /// Export blueprints to other formats (Kubernetes).
     Export(pending::PendingArgs),
     /// Run the inference gateway alone.
-    Gateway(pending::PendingArgs),
+    Gateway(gateway::GatewayArgs),
     /// List and show egress presets.
     Presets(pending::PendingArgs),
     /// Print shell completions.
@@ -215,7 +216,7 @@ fn run(cmd: Command, ctx: &Context) -> anyhow::Result<Exit> {
         Command::Exec(_) => pending::not_yet("exec", "the sandbox supervisor"),
         Command::Run(_) => pending::not_yet("run", "the sandbox runtime"),
         Command::Export(_) => pending::not_yet("export", "Kubernetes export"),
-        Command::Gateway(_) => pending::not_yet("gateway", "routed inference"),
+        Command::Gateway(a) => gateway::run(a, ctx),
         Command::Presets(_) => pending::not_yet("presets", "network policy"),
     }
 }

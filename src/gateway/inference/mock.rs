@@ -191,6 +191,29 @@ impl MockBackend {
     }
 }
 
+/// Serves one connection with the mock alone (no gateway policy): `nemoclaw gateway
+/// mock-backend`, the benchmark's fast backend.
+pub async fn serve_connection(backend: std::sync::Arc<MockBackend>, stream: tokio::net::TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+        let backend = backend.clone();
+        async move {
+            let ep = Endpoint::from_path(req.uri().path());
+            let body = req.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+            let resp = match (ep, serde_json::from_slice::<Value>(&body)) {
+                (Some(ep), Ok(Value::Object(m))) => {
+                    let r = backend.respond(ep, &m).await;
+                    hyper::Response::builder().status(r.status).header("content-type", r.content_type).body(r.body)
+                }
+                (None, _) => hyper::Response::builder().status(404).body(json_response(json!({"error": {"message": "unknown path"}})).body),
+                (Some(_), _) => hyper::Response::builder().status(400).body(json_response(json!({"error": {"message": "bad JSON"}})).body),
+            };
+            Ok::<_, std::convert::Infallible>(resp.expect("a valid response"))
+        }
+    });
+    let _ = hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(stream), svc).await;
+}
+
 fn embeddings(body: &Map<String, Value>, model: &str, prompt_tokens: u64) -> Value {
     let inputs: Vec<String> = match body.get("input") {
         Some(Value::Array(a)) => a.iter().map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string)).collect(),

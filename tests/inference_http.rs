@@ -1,0 +1,474 @@
+//! The inference gateway over real HTTP, against fake backends that are real HTTP servers on
+//! loopback: key injection, validation, malformed input, fallback, limits, streaming,
+//! cancellation, guards, logging, reload.
+
+mod inference_support;
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use inference_support::*;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const REAL: &str = "real-key-CANARY-7f3a9b2c1d";
+
+fn one_backend(url: &str, extra: serde_json::Value) -> serde_json::Value {
+    let mut v = json!({
+        "backends": [{"name": "up", "kind": "openai", "url": url, "apiKey": {"env": "UP_KEY"}, "timeout": "3s"}],
+        "routes": [{"match": "nim/", "backends": ["up"]}],
+        "allowedModels": ["m-1", "nim/*"],
+        "limits": {"maxTokens": 256, "temperature": {"min": 0.0, "max": 1.0}},
+    });
+    for (k, x) in extra.as_object().unwrap() {
+        v[k] = x.clone();
+    }
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn placeholder_in_real_key_out_with_routing_and_defaults() {
+    let up = fake(Mode::Ok, REAL).await;
+    let gw = gateway(inference(one_backend(&up.url(), json!({}))), &creds(&[("UP_KEY", REAL)])).await;
+    let r = post(gw.addr, "/v1/chat/completions", &chat("nim/meta/llama-3.1-8b", "hello")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.header("x-request-id").is_some_and(|id| id.starts_with("test-")));
+    assert_eq!(r.json()["choices"][0]["message"]["content"], "echo: hello");
+    let seen = up.requests();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].auth.as_deref(), Some(format!("Bearer {REAL}").as_str()), "the real key goes upstream");
+    assert_eq!(seen[0].path, "/v1/chat/completions");
+    assert_eq!(seen[0].body["model"], "meta/llama-3.1-8b", "the route's prefix is stripped");
+    assert_eq!(seen[0].body["max_tokens"], 256, "max_tokens is set to the limit when absent");
+    assert!(!r.body.contains(REAL));
+
+    // Embeddings and the model list.
+    let e = post(gw.addr, "/v1/embeddings", &json!({"model": "m-1", "input": "x"}).to_string()).await;
+    assert_eq!(e.status, 200, "{}", e.body);
+    assert_eq!(e.json()["data"][0]["embedding"], json!([0.1, 0.2, 0.3]));
+    let m = raw(gw.addr, b"GET /v1/models HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+    let ids: Vec<_> = m.json()["data"].as_array().unwrap().iter().map(|d| d["id"].as_str().unwrap().to_string()).collect();
+    assert_eq!(ids, ["m-1"], "prefix entries are not listed");
+    let lines = gw.log_lines(3).await;
+    assert_eq!(lines[0]["backend"], "up");
+    assert_eq!(lines[0]["upstream_model"], "meta/llama-3.1-8b");
+    assert_eq!((lines[0]["prompt_tokens"].as_u64(), lines[0]["completion_tokens"].as_u64()), (Some(5), Some(7)));
+    assert_eq!(lines[0]["id"], r.header("x-request-id").unwrap());
+    assert!(lines[0]["ttft_ms"].as_f64().is_some() && lines[0]["latency_ms"].as_f64().is_some());
+    assert!(gw.router.last_inference().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejections_use_the_openai_error_shape_and_name_the_blueprint_field() {
+    let up = fake(Mode::Ok, REAL).await;
+    let gw = gateway(inference(one_backend(&up.url(), json!({}))), &creds(&[("UP_KEY", REAL)])).await;
+    let r = post(gw.addr, "/v1/chat/completions", &chat("gpt-4o", "hi")).await;
+    assert_eq!(r.status, 403);
+    let e = &r.json()["error"];
+    assert_eq!((e["type"].as_str(), e["param"].as_str(), e["code"].as_str()), (Some("permission_error"), Some("model"), Some("model_not_allowed")));
+    assert!(e["message"].as_str().unwrap().contains("inference.allowedModels"));
+
+    let body = json!({"model": "m-1", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 100000}).to_string();
+    let r = post(gw.addr, "/v1/chat/completions", &body).await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["error"]["param"], "max_tokens");
+    assert!(r.json()["error"]["message"].as_str().unwrap().contains("inference.limits.maxTokens"));
+
+    let body = json!({"model": "m-1", "messages": [{"role": "user", "content": "hi"}], "temperature": 2}).to_string();
+    assert!(post(gw.addr, "/v1/chat/completions", &body).await.body.contains("inference.limits.temperature"));
+    let body = json!({"model": "m-1", "messages": [{"role": "user", "content": "hi"}], "n": 3}).to_string();
+    assert!(post(gw.addr, "/v1/chat/completions", &body).await.body.contains("inference.limits.maxChoices"));
+
+    let r = post(gw.addr, "/v1/nope", "{}").await;
+    assert_eq!(r.status, 404);
+    assert_eq!(r.json()["error"]["code"], "unknown_url");
+    let r = post(gw.addr, "/v1/messages", &chat("m-1", "hi")).await;
+    assert_eq!(r.status, 400, "no anthropic backend: {}", r.body);
+    assert!(r.json()["error"]["message"].as_str().unwrap().contains("anthropic"));
+    assert!(up.requests().is_empty(), "nothing rejected reached the backend");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_requests_get_clear_errors_and_the_gateway_keeps_serving() {
+    let up = fake(Mode::Ok, REAL).await;
+    let gw = gateway(inference(one_backend(&up.url(), json!({}))), &creds(&[("UP_KEY", REAL)])).await;
+    let addr = gw.addr;
+
+    // A slowloris client trickles its headers; it is cut off after the header timeout (1 s in
+    // these tests) while others are served.
+    let slow = tokio::spawn(async move {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        let started = Instant::now();
+        s.write_all(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+        let mut buf = [0u8; 1024];
+        loop {
+            let wrote = s.write_all(b"X-Slow: 1\r\n").await;
+            let closed = tokio::time::timeout(Duration::from_millis(300), s.read(&mut buf)).await;
+            if wrote.is_err() || matches!(closed, Ok(Ok(0)) | Ok(Err(_))) || matches!(closed, Ok(Ok(_))) {
+                return started.elapsed();
+            }
+            assert!(started.elapsed() < Duration::from_secs(8), "slowloris connection still open");
+        }
+    });
+
+    let r = post(addr, "/v1/chat/completions", "{\"model\": \"m-1\", \"messages\": [").await;
+    assert_eq!((r.status, r.json()["error"]["code"].as_str()), (400, Some("invalid_json")));
+    assert!(r.body.contains("not valid JSON"));
+
+    let big = format!("{{\"model\":\"m-1\",\"messages\":[{{\"role\":\"user\",\"content\":\"{}\"}}]}}", "a".repeat(20 << 20));
+    let r = post(addr, "/v1/chat/completions", &big).await;
+    assert_eq!(r.status, 413, "{}", r.body);
+    assert!(r.body.contains("inference.limits.maxRequestSize"));
+    // Without a Content-Length (chunked), the limit holds while reading.
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n").await.unwrap();
+    let chunk = format!("{:x}\r\n{}\r\n", 1 << 20, "b".repeat(1 << 20));
+    for _ in 0..20 {
+        if s.write_all(chunk.as_bytes()).await.is_err() {
+            break;
+        }
+    }
+    let _ = s.write_all(b"0\r\n\r\n").await;
+    assert_eq!(read_response(&mut s).await.status, 413);
+
+    let req = format!("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi");
+    let r = raw(addr, req.as_bytes()).await;
+    assert_eq!((r.status, r.json()["error"]["code"].as_str()), (415, Some("unsupported_media_type")));
+    assert!(r.body.contains("application/json"));
+
+    // A truncated body: Content-Length promises more than arrives before the client stops.
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n{\"model\":").await.unwrap();
+    s.shutdown().await.unwrap();
+    let r = read_response(&mut s).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(r.json()["error"]["code"], "truncated_body");
+
+    // A body that stalls: answered 408 after the body timeout (2 s in these tests).
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n{").await.unwrap();
+    let r = read_response(&mut s).await;
+    assert_eq!(r.status, 408, "{}", r.body);
+
+    let cut_after = slow.await.unwrap();
+    assert!(cut_after < Duration::from_secs(4), "slowloris cut after {cut_after:?}");
+    let r = post(addr, "/v1/chat/completions", &chat("m-1", "still here?")).await;
+    assert_eq!(r.status, 200, "the gateway still serves: {}", r.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fallback_on_5xx_and_timeout_then_502_when_all_fail() {
+    let bad = fake(Mode::Fail, REAL).await;
+    let slow = fake(Mode::Slow(Duration::from_secs(5)), REAL).await;
+    let good = fake(Mode::Ok, REAL).await;
+    let inf = inference(json!({
+        "backends": [
+            {"name": "bad", "kind": "openai", "url": bad.url(), "apiKey": {"env": "K"}},
+            {"name": "slow", "kind": "openai", "url": slow.url(), "apiKey": {"env": "K"}, "timeout": "300ms"},
+            {"name": "good", "kind": "openai", "url": good.url(), "apiKey": {"env": "K"}},
+            {"name": "closed", "kind": "openai", "url": "http://127.0.0.1:9/v1", "apiKey": {"env": "K"}},
+        ],
+        "routes": [
+            {"match": "m-1", "backends": ["bad", "slow", "good"]},
+            {"match": "m-2", "backends": ["closed", "bad"]},
+        ],
+        "allowedModels": ["m-1", "m-2"],
+    }));
+    let gw = gateway(inf, &creds(&[("K", REAL)])).await;
+    let t = Instant::now();
+    let r = post(gw.addr, "/v1/chat/completions", &chat("m-1", "hi")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(t.elapsed() < Duration::from_secs(3), "the slow backend's 300ms timeout applies");
+    assert_eq!((bad.requests().len(), slow.requests().len(), good.requests().len()), (1, 1, 1));
+    let r = post(gw.addr, "/v1/chat/completions", &chat("m-2", "hi")).await;
+    assert_eq!(r.status, 502, "{}", r.body);
+    let msg = r.json()["error"]["message"].as_str().unwrap().to_string();
+    assert!(msg.contains("closed: connection failed") && msg.contains("bad: answered HTTP 500"), "{msg}");
+    assert!(!r.body.contains(REAL), "the key the careless backend echoed is not passed on");
+    let lines = gw.log_lines(2).await;
+    assert_eq!(lines[0]["backend"], "good");
+    assert_eq!(lines[0]["fallbacks"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_answer_429_with_retry_after() {
+    let up = fake(Mode::Ok, REAL).await;
+    let gw = gateway(inference(one_backend(&up.url(), json!({"limits": {"requestsPerMinute": 2}}))), &creds(&[("UP_KEY", REAL)])).await;
+    assert_eq!(post(gw.addr, "/v1/chat/completions", &chat("m-1", "1")).await.status, 200);
+    assert_eq!(post(gw.addr, "/v1/chat/completions", &chat("m-1", "2")).await.status, 200);
+    let r = post(gw.addr, "/v1/chat/completions", &chat("m-1", "3")).await;
+    assert_eq!(r.status, 429);
+    let wait: u64 = r.header("retry-after").expect("Retry-After").parse().unwrap();
+    assert!((1..=30).contains(&wait), "{wait}");
+    assert_eq!(r.json()["error"]["code"], "requests_per_minute_exceeded");
+
+    // Tokens per minute: the fake reports 12 tokens per answer.
+    let up2 = fake(Mode::Ok, REAL).await;
+    let gw2 = gateway(inference(one_backend(&up2.url(), json!({"limits": {"tokensPerMinute": 20}}))), &creds(&[("UP_KEY", REAL)])).await;
+    for _ in 0..2 {
+        assert_eq!(post(gw2.addr, "/v1/chat/completions", &chat("m-1", "x")).await.status, 200);
+    }
+    let r = post(gw2.addr, "/v1/chat/completions", &chat("m-1", "x")).await;
+    assert_eq!((r.status, r.json()["error"]["code"].as_str()), (429, Some("tokens_per_minute_exceeded")));
+    assert!(r.header("retry-after").is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daily_budget_is_charged_from_usage_and_survives_a_restart() {
+    let up = fake(Mode::Ok, REAL).await;
+    let dir = tempfile::tempdir().unwrap();
+    let inf = inference(one_backend(&up.url(), json!({"limits": {"tokensPerDay": 30}})));
+    let c = creds(&[("UP_KEY", REAL)]);
+    {
+        let gw = gateway_in(inf.clone(), &c, dir.path(), None).await;
+        // Streamed: usage comes from the final chunk the gateway asked for.
+        let body = json!({"model": "m-1", "stream": true, "messages": [{"role": "user", "content": "s"}]}).to_string();
+        let r = post(gw.addr, "/v1/chat/completions", &body).await;
+        assert_eq!(r.status, 200);
+        assert!(r.body.contains("\"usage\""), "{}", r.body);
+        assert_eq!(up.requests()[0].body["stream_options"]["include_usage"], true);
+        assert_eq!(post(gw.addr, "/v1/chat/completions", &chat("m-1", "x")).await.status, 200);
+        let lines = gw.log_lines(2).await;
+        assert_eq!(lines[0]["completion_tokens"], 3);
+        assert_eq!(gw.router.tokens_used_today(), Some(14 + 12));
+        assert_eq!(post(gw.addr, "/v1/chat/completions", &chat("m-1", "x")).await.status, 200);
+        let r = post(gw.addr, "/v1/chat/completions", &chat("m-1", "x")).await;
+        assert_eq!((r.status, r.json()["error"]["code"].as_str()), (429, Some("tokens_per_day_exceeded")));
+        gw.router.flush().unwrap();
+    }
+    let gw = gateway_in(inf, &c, dir.path(), None).await;
+    assert_eq!(gw.router.tokens_used_today(), Some(38));
+    let r = post(gw.addr, "/v1/chat/completions", &chat("m-1", "x")).await;
+    assert_eq!(r.status, 429, "the budget is still spent after a restart");
+    assert!(r.header("retry-after").unwrap().parse::<u64>().unwrap() <= 86_400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_pass_through_chunk_by_chunk_and_disconnect_cancels_upstream() {
+    let up = fake(Mode::Ok, REAL).await;
+    let gw = gateway(inference(one_backend(&up.url(), json!({"allowedModels": ["m-1", "slow-stream"]}))), &creds(&[("UP_KEY", REAL)])).await;
+    // 3 chunks 300 ms apart: the first must arrive well before the stream ends.
+    let body = json!({"model": "m-1", "stream": true, "messages": [{"role": "user", "content": "s"}]}).to_string();
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    let req = format!("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+    let t = Instant::now();
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 8192];
+    let mut got = String::new();
+    while !got.contains("part0") {
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(n > 0);
+        got.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    let first = t.elapsed();
+    assert!(first < Duration::from_millis(250), "first chunk after {first:?}: the stream is buffered");
+    assert!(got.contains("text/event-stream"));
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest).await.unwrap();
+    let all = got + String::from_utf8_lossy(&rest).as_ref();
+    assert!(all.contains("part2") && all.contains("[DONE]"));
+    assert!(t.elapsed() >= Duration::from_millis(600));
+
+    // The client goes away after the first chunk of a long stream: upstream is cancelled.
+    let body = json!({"model": "slow-stream", "stream": true, "messages": [{"role": "user", "content": "s"}]}).to_string();
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    let req = format!("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+    s.write_all(req.as_bytes()).await.unwrap();
+    let n = s.read(&mut buf).await.unwrap();
+    assert!(n > 0);
+    drop(s);
+    let t = Instant::now();
+    while up.cancelled.load(Ordering::SeqCst) == 0 {
+        assert!(t.elapsed() < Duration::from_secs(3), "upstream stream not cancelled after the client left");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(up.completed_streams.load(Ordering::SeqCst), 1, "only the first stream ran to its end");
+    let lines = gw.log_lines(2).await;
+    assert_eq!(lines[1]["client_disconnected"], true);
+    assert!(lines[0]["ttft_ms"].as_f64().unwrap() < 250.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_canary_never_reaches_logs_errors_or_the_agent() {
+    let careless = fake(Mode::Fail, REAL).await;
+    let up = fake(Mode::Ok, REAL).await;
+    let inf = inference(json!({
+        "backends": [
+            {"name": "careless", "kind": "openai", "url": careless.url(), "apiKey": {"env": "K"}},
+            {"name": "up", "kind": "openai", "url": up.url(), "apiKey": {"env": "K"}},
+        ],
+        "routes": [{"match": "m-1", "backends": ["careless", "up"]}, {"match": "m-2", "backends": ["careless"]}],
+        "allowedModels": ["m-1", "m-2"],
+        "logBodies": true,
+    }));
+    let gw = gateway(inf, &creds(&[("K", REAL)])).await;
+    let mut answers = String::new();
+    for body in [
+        chat("m-1", "hello"),
+        chat("m-2", "hello"),
+        chat("m-1", &format!("my key is {REAL}")),
+        json!({"model": "m-1", "stream": true, "messages": [{"role": "user", "content": "s"}]}).to_string(),
+        "{broken".to_string(),
+    ] {
+        let r = post(gw.addr, "/v1/chat/completions", &body).await;
+        answers.push_str(&format!("{:?}{}", r.headers, r.body));
+    }
+    assert!(careless.requests().iter().any(|s| s.auth.as_deref() == Some(&format!("Bearer {REAL}"))), "the canary was really used");
+    assert!(!answers.contains(REAL), "an answer to the agent carried the key");
+    assert!(!format!("{:?}", gw.router).contains(REAL));
+    let lines = gw.log_lines(5).await;
+    assert!(lines.iter().any(|l| l["request_body"].is_string()), "bodies are logged when asked");
+    let files = files_under(&gw.dir);
+    assert!(!files.is_empty());
+    for f in files {
+        let text = std::fs::read(&f).unwrap();
+        assert!(memchr_find(&text, REAL.as_bytes()).is_none(), "{} contains the key", f.display());
+    }
+}
+
+fn memchr_find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guards_deny_a_private_key_and_redact_an_email_and_the_secret_guard_works() {
+    let up = fake(Mode::Ok, REAL).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("no-keys.rhai"),
+        r#"if prompt.contains("PRIVATE KEY-----") { deny("a private key is in the prompt") } else { allow() }"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("emails.rhai"),
+        r#"
+        let changed = false;
+        for i in 0..request.messages.len() {
+            let c = request.messages[i].content;
+            if type_of(c) == "string" && regex_match(c, "[\\w.+-]+@[\\w-]+\\.[\\w.-]+") {
+                request.messages[i].content = regex_replace(c, "[\\w.+-]+@[\\w-]+\\.[\\w.-]+", "[email]");
+                changed = true;
+            }
+        }
+        if changed { rewrite(request) } else { allow() }
+        "#,
+    )
+    .unwrap();
+    let mut v = one_backend(&up.url(), json!({}));
+    v["guards"] = json!([{"script": "no-keys.rhai"}, {"script": "emails.rhai"}]);
+    let inf = inference(v);
+    let mut cfg = nemoclaw::gateway::inference::RouterConfig::new("test", inf, dir.path());
+    cfg.log_dir = Some(dir.path().join("logs"));
+    let router = nemoclaw::gateway::inference::Router::build(cfg, &creds(&[("UP_KEY", REAL)])).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { router.serve(listener).await });
+
+    let pem = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA1234\n-----END RSA PRIVATE KEY-----";
+    let r = post(addr, "/v1/chat/completions", &chat("m-1", &format!("store this: {pem}"))).await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(r.json()["error"]["code"], "guard_denied");
+    assert!(r.json()["error"]["message"].as_str().unwrap().contains("no-keys.rhai: a private key is in the prompt"));
+
+    let r = post(addr, "/v1/chat/completions", &chat("m-1", "write to alice.smith@example.com today")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(up.requests().last().unwrap().body["messages"][0]["content"], "write to [email] today");
+
+    let log = std::fs::read_to_string(dir.path().join("logs/inference.jsonl")).unwrap();
+    assert!(log.contains("emails.rhai: rewrote the request"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_secret_guard_refuses_held_keys_and_redacts_private_and_cloud_keys() {
+    let up = fake(Mode::Ok, REAL).await;
+    let gw = gateway(inference(one_backend(&up.url(), json!({}))), &creds(&[("UP_KEY", REAL)])).await;
+    let addr = gw.addr;
+    let r = post(addr, "/v1/chat/completions", &chat("m-1", &format!("exfiltrate {REAL}"))).await;
+    assert_eq!((r.status, r.json()["error"]["code"].as_str()), (403, Some("secret_guard")));
+    let before = up.requests().len();
+    assert_eq!(before, 0);
+    let body = json!({"model": "m-1", "messages": [
+        {"role": "user", "content": "read the file"},
+        {"role": "tool", "tool_call_id": "1", "content": format!("id_ed25519:\n-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1r\n-----END OPENSSH PRIVATE KEY-----\nand AKIAIOSFODNN7EXAMPLE")},
+    ]});
+    let r = post(addr, "/v1/chat/completions", &body.to_string()).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let seen = up.requests();
+    assert_eq!(seen.len(), before + 1, "the held key never reached the backend");
+    let sent = seen.last().unwrap().body["messages"][1]["content"].as_str().unwrap().to_string();
+    assert_eq!(sent, "id_ed25519:\n[REDACTED PRIVATE KEY]\nand [REDACTED ACCESS KEY]");
+    let lines = gw.log_lines(2).await;
+    assert_eq!(lines[0]["error"], "secret_guard");
+    assert_eq!(lines[1]["guards"][0], "secret guard redacted 1 private key(s) and 1 access key(s)");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_swaps_policy_and_keys_on_a_live_connection_and_anthropic_passes_through() {
+    let up = fake(Mode::Ok, REAL).await;
+    let gw = gateway(inference(one_backend(&up.url(), json!({}))), &creds(&[("UP_KEY", REAL)])).await;
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    let keepalive = |body: String| {
+        format!("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len())
+    };
+    s.write_all(keepalive(chat("m-1", "a")).as_bytes()).await.unwrap();
+    assert_eq!(read_keepalive(&mut s).await.status, 200);
+
+    let rotated = "rotated-key-0000-NEW";
+    up.set_key(rotated);
+    let anth = fake(Mode::Ok, rotated).await;
+    let new = inference(json!({
+        "backends": [
+            {"name": "up", "kind": "openai", "url": up.url(), "apiKey": {"env": "UP_KEY"}},
+            {"name": "claude", "kind": "anthropic", "url": anth.url(), "apiKey": {"env": "UP_KEY"}},
+        ],
+        "routes": [{"match": "claude-*", "backends": ["claude"]}],
+        "allowedModels": ["m-2", "claude-*"],
+    }));
+    gw.router.reload(&new, &gw.dir, &creds(&[("UP_KEY", rotated)])).unwrap();
+
+    s.write_all(keepalive(chat("m-1", "b")).as_bytes()).await.unwrap();
+    assert_eq!(read_keepalive(&mut s).await.status, 403, "the new allow-list is in force on the same connection");
+    s.write_all(keepalive(chat("m-2", "c")).as_bytes()).await.unwrap();
+    let r = read_keepalive(&mut s).await;
+    assert_eq!(r.status, 200, "the rotated key is used: {}", r.body);
+
+    let msg = json!({"model": "claude-sonnet", "max_tokens": 50, "messages": [{"role": "user", "content": "hi"}]}).to_string();
+    let r = post(gw.addr, "/v1/messages", &msg).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["content"][0]["text"], "hello from claude");
+    let seen = anth.requests();
+    assert_eq!(seen[0].api_key.as_deref(), Some(rotated));
+    assert_eq!(seen[0].auth, None, "the agent's Authorization is not forwarded");
+    assert_eq!(seen[0].path, "/v1/messages");
+
+    // A bad reload keeps the old policy.
+    let broken = inference(json!({"backends": [{"name": "x", "kind": "openai"}], "allowedModels": ["m-2"]}));
+    assert!(gw.router.reload(&broken, &gw.dir, &creds(&[])).unwrap_err().to_string().contains("`url` is required"));
+    assert_eq!(post(gw.addr, "/v1/chat/completions", &chat("m-2", "d")).await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mock_backend_answers_every_endpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("replies.yaml"), "replies:\n  - match: weather\n    reply: It is sunny.\n").unwrap();
+    let inf = inference(json!({
+        "backends": [{"name": "mock", "kind": "mock", "mock": {"replies": "replies.yaml", "latency": "20ms"}}],
+        "allowedModels": ["mock-1"],
+        "limits": {"maxTokens": 64},
+    }));
+    let gw = gateway_in(inf, &creds(&[]), dir.path(), None).await;
+    let t = Instant::now();
+    let r = post(gw.addr, "/v1/chat/completions", &chat("mock-1", "how is the weather?")).await;
+    assert!(t.elapsed() >= Duration::from_millis(20), "latency applies");
+    assert_eq!(r.json()["choices"][0]["message"]["content"], "It is sunny.");
+    let r = post(gw.addr, "/v1/completions", &json!({"model": "mock-1", "prompt": "say hi"}).to_string()).await;
+    assert_eq!(r.json()["choices"][0]["text"], "Mock reply to: say hi");
+    let r = post(gw.addr, "/v1/messages", &json!({"model": "mock-1", "messages": [{"role": "user", "content": "yo"}]}).to_string()).await;
+    assert_eq!(r.json()["content"][0]["text"], "Mock reply to: yo");
+    let r = post(gw.addr, "/v1/embeddings", &json!({"model": "mock-1", "input": "x"}).to_string()).await;
+    assert_eq!(r.json()["data"][0]["embedding"].as_array().unwrap().len(), 16);
+    let body = json!({"model": "mock-1", "stream": true, "messages": [{"role": "user", "content": "stream please"}]}).to_string();
+    let r = post(gw.addr, "/v1/chat/completions", &body).await;
+    assert!(r.body.starts_with("data: ") && r.body.ends_with("data: [DONE]\n\n"), "{}", r.body);
+}
