@@ -132,6 +132,10 @@ async fn malformed_requests_get_clear_errors_and_the_gateway_keeps_serving() {
     let _ = s.write_all(b"0\r\n\r\n").await;
     assert_eq!(read_response(&mut s).await.status, 413);
 
+    // A large body under the limit (4 MiB by default) goes through.
+    let ok = format!("{{\"model\":\"m-1\",\"messages\":[{{\"role\":\"user\",\"content\":\"{}\"}}]}}", "c".repeat(3 << 20));
+    assert_eq!(post(addr, "/v1/chat/completions", &ok).await.status, 200);
+
     let req = format!("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi");
     let r = raw(addr, req.as_bytes()).await;
     assert_eq!((r.status, r.json()["error"]["code"].as_str()), (415, Some("unsupported_media_type")));
@@ -287,6 +291,27 @@ async fn streams_pass_through_chunk_by_chunk_and_disconnect_cancels_upstream() {
     let lines = gw.log_lines(2).await;
     assert_eq!(lines[1]["client_disconnected"], true);
     assert!(lines[0]["ttft_ms"].as_f64().unwrap() < 250.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_leaves_a_non_streamed_request_cancels_upstream() {
+    let slow = fake(Mode::Slow(Duration::from_secs(3)), REAL).await;
+    let gw = gateway(inference(one_backend(&slow.url(), json!({}))), &creds(&[("UP_KEY", REAL)])).await;
+    let body = chat("m-1", "take your time");
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    let req = format!("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+    s.write_all(req.as_bytes()).await.unwrap();
+    while slow.requests().is_empty() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    drop(s);
+    let t = Instant::now();
+    while slow.cancelled.load(Ordering::SeqCst) == 0 {
+        assert!(t.elapsed() < Duration::from_secs(2), "upstream request not cancelled after the client left");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let lines = gw.log_lines(1).await;
+    assert_eq!((lines[0]["status"].as_u64(), lines[0]["client_disconnected"].as_bool()), (Some(499), Some(true)));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -117,7 +117,12 @@ async fn fake_answer(
     seen.lock().unwrap().push(Seen { path: path.clone(), auth: auth.clone(), api_key: api_key.clone(), body: body.clone() });
     match mode {
         Mode::Fail => return Ok(full(500, json!({"error": {"message": format!("internal error; you sent {auth:?}")}}))),
-        Mode::Slow(d) => tokio::time::sleep(d).await,
+        Mode::Slow(d) => {
+            // Counts a request whose handler was dropped mid-sleep (the caller went away).
+            let mut g = Unfinished(cancelled.clone(), true);
+            tokio::time::sleep(d).await;
+            g.1 = false;
+        }
         Mode::Ok => {}
     }
     let authorised = auth.as_deref() == Some(&format!("Bearer {key}")) || api_key.as_deref() == Some(key.as_str());
@@ -162,6 +167,16 @@ async fn fake_answer(
         "usage": {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12},
         "echo_max_tokens": max,
     })))
+}
+
+struct Unfinished(Arc<AtomicUsize>, bool);
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        if self.1 {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
 }
 
 struct Chan(tokio::sync::mpsc::Receiver<Bytes>);

@@ -13,7 +13,6 @@ use std::time::{Instant, SystemTime};
 use serde::Serialize;
 
 use super::error::InferenceError;
-use super::limits::Limiter;
 use super::Shared;
 
 /// The log line of one request.
@@ -113,16 +112,15 @@ pub struct Pending {
     pub rec: Record,
     pub start: Instant,
     pub shared: Arc<Shared>,
-    pub limiter: Arc<Limiter>,
     /// Whether a backend was reached (for the last-inference time).
     pub reached_backend: bool,
     armed: bool,
 }
 
 impl Pending {
-    pub fn new(shared: Arc<Shared>, limiter: Arc<Limiter>, id: String, endpoint: &'static str) -> Pending {
+    pub fn new(shared: Arc<Shared>, id: String, endpoint: &'static str) -> Pending {
         let rec = Record { time: humantime::format_rfc3339_millis(SystemTime::now()).to_string(), id, endpoint, ..Record::default() };
-        Pending { rec, start: Instant::now(), shared, limiter, reached_backend: false, armed: true }
+        Pending { rec, start: Instant::now(), shared, reached_backend: false, armed: true }
     }
 
     /// Moves the request into a new owner (a streaming body); `self` no longer logs.
@@ -132,7 +130,6 @@ impl Pending {
             rec: std::mem::take(&mut self.rec),
             start: self.start,
             shared: self.shared.clone(),
-            limiter: self.limiter.clone(),
             reached_backend: self.reached_backend,
             armed: true,
         }
@@ -155,8 +152,15 @@ impl Drop for Pending {
             return;
         }
         self.rec.latency_ms = ms(self.start);
+        if self.rec.status == 0 {
+            // Dropped before an answer: the agent went away and hyper dropped the request
+            // (and with it the upstream call). 499 as nginx logs it.
+            self.rec.status = 499;
+            self.rec.client_disconnected = true;
+        }
         let tokens = self.rec.prompt_tokens.unwrap_or(0) + self.rec.completion_tokens.unwrap_or(0);
-        self.limiter.charge(tokens);
+        // Charged to the limits in force now (a reload may have swapped them meanwhile).
+        self.shared.charge(tokens);
         if self.reached_backend {
             self.shared.touch();
         }

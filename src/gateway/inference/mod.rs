@@ -141,6 +141,11 @@ impl Shared {
     fn next_id(&self) -> String {
         format!("{}{:06}", self.id_prefix, self.ids.fetch_add(1, Ordering::Relaxed))
     }
+    fn charge(&self, tokens: u64) {
+        if tokens > 0 {
+            self.state().limiter.charge(tokens);
+        }
+    }
     fn touch(&self) {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
         self.last_inference_ms.store(now, Ordering::Relaxed);

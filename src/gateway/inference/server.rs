@@ -26,7 +26,7 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Respo
     let id = shared.next_id();
     let path = req.uri().path().to_string();
     let endpoint = Endpoint::from_path(&path);
-    let mut p = Pending::new(shared.clone(), state.limiter.clone(), id.clone(), endpoint.map_or("other", Endpoint::name));
+    let mut p = Pending::new(shared.clone(), id.clone(), endpoint.map_or("other", Endpoint::name));
     let resp = match (req.method(), path.as_str(), endpoint) {
         (&Method::GET, "/v1/models", _) => {
             p.rec.endpoint = "models";
@@ -170,7 +170,7 @@ async fn infer(shared: &Shared, state: &State, ep: Endpoint, req: Request<Incomi
                 return Ok(stream(resp, r.body, p, b.timeout));
             }
             let body = r.body.collect().await.map_err(|e| upstream_error(500, e.to_string()))?.to_bytes();
-            return finish(shared, state, ep, &v.model, resp, body, p);
+            return finish(state, ep, &v.model, resp, body, p);
         }
         let started = std::time::Instant::now();
         match upstream::send(&shared.client, b, ep, bytes.clone(), &parts.headers, &p.rec.id).await {
@@ -202,7 +202,7 @@ async fn infer(shared: &Shared, state: &State, ep: Endpoint, req: Request<Incomi
                     Ok(Ok(c)) => c.to_bytes(),
                 };
                 p.mark_first_byte();
-                return finish(shared, state, ep, &v.model, resp, body, p);
+                return finish(state, ep, &v.model, resp, body, p);
             }
         }
     }
@@ -234,7 +234,6 @@ fn stream(resp: hyper::http::response::Builder, body: BoxBody, p: &mut Pending, 
 
 /// A complete (non-streamed) answer: usage, response guards, key scrubbing.
 fn finish(
-    _shared: &Shared,
     state: &State,
     ep: Endpoint,
     model: &str,
