@@ -25,7 +25,8 @@ use nemoclaw::gateway::inference::guard::Guards;
 use nemoclaw::gateway::inference::route::AllowList;
 use nemoclaw::gateway::inference::validate::{validate, Endpoint, RequestLimits};
 
-const BODY: &str = r#"{"model":"mock-1","messages":[{"role":"user","content":"hi"}],"max_tokens":16}"#;
+const BODY: &str =
+    r#"{"model":"mock-1","messages":[{"role":"user","content":"hi"}],"max_tokens":16}"#;
 
 struct Proc(Child);
 
@@ -46,9 +47,15 @@ fn nemoclaw(args: &[&str], home: &Path) -> (Proc, SocketAddr) {
         .spawn()
         .expect("nemoclaw runs");
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("nemoclaw did not start: {line:?}"));
-    (Proc(child), v["listening"].as_str().unwrap().parse().unwrap())
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&line).unwrap_or_else(|_| panic!("nemoclaw did not start: {line:?}"));
+    (
+        Proc(child),
+        v["listening"].as_str().unwrap().parse().unwrap(),
+    )
 }
 
 #[derive(Default, Clone)]
@@ -79,9 +86,15 @@ async fn load(addr: SocketAddr, conc: usize, warm: Duration, secs: Duration) -> 
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::with_capacity(1 << 16);
             let mut errors = 0u64;
-            let Ok(s) = tokio::net::TcpStream::connect(addr).await else { return (lat, 1) };
+            let Ok(s) = tokio::net::TcpStream::connect(addr).await else {
+                return (lat, 1);
+            };
             let _ = s.set_nodelay(true);
-            let Ok((mut tx, conn)) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(s)).await else { return (lat, 1) };
+            let Ok((mut tx, conn)) =
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(s)).await
+            else {
+                return (lat, 1);
+            };
             tokio::spawn(conn);
             let body = Bytes::from_static(BODY.as_bytes());
             loop {
@@ -137,10 +150,17 @@ async fn load(addr: SocketAddr, conc: usize, warm: Duration, secs: Duration) -> 
 fn litellm(backend: SocketAddr, dir: &Path, workers: u32) -> Option<(Proc, SocketAddr)> {
     let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv-tests/bin/litellm");
     if !bin.exists() {
-        eprintln!("LiteLLM not installed ({}): run .ci/setup-python.sh; skipping it", bin.display());
+        eprintln!(
+            "LiteLLM not installed ({}): run .ci/setup-python.sh; skipping it",
+            bin.display()
+        );
         return None;
     }
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let cfg = dir.join("litellm.yaml");
     std::fs::write(
         &cfg,
@@ -150,10 +170,22 @@ fn litellm(backend: SocketAddr, dir: &Path, workers: u32) -> Option<(Proc, Socke
     )
     .unwrap();
     let child = Command::new(bin)
-        .args(["--config", cfg.to_str().unwrap(), "--host", "127.0.0.1", "--port", &port.to_string(), "--num_workers", &workers.to_string()])
+        .args([
+            "--config",
+            cfg.to_str().unwrap(),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--num_workers",
+            &workers.to_string(),
+        ])
         .env("LITELLM_LOCAL_MODEL_COST_MAP", "True")
         .env("LITELLM_TELEMETRY", "False")
-        .env("LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY", "true")
+        .env(
+            "LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY",
+            "true",
+        )
         .current_dir(dir)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -165,7 +197,9 @@ fn litellm(backend: SocketAddr, dir: &Path, workers: u32) -> Option<(Proc, Socke
     while t.elapsed() < Duration::from_secs(90) {
         if let Ok(mut s) = std::net::TcpStream::connect(addr) {
             use std::io::{Read, Write};
-            let _ = s.write_all(b"GET /health/liveliness HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+            let _ = s.write_all(
+                b"GET /health/liveliness HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            );
             let mut r = String::new();
             let _ = s.read_to_string(&mut r);
             if r.starts_with("HTTP/1.1 200") {
@@ -179,7 +213,14 @@ fn litellm(backend: SocketAddr, dir: &Path, workers: u32) -> Option<(Proc, Socke
 }
 
 fn micro() {
-    let limits = RequestLimits { max_tokens: Some(512), temperature: Some((0.0, 1.0)), max_request_size: 4 << 20, max_choices: 1, max_tools: 128, want_stream_usage: false };
+    let limits = RequestLimits {
+        max_tokens: Some(512),
+        temperature: Some((0.0, 1.0)),
+        max_request_size: 4 << 20,
+        max_choices: 1,
+        max_tools: 128,
+        want_stream_usage: false,
+    };
     let allowed = AllowList::new(&["mock-1".into(), "nim/*".into()]);
     let body = br#"{"model":"mock-1","messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Summarise the attached design notes in three bullet points, please."}],"temperature":0.2}"#;
     let n = 20_000u32;
@@ -196,13 +237,17 @@ fn micro() {
         false,
     )])
     .unwrap();
-    let mut map = validate(Endpoint::Chat, body, &limits, &allowed).unwrap().body;
+    let mut map = validate(Endpoint::Chat, body, &limits, &allowed)
+        .unwrap()
+        .body;
     for _ in 0..1000 {
-        g.on_request("chat.completions", "mock-1", &mut map).unwrap();
+        g.on_request("chat.completions", "mock-1", &mut map)
+            .unwrap();
     }
     let t = Instant::now();
     for _ in 0..n {
-        g.on_request("chat.completions", "mock-1", &mut map).unwrap();
+        g.on_request("chat.completions", "mock-1", &mut map)
+            .unwrap();
     }
     let per = t.elapsed() / n;
     println!("in-process: validation {:.2} µs/request; typical Rhai guard {:.2} µs/request (goal < 50 µs)", v.as_secs_f64() * 1e6, per.as_secs_f64() * 1e6);
@@ -226,15 +271,33 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo test --benches` asks for a list; there are no unit tests here.
     }
-    let secs = Duration::from_secs(std::env::var("NEMOCLAW_BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(5));
+    let secs = Duration::from_secs(
+        std::env::var("NEMOCLAW_BENCH_SECS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(5),
+    );
     let warm = Duration::from_secs(2);
     let skip_litellm = std::env::var("NEMOCLAW_BENCH_SKIP_LITELLM").is_ok_and(|v| v == "1");
-    let workers: u32 = std::env::var("NEMOCLAW_BENCH_LITELLM_WORKERS").ok().and_then(|s| s.parse().ok()).unwrap_or(1);
+    let workers: u32 = std::env::var("NEMOCLAW_BENCH_LITELLM_WORKERS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
     micro();
 
     let tmp = tempfile::tempdir().unwrap();
     let home = tmp.path().join("home");
-    let (_backend, backend) = nemoclaw(&["gateway", "mock-backend", "--listen", "127.0.0.1:0", "--threads", "1"], &home);
+    let (_backend, backend) = nemoclaw(
+        &[
+            "gateway",
+            "mock-backend",
+            "--listen",
+            "127.0.0.1:0",
+            "--threads",
+            "1",
+        ],
+        &home,
+    );
     let bp = tmp.path().join("bench.yaml");
     std::fs::write(
         &bp,
@@ -243,11 +306,31 @@ fn main() {
         ),
     )
     .unwrap();
-    let (_gw, gw) = nemoclaw(&["gateway", "serve", "--blueprint", bp.to_str().unwrap(), "--listen", "127.0.0.1:0"], &home);
-    let lite = if skip_litellm { None } else { litellm(backend, tmp.path(), workers) };
+    let (_gw, gw) = nemoclaw(
+        &[
+            "gateway",
+            "serve",
+            "--blueprint",
+            bp.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        &home,
+    );
+    let lite = if skip_litellm {
+        None
+    } else {
+        litellm(backend, tmp.path(), workers)
+    };
 
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let mut targets: Vec<(String, SocketAddr)> = vec![("direct (mock backend)".into(), backend), ("nemoclaw gateway".into(), gw)];
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut targets: Vec<(String, SocketAddr)> = vec![
+        ("direct (mock backend)".into(), backend),
+        ("nemoclaw gateway".into(), gw),
+    ];
     if let Some((_, a)) = &lite {
         targets.push((format!("litellm proxy w={workers}"), *a));
     }

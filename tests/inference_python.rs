@@ -51,13 +51,22 @@ fn serve(home: &Path, blueprint: &Path, env: &[(&str, &str)]) -> Result<Served, 
     }
     let mut child = cmd.spawn().unwrap();
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
     if line.is_empty() {
         let out = child.wait_with_output().unwrap();
-        return Err(format!("exit {:?}: {}", out.status.code(), String::from_utf8_lossy(&out.stderr)));
+        return Err(format!(
+            "exit {:?}: {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        ));
     }
     let v: Value = serde_json::from_str(&line).unwrap();
-    Ok(Served { child, addr: v["listening"].as_str().unwrap().to_string() })
+    Ok(Served {
+        child,
+        addr: v["listening"].as_str().unwrap().to_string(),
+    })
 }
 
 fn blueprint(dir: &Path, url: &str, models: &str, key: &str) -> PathBuf {
@@ -91,7 +100,10 @@ async fn the_openai_python_client_chats_streams_and_embeds_through_the_gateway()
             Command::new(py)
                 .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/openai_client.py"))
                 .env("OPENAI_BASE_URL", base)
-                .env("OPENAI_API_KEY", nemoclaw::gateway::inference::PLACEHOLDER_KEY)
+                .env(
+                    "OPENAI_API_KEY",
+                    nemoclaw::gateway::inference::PLACEHOLDER_KEY,
+                )
                 .output()
                 .unwrap()
         }
@@ -99,7 +111,11 @@ async fn the_openai_python_client_chats_streams_and_embeds_through_the_gateway()
     .await
     .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "python failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "python failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: Value = serde_json::from_str(stdout.trim()).unwrap();
     assert_eq!(v["chat"], "echo: hello from python");
     assert_eq!(v["chat_usage"], 12);
@@ -109,7 +125,11 @@ async fn the_openai_python_client_chats_streams_and_embeds_through_the_gateway()
     assert_eq!(v["forbidden"], 403);
     let seen = up.requests();
     assert_eq!(seen.len(), 3);
-    assert!(seen.iter().all(|s| s.auth.as_deref() == Some(&format!("Bearer {REAL}"))), "the real key went upstream");
+    assert!(
+        seen.iter()
+            .all(|s| s.auth.as_deref() == Some(&format!("Bearer {REAL}"))),
+        "the real key went upstream"
+    );
     assert_eq!(seen[0].body["max_tokens"], 128);
 
     // SIGHUP re-reads the blueprint; SIGTERM stops cleanly.
@@ -123,7 +143,11 @@ async fn the_openai_python_client_chats_streams_and_embeds_through_the_gateway()
         if r.status == 200 {
             break;
         }
-        assert!(t.elapsed() < Duration::from_secs(5), "reload not applied: {}", r.body);
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "reload not applied: {}",
+            r.body
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
@@ -139,7 +163,11 @@ async fn the_openai_python_client_chats_streams_and_embeds_through_the_gateway()
             continue;
         }
         let text = std::fs::read(&f).unwrap();
-        assert!(!text.windows(REAL.len()).any(|w| w == REAL.as_bytes()), "{} contains the key", f.display());
+        assert!(
+            !text.windows(REAL.len()).any(|w| w == REAL.as_bytes()),
+            "{} contains the key",
+            f.display()
+        );
     }
 }
 
@@ -147,13 +175,20 @@ async fn the_openai_python_client_chats_streams_and_embeds_through_the_gateway()
 fn serve_refuses_to_start_without_its_key_and_names_it() {
     let home = tempfile::tempdir().unwrap();
     let bp = blueprint(home.path(), "http://127.0.0.1:9/v1", "m-1", "{env: UP_KEY}");
-    let err = serve(home.path(), &bp, &[]).err().expect("no key: no start");
-    assert!(err.contains("exit Some(1)") && err.contains("UP_KEY"), "{err}");
+    let err = serve(home.path(), &bp, &[])
+        .err()
+        .expect("no key: no start");
+    assert!(
+        err.contains("exit Some(1)") && err.contains("UP_KEY"),
+        "{err}"
+    );
     let bp = blueprint(home.path(), "http://127.0.0.1:9/v1", "m-1", "{file: loose}");
     std::fs::create_dir_all(home.path().join("credentials")).unwrap();
     let f = home.path().join("credentials/loose");
     std::fs::write(&f, "k").unwrap();
     std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let err = serve(home.path(), &bp, &[]).err().expect("loose file: no start");
+    let err = serve(home.path(), &bp, &[])
+        .err()
+        .expect("loose file: no start");
     assert!(err.contains("chmod 600"), "{err}");
 }

@@ -71,7 +71,9 @@ fn runtime(threads: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
     if let Some(n) = threads {
         b.worker_threads(n.max(1));
     }
-    b.enable_all().build().context("cannot start the async runtime")
+    b.enable_all()
+        .build()
+        .context("cannot start the async runtime")
 }
 
 fn load(path: &Path) -> anyhow::Result<(String, Inference, PathBuf)> {
@@ -87,9 +89,17 @@ fn load(path: &Path) -> anyhow::Result<(String, Inference, PathBuf)> {
     })?;
     let name = entry.blueprint.metadata.name.clone();
     let Some(inf) = entry.blueprint.inference else {
-        return Err(UsageError(format!("{}: the blueprint has no `inference` section to serve", path.display())).into());
+        return Err(UsageError(format!(
+            "{}: the blueprint has no `inference` section to serve",
+            path.display()
+        ))
+        .into());
     };
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
     Ok((name, inf, dir))
 }
 
@@ -98,7 +108,11 @@ fn serve(a: ServeArgs, ctx: &Context) -> anyhow::Result<Exit> {
     let (name, inference, base_dir) = load(&a.blueprint)?;
     let creds = credentials::resolve(&inference, &home.credentials())?;
     let mut cfg = RouterConfig::new(name.clone(), inference, base_dir);
-    cfg.log_dir = if a.no_log { None } else { Some(a.log_dir.clone().unwrap_or_else(|| home.logs(&name))) };
+    cfg.log_dir = if a.no_log {
+        None
+    } else {
+        Some(a.log_dir.clone().unwrap_or_else(|| home.logs(&name)))
+    };
     cfg.budget_file = Some(home.run_dir(&name).join("inference-budget.json"));
     let router = Router::build(cfg, &creds)?;
     let rt = runtime(a.threads)?;
@@ -141,8 +155,13 @@ fn serve(a: ServeArgs, ctx: &Context) -> anyhow::Result<Exit> {
 fn mock_backend(a: MockArgs) -> anyhow::Result<Exit> {
     let rt = runtime(Some(a.threads))?;
     rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(a.listen).await.with_context(|| format!("cannot listen on {}", a.listen))?;
-        println!("{}", serde_json::json!({"listening": listener.local_addr()?.to_string()}));
+        let listener = tokio::net::TcpListener::bind(a.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", a.listen))?;
+        println!(
+            "{}",
+            serde_json::json!({"listening": listener.local_addr()?.to_string()})
+        );
         let backend = Arc::new(mock::MockBackend::default());
         loop {
             let (stream, _) = match listener.accept().await {

@@ -21,9 +21,17 @@ pub enum CredentialError {
     #[error("backend `{backend}`: environment variable {name} is empty")]
     EmptyEnv { backend: String, name: String },
     #[error("backend `{backend}`: cannot read credentials file {}: {reason} (create it with mode 0600)", path.display())]
-    MissingFile { backend: String, path: PathBuf, reason: String },
+    MissingFile {
+        backend: String,
+        path: PathBuf,
+        reason: String,
+    },
     #[error("backend `{backend}`: credentials file {} has mode {mode:o}; it must be readable by its owner only: chmod 600 {}", path.display(), path.display())]
-    FileMode { backend: String, path: PathBuf, mode: u32 },
+    FileMode {
+        backend: String,
+        path: PathBuf,
+        mode: u32,
+    },
     #[error("backend `{backend}`: credentials file {} is empty", path.display())]
     EmptyFile { backend: String, path: PathBuf },
     #[error("backend `{backend}`: {reason}")]
@@ -85,7 +93,10 @@ impl Credentials {
 
 /// Reads every key the inference section references from the process environment and
 /// `credentials_dir`. All problems are reported together; nothing is partially applied.
-pub fn resolve(inference: &Inference, credentials_dir: &Path) -> Result<Credentials, CredentialError> {
+pub fn resolve(
+    inference: &Inference,
+    credentials_dir: &Path,
+) -> Result<Credentials, CredentialError> {
     resolve_with(inference, credentials_dir, |name| std::env::var(name).ok())
 }
 
@@ -126,20 +137,37 @@ fn read_one(
     }
     match r {
         CredentialRef::Env(name) => match env(name) {
-            None => Err(CredentialError::MissingEnv { backend, name: name.clone() }),
-            Some(v) if v.trim().is_empty() => Err(CredentialError::EmptyEnv { backend, name: name.clone() }),
+            None => Err(CredentialError::MissingEnv {
+                backend,
+                name: name.clone(),
+            }),
+            Some(v) if v.trim().is_empty() => Err(CredentialError::EmptyEnv {
+                backend,
+                name: name.clone(),
+            }),
             Some(v) => Ok(Secret::new(v.trim().to_string())),
         },
         CredentialRef::File(name) => {
             let path = dir.join(name);
-            let meta = std::fs::metadata(&path)
-                .map_err(|e| CredentialError::MissingFile { backend: backend.clone(), path: path.clone(), reason: e.to_string() })?;
+            let meta = std::fs::metadata(&path).map_err(|e| CredentialError::MissingFile {
+                backend: backend.clone(),
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
             let mode = meta.permissions().mode() & 0o777;
             if mode & 0o077 != 0 {
-                return Err(CredentialError::FileMode { backend, path, mode });
+                return Err(CredentialError::FileMode {
+                    backend,
+                    path,
+                    mode,
+                });
             }
-            let text = std::fs::read_to_string(&path)
-                .map_err(|e| CredentialError::MissingFile { backend: backend.clone(), path: path.clone(), reason: e.to_string() })?;
+            let text =
+                std::fs::read_to_string(&path).map_err(|e| CredentialError::MissingFile {
+                    backend: backend.clone(),
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })?;
             let v = text.trim();
             if v.is_empty() {
                 return Err(CredentialError::EmptyFile { backend, path });
@@ -184,10 +212,24 @@ mod tests {
         let f = dir.path().join("nvidia");
         std::fs::write(&f, "file-key-value-123\n").unwrap();
         std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
-        let inf = inference(vec![CredentialRef::Env("K".into()), CredentialRef::File("nvidia".into())]);
-        let c = resolve_with(&inf, dir.path(), |n| (n == "K").then(|| "env-key-value-456".into())).unwrap();
-        assert_eq!(c.get(&CredentialRef::Env("K".into())).unwrap().expose(), "env-key-value-456");
-        assert_eq!(c.get(&CredentialRef::File("nvidia".into())).unwrap().expose(), "file-key-value-123");
+        let inf = inference(vec![
+            CredentialRef::Env("K".into()),
+            CredentialRef::File("nvidia".into()),
+        ]);
+        let c = resolve_with(&inf, dir.path(), |n| {
+            (n == "K").then(|| "env-key-value-456".into())
+        })
+        .unwrap();
+        assert_eq!(
+            c.get(&CredentialRef::Env("K".into())).unwrap().expose(),
+            "env-key-value-456"
+        );
+        assert_eq!(
+            c.get(&CredentialRef::File("nvidia".into()))
+                .unwrap()
+                .expose(),
+            "file-key-value-123"
+        );
         let dbg = format!("{c:?}");
         assert!(!dbg.contains("key-value"), "{dbg}");
     }
@@ -203,7 +245,9 @@ mod tests {
             CredentialRef::File("loose".into()),
             CredentialRef::File("absent".into()),
         ]);
-        let e = resolve_with(&inf, dir.path(), |_| None).unwrap_err().to_string();
+        let e = resolve_with(&inf, dir.path(), |_| None)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("NOPE_KEY"), "{e}");
         assert!(e.contains("chmod 600"), "{e}");
         assert!(e.contains("absent"), "{e}");

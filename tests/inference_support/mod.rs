@@ -77,16 +77,33 @@ pub async fn fake(mode: Mode, key: &str) -> Fake {
         completed_streams: Arc::default(),
         key: Arc::new(Mutex::new(key.to_string())),
     };
-    let (seen, cancelled, done, key) = (fake.seen.clone(), fake.cancelled.clone(), fake.completed_streams.clone(), fake.key.clone());
+    let (seen, cancelled, done, key) = (
+        fake.seen.clone(),
+        fake.cancelled.clone(),
+        fake.completed_streams.clone(),
+        fake.key.clone(),
+    );
     tokio::spawn(async move {
         loop {
-            let Ok((s, _)) = listener.accept().await else { return };
-            let (seen, cancelled, done, key) = (seen.clone(), cancelled.clone(), done.clone(), key.clone());
+            let Ok((s, _)) = listener.accept().await else {
+                return;
+            };
+            let (seen, cancelled, done, key) =
+                (seen.clone(), cancelled.clone(), done.clone(), key.clone());
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |req| {
-                    fake_answer(mode, req, seen.clone(), cancelled.clone(), done.clone(), key.lock().unwrap().clone())
+                    fake_answer(
+                        mode,
+                        req,
+                        seen.clone(),
+                        cancelled.clone(),
+                        done.clone(),
+                        key.lock().unwrap().clone(),
+                    )
                 });
-                let _ = hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(s), svc).await;
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(s), svc)
+                    .await;
             });
         }
     });
@@ -110,13 +127,33 @@ async fn fake_answer(
     key: String,
 ) -> Result<Response<Boxed>, Infallible> {
     let path = req.uri().path().to_string();
-    let h = |n: &str| req.headers().get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let h = |n: &str| {
+        req.headers()
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
     let (auth, api_key) = (h("authorization"), h("x-api-key"));
-    let bytes = req.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+    let bytes = req
+        .into_body()
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
     let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    seen.lock().unwrap().push(Seen { path: path.clone(), auth: auth.clone(), api_key: api_key.clone(), body: body.clone() });
+    seen.lock().unwrap().push(Seen {
+        path: path.clone(),
+        auth: auth.clone(),
+        api_key: api_key.clone(),
+        body: body.clone(),
+    });
     match mode {
-        Mode::Fail => return Ok(full(500, json!({"error": {"message": format!("internal error; you sent {auth:?}")}}))),
+        Mode::Fail => {
+            return Ok(full(
+                500,
+                json!({"error": {"message": format!("internal error; you sent {auth:?}")}}),
+            ))
+        }
         Mode::Slow(d) => {
             // Counts a request whose handler was dropped mid-sleep (the caller went away).
             let mut g = Unfinished(cancelled.clone(), true);
@@ -125,27 +162,48 @@ async fn fake_answer(
         }
         Mode::Ok => {}
     }
-    let authorised = auth.as_deref() == Some(&format!("Bearer {key}")) || api_key.as_deref() == Some(key.as_str());
+    let authorised = auth.as_deref() == Some(&format!("Bearer {key}"))
+        || api_key.as_deref() == Some(key.as_str());
     if !authorised {
-        return Ok(full(401, json!({"error": {"message": format!("bad key {auth:?}"), "type": "auth"}})));
+        return Ok(full(
+            401,
+            json!({"error": {"message": format!("bad key {auth:?}"), "type": "auth"}}),
+        ));
     }
     let model = body["model"].as_str().unwrap_or("?").to_string();
     if path.ends_with("/embeddings") {
-        return Ok(full(200, json!({"object": "list", "model": model, "data": [{"object": "embedding", "index": 0, "embedding": [0.1, 0.2, 0.3]}], "usage": {"prompt_tokens": 3, "total_tokens": 3}})));
+        return Ok(full(
+            200,
+            json!({"object": "list", "model": model, "data": [{"object": "embedding", "index": 0, "embedding": [0.1, 0.2, 0.3]}], "usage": {"prompt_tokens": 3, "total_tokens": 3}}),
+        ));
     }
     if path.ends_with("/messages") {
-        return Ok(full(200, json!({"id": "msg_1", "type": "message", "role": "assistant", "model": model, "content": [{"type": "text", "text": "hello from claude"}], "stop_reason": "end_turn", "usage": {"input_tokens": 4, "output_tokens": 3}})));
+        return Ok(full(
+            200,
+            json!({"id": "msg_1", "type": "message", "role": "assistant", "model": model, "content": [{"type": "text", "text": "hello from claude"}], "stop_reason": "end_turn", "usage": {"input_tokens": 4, "output_tokens": 3}}),
+        ));
     }
-    let text = format!("echo: {}", body["messages"][0]["content"].as_str().unwrap_or(""));
+    let text = format!(
+        "echo: {}",
+        body["messages"][0]["content"].as_str().unwrap_or("")
+    );
     if body["stream"] == true {
         // `slow-stream`: 50 chunks 100 ms apart; otherwise 3 chunks 300 ms apart.
-        let (n, gap) = if model == "slow-stream" { (50, 100) } else { (3, 300) };
+        let (n, gap) = if model == "slow-stream" {
+            (50, 100)
+        } else {
+            (3, 300)
+        };
         let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(1);
         let usage = body["stream_options"]["include_usage"] == true;
         tokio::spawn(async move {
             for i in 0..n {
                 let c = json!({"id": "c", "object": "chat.completion.chunk", "model": model, "choices": [{"index": 0, "delta": {"content": format!("part{i} ")}, "finish_reason": null}]});
-                if tx.send(Bytes::from(format!("data: {c}\n\n"))).await.is_err() {
+                if tx
+                    .send(Bytes::from(format!("data: {c}\n\n")))
+                    .await
+                    .is_err()
+                {
                     cancelled.fetch_add(1, Ordering::SeqCst);
                     return;
                 }
@@ -158,15 +216,22 @@ async fn fake_answer(
             let _ = tx.send(Bytes::from_static(b"data: [DONE]\n\n")).await;
             done.fetch_add(1, Ordering::SeqCst);
         });
-        return Ok(Response::builder().status(200).header("content-type", "text/event-stream").body(Chan(rx).boxed()).unwrap());
+        return Ok(Response::builder()
+            .status(200)
+            .header("content-type", "text/event-stream")
+            .body(Chan(rx).boxed())
+            .unwrap());
     }
     let max = body["max_tokens"].clone();
-    Ok(full(200, json!({
-        "id": "x", "object": "chat.completion", "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12},
-        "echo_max_tokens": max,
-    })))
+    Ok(full(
+        200,
+        json!({
+            "id": "x", "object": "chat.completion", "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12},
+            "echo_max_tokens": max,
+        }),
+    ))
 }
 
 struct Unfinished(Arc<AtomicUsize>, bool);
@@ -184,7 +249,10 @@ struct Chan(tokio::sync::mpsc::Receiver<Bytes>);
 impl Body for Chan {
     type Data = Bytes;
     type Error = Infallible;
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         self.0.poll_recv(cx).map(|o| o.map(|b| Ok(Frame::data(b))))
     }
 }
@@ -218,13 +286,19 @@ impl Gateway {
     pub async fn log_lines(&self, at_least: usize) -> Vec<Value> {
         for _ in 0..100 {
             let text = std::fs::read_to_string(self.log_file()).unwrap_or_default();
-            let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+            let lines: Vec<Value> = text
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
             if lines.len() >= at_least {
                 return lines;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        panic!("fewer than {at_least} log lines in {}", self.log_file().display());
+        panic!(
+            "fewer than {at_least} log lines in {}",
+            self.log_file().display()
+        );
     }
 }
 
@@ -235,17 +309,31 @@ pub async fn gateway(inf: Inference, c: &Credentials) -> Gateway {
     gateway_in(inf, c, &dir, Some(tmp)).await
 }
 
-pub async fn gateway_in(inf: Inference, c: &Credentials, dir: &Path, tmp: Option<tempfile::TempDir>) -> Gateway {
+pub async fn gateway_in(
+    inf: Inference,
+    c: &Credentials,
+    dir: &Path,
+    tmp: Option<tempfile::TempDir>,
+) -> Gateway {
     let mut cfg = RouterConfig::new("test", inf, dir);
     cfg.log_dir = Some(dir.join("logs"));
     cfg.budget_file = Some(dir.join("run").join("inference-budget.json"));
-    cfg.options = ServeOptions { header_read_timeout: Duration::from_secs(1), body_read_timeout: Duration::from_secs(2), ..ServeOptions::default() };
+    cfg.options = ServeOptions {
+        header_read_timeout: Duration::from_secs(1),
+        body_read_timeout: Duration::from_secs(2),
+        ..ServeOptions::default()
+    };
     let router = Router::build(cfg, c).expect("router builds");
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let r = router.clone();
     tokio::spawn(async move { r.serve(listener).await });
-    Gateway { addr, router, dir: dir.to_path_buf(), _tmp: tmp }
+    Gateway {
+        addr,
+        router,
+        dir: dir.to_path_buf(),
+        _tmp: tmp,
+    }
 }
 
 /// A parsed HTTP response.
@@ -258,7 +346,10 @@ pub struct Resp {
 
 impl Resp {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
     pub fn json(&self) -> Value {
         serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
@@ -286,7 +377,9 @@ pub async fn raw(addr: SocketAddr, bytes: &[u8]) -> Resp {
             }
         }
     };
-    tokio::time::timeout(Duration::from_secs(10), read).await.expect("response within 10s");
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .expect("response within 10s");
     writer.abort();
     parse(&buf)
 }
@@ -302,7 +395,9 @@ pub async fn read_response(s: &mut TcpStream) -> Resp {
             }
         }
     };
-    tokio::time::timeout(Duration::from_secs(10), read).await.expect("response within 10s");
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .expect("response within 10s");
     parse(&buf)
 }
 
@@ -311,14 +406,21 @@ pub async fn read_keepalive(s: &mut TcpStream) -> Resp {
     let mut buf = vec![0u8; 65536];
     let mut got = Vec::new();
     loop {
-        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await.expect("answer in 10s").unwrap();
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+            .await
+            .expect("answer in 10s")
+            .unwrap();
         assert!(n > 0, "connection closed");
         got.extend_from_slice(&buf[..n]);
         let text = String::from_utf8_lossy(&got);
         if let Some((head, body)) = text.split_once("\r\n\r\n") {
             let len: usize = head
                 .lines()
-                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse().unwrap())
+                })
                 .expect("content-length");
             if body.len() >= len {
                 return parse(&got);
@@ -329,16 +431,35 @@ pub async fn read_keepalive(s: &mut TcpStream) -> Resp {
 
 pub fn parse(buf: &[u8]) -> Resp {
     let text = String::from_utf8_lossy(buf).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no HTTP response: {text:?}"));
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no HTTP response: {text:?}"));
     let mut lines = head.lines();
-    let status = lines.next().unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
+    let status = lines
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
     let headers: Vec<(String, String)> = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
         .collect();
-    let chunked = headers.iter().any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
-    let body = if chunked { dechunk(body) } else { body.to_string() };
-    Resp { status, headers, body }
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
+    let body = if chunked {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    Resp {
+        status,
+        headers,
+        body,
+    }
 }
 
 fn dechunk(mut rest: &str) -> String {

@@ -13,7 +13,11 @@ pub enum InferenceError {
     #[error("inference.guards: {}: {reason}", path.display())]
     Guard { path: PathBuf, reason: String },
     #[error("inference.backends: backend `{backend}`: mock replies file {}: {reason}", path.display())]
-    MockReplies { backend: String, path: PathBuf, reason: String },
+    MockReplies {
+        backend: String,
+        path: PathBuf,
+        reason: String,
+    },
     #[error("inference: {0}")]
     Config(String),
     #[error(transparent)]
@@ -39,19 +43,52 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    pub fn new(status: u16, kind: &'static str, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, kind, code, param: None, message: message.into(), retry_after: None }
+    pub fn new(
+        status: u16,
+        kind: &'static str,
+        code: &'static str,
+        message: impl Into<String>,
+    ) -> ApiError {
+        ApiError {
+            status,
+            kind,
+            code,
+            param: None,
+            message: message.into(),
+            retry_after: None,
+        }
     }
     /// 400: the request is malformed or out of the blueprint's bounds.
-    pub fn invalid(code: &'static str, param: Option<&str>, message: impl Into<String>) -> ApiError {
-        ApiError { param: param.map(str::to_string), ..ApiError::new(400, "invalid_request_error", code, message) }
+    pub fn invalid(
+        code: &'static str,
+        param: Option<&str>,
+        message: impl Into<String>,
+    ) -> ApiError {
+        ApiError {
+            param: param.map(str::to_string),
+            ..ApiError::new(400, "invalid_request_error", code, message)
+        }
     }
     /// 403: the blueprint does not allow it.
-    pub fn forbidden(code: &'static str, param: Option<&str>, message: impl Into<String>) -> ApiError {
-        ApiError { param: param.map(str::to_string), ..ApiError::new(403, "permission_error", code, message) }
+    pub fn forbidden(
+        code: &'static str,
+        param: Option<&str>,
+        message: impl Into<String>,
+    ) -> ApiError {
+        ApiError {
+            param: param.map(str::to_string),
+            ..ApiError::new(403, "permission_error", code, message)
+        }
     }
-    pub fn rate_limited(code: &'static str, retry_after: u64, message: impl Into<String>) -> ApiError {
-        ApiError { retry_after: Some(retry_after.max(1)), ..ApiError::new(429, "rate_limit_error", code, message) }
+    pub fn rate_limited(
+        code: &'static str,
+        retry_after: u64,
+        message: impl Into<String>,
+    ) -> ApiError {
+        ApiError {
+            retry_after: Some(retry_after.max(1)),
+            ..ApiError::new(429, "rate_limit_error", code, message)
+        }
     }
     pub fn not_found(path: &str) -> ApiError {
         ApiError::new(

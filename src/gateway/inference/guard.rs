@@ -56,12 +56,21 @@ thread_local! {
 
 impl Guards {
     /// Reads and compiles `inference.guards` (paths relative to `base_dir`).
-    pub fn load(specs: &[crate::blueprint::Guard], base_dir: &Path) -> Result<Guards, InferenceError> {
+    pub fn load(
+        specs: &[crate::blueprint::Guard],
+        base_dir: &Path,
+    ) -> Result<Guards, InferenceError> {
         let mut sources = Vec::new();
         for g in specs {
-            let path: PathBuf = if g.script.is_absolute() { g.script.clone() } else { base_dir.join(&g.script) };
-            let text = std::fs::read_to_string(&path)
-                .map_err(|e| InferenceError::Guard { path: path.clone(), reason: format!("cannot read: {e}") })?;
+            let path: PathBuf = if g.script.is_absolute() {
+                g.script.clone()
+            } else {
+                base_dir.join(&g.script)
+            };
+            let text = std::fs::read_to_string(&path).map_err(|e| InferenceError::Guard {
+                path: path.clone(),
+                reason: format!("cannot read: {e}"),
+            })?;
             sources.push((path, text, g.on_response));
         }
         Guards::compile(sources)
@@ -72,11 +81,19 @@ impl Guards {
         let engine = engine();
         let mut scripts = Vec::new();
         for (path, text, on_response) in sources {
-            let ast = engine
-                .compile(&text)
-                .map_err(|e| InferenceError::Guard { path: path.clone(), reason: e.to_string() })?;
-            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            scripts.push(Script { name, ast, on_response });
+            let ast = engine.compile(&text).map_err(|e| InferenceError::Guard {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            scripts.push(Script {
+                name,
+                ast,
+                on_response,
+            });
         }
         Ok(Guards { engine, scripts })
     }
@@ -90,16 +107,32 @@ impl Guards {
 
     /// Runs every request guard in order; rewrites chain. Returns the guard names that
     /// rewrote, or `(guard, reason)` for a denial.
-    pub fn on_request(&self, endpoint: &str, model: &str, body: &mut Map<String, Value>) -> Result<Vec<String>, (String, String)> {
+    pub fn on_request(
+        &self,
+        endpoint: &str,
+        model: &str,
+        body: &mut Map<String, Value>,
+    ) -> Result<Vec<String>, (String, String)> {
         self.run(false, endpoint, model, body)
     }
 
     /// Runs the guards marked `onResponse` on a (non-streamed) response body.
-    pub fn on_response(&self, endpoint: &str, model: &str, body: &mut Map<String, Value>) -> Result<Vec<String>, (String, String)> {
+    pub fn on_response(
+        &self,
+        endpoint: &str,
+        model: &str,
+        body: &mut Map<String, Value>,
+    ) -> Result<Vec<String>, (String, String)> {
         self.run(true, endpoint, model, body)
     }
 
-    fn run(&self, response: bool, endpoint: &str, model: &str, body: &mut Map<String, Value>) -> Result<Vec<String>, (String, String)> {
+    fn run(
+        &self,
+        response: bool,
+        endpoint: &str,
+        model: &str,
+        body: &mut Map<String, Value>,
+    ) -> Result<Vec<String>, (String, String)> {
         let mut rewrote = Vec::new();
         for s in self.scripts.iter().filter(|s| !response || s.on_response) {
             match self.eval(s, response, endpoint, model, body) {
@@ -115,7 +148,14 @@ impl Guards {
         Ok(rewrote)
     }
 
-    fn eval(&self, s: &Script, response: bool, endpoint: &str, model: &str, body: &Map<String, Value>) -> Result<Verdict, String> {
+    fn eval(
+        &self,
+        s: &Script,
+        response: bool,
+        endpoint: &str,
+        model: &str,
+        body: &Map<String, Value>,
+    ) -> Result<Verdict, String> {
         let doc = rhai::serde::to_dynamic(body).map_err(|e| e.to_string())?;
         let mut scope = Scope::new();
         scope.push_constant("endpoint", endpoint.to_string());
@@ -123,7 +163,9 @@ impl Guards {
         scope.push_constant("prompt", prompt_text(body));
         scope.push(if response { "response" } else { "request" }, doc);
         DEADLINE.with(|d| d.set(Some(Instant::now() + TIME_LIMIT)));
-        let out = self.engine.eval_ast_with_scope::<Dynamic>(&mut scope, &s.ast);
+        let out = self
+            .engine
+            .eval_ast_with_scope::<Dynamic>(&mut scope, &s.ast);
         DEADLINE.with(|d| d.set(None));
         interpret(out.map_err(|e| e.to_string())?)
     }
@@ -135,16 +177,31 @@ fn interpret(v: Dynamic) -> Result<Verdict, String> {
         return Ok(Verdict::Allow);
     }
     if let Some(b) = v.clone().try_cast::<bool>() {
-        return Ok(if b { Verdict::Allow } else { Verdict::Deny("denied by guard".into()) });
+        return Ok(if b {
+            Verdict::Allow
+        } else {
+            Verdict::Deny("denied by guard".into())
+        });
     }
     let Some(map) = v.try_cast::<RMap>() else {
         return Err("a guard must end with allow(), deny(reason) or rewrite(body)".into());
     };
-    match map.get("action").and_then(|a| a.clone().into_immutable_string().ok()).as_deref() {
+    match map
+        .get("action")
+        .and_then(|a| a.clone().into_immutable_string().ok())
+        .as_deref()
+    {
         Some("allow") => Ok(Verdict::Allow),
-        Some("deny") => Ok(Verdict::Deny(map.get("reason").map(|r| r.to_string()).unwrap_or_else(|| "denied by guard".into()))),
+        Some("deny") => Ok(Verdict::Deny(
+            map.get("reason")
+                .map(|r| r.to_string())
+                .unwrap_or_else(|| "denied by guard".into()),
+        )),
         Some("rewrite") => {
-            let body = map.get("body").cloned().ok_or("rewrite() needs the new body")?;
+            let body = map
+                .get("body")
+                .cloned()
+                .ok_or("rewrite() needs the new body")?;
             let v: Value = rhai::serde::from_dynamic(&body).map_err(|e| e.to_string())?;
             match v {
                 Value::Object(m) => Ok(Verdict::Rewrite(m)),
@@ -168,9 +225,13 @@ fn engine() -> Engine {
     e.on_debug(|s, _, _| tracing::debug!(target: "nemoclaw::guard", "{s}"));
     e.on_progress(|ops| {
         if ops % 256 == 0 {
-            let over = DEADLINE.with(|d| d.get()).is_some_and(|d| Instant::now() > d);
+            let over = DEADLINE
+                .with(|d| d.get())
+                .is_some_and(|d| Instant::now() > d);
             if over {
-                return Some(Dynamic::from(format!("time limit of {TIME_LIMIT:?} exceeded")));
+                return Some(Dynamic::from(format!(
+                    "time limit of {TIME_LIMIT:?} exceeded"
+                )));
             }
         }
         None
@@ -194,9 +255,12 @@ fn engine() -> Engine {
     });
     let cache: Arc<RwLock<HashMap<String, Regex>>> = Arc::default();
     let c = cache.clone();
-    e.register_fn("regex_match", move |text: &str, pattern: &str| -> Result<bool, Box<rhai::EvalAltResult>> {
-        with_regex(&c, pattern, |re| re.is_match(text))
-    });
+    e.register_fn(
+        "regex_match",
+        move |text: &str, pattern: &str| -> Result<bool, Box<rhai::EvalAltResult>> {
+            with_regex(&c, pattern, |re| re.is_match(text))
+        },
+    );
     let c = cache;
     e.register_fn(
         "regex_replace",
@@ -207,11 +271,16 @@ fn engine() -> Engine {
     e
 }
 
-fn with_regex<T>(cache: &RwLock<HashMap<String, Regex>>, pattern: &str, f: impl FnOnce(&Regex) -> T) -> Result<T, Box<rhai::EvalAltResult>> {
+fn with_regex<T>(
+    cache: &RwLock<HashMap<String, Regex>>,
+    pattern: &str,
+    f: impl FnOnce(&Regex) -> T,
+) -> Result<T, Box<rhai::EvalAltResult>> {
     if let Some(re) = cache.read().unwrap().get(pattern) {
         return Ok(f(re));
     }
-    let re = Regex::new(pattern).map_err(|e| -> Box<rhai::EvalAltResult> { format!("bad regex: {e}").into() })?;
+    let re = Regex::new(pattern)
+        .map_err(|e| -> Box<rhai::EvalAltResult> { format!("bad regex: {e}").into() })?;
     let out = f(&re);
     let mut w = cache.write().unwrap();
     if w.len() < 256 {
@@ -266,7 +335,10 @@ impl Redactions {
         self.private_keys + self.access_keys > 0
     }
     pub fn describe(&self) -> String {
-        format!("secret guard redacted {} private key(s) and {} access key(s)", self.private_keys, self.access_keys)
+        format!(
+            "secret guard redacted {} private key(s) and {} access key(s)",
+            self.private_keys, self.access_keys
+        )
     }
 }
 
@@ -398,17 +470,35 @@ mod tests {
     fn secret_guard_denies_held_keys_and_redacts_shapes() {
         let held = [Secret::new("canary-key-0123456789")];
         let g = SecretGuard::new(held.iter());
-        let mut b = body(json!({"messages":[{"role":"user","content":"use canary-key-0123456789 please"}]}));
+        let mut b = body(
+            json!({"messages":[{"role":"user","content":"use canary-key-0123456789 please"}]}),
+        );
         assert!(g.check(&mut b).unwrap_err().contains("credential"));
         let pem = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----";
-        let mut b = body(json!({"messages":[{"role":"user","content":format!("key: {pem} and AKIAIOSFODNN7EXAMPLE ok")}]}));
+        let mut b = body(
+            json!({"messages":[{"role":"user","content":format!("key: {pem} and AKIAIOSFODNN7EXAMPLE ok")}]}),
+        );
         let r = g.check(&mut b).unwrap();
-        assert_eq!(r, Redactions { private_keys: 1, access_keys: 1 });
+        assert_eq!(
+            r,
+            Redactions {
+                private_keys: 1,
+                access_keys: 1
+            }
+        );
         let text = b["messages"][0]["content"].as_str().unwrap();
-        assert_eq!(text, "key: [REDACTED PRIVATE KEY] and [REDACTED ACCESS KEY] ok");
-        let mut b = body(json!({"messages":[{"role":"user","content":"commit 3f2a9c0e1b and the word skeleton"}]}));
+        assert_eq!(
+            text,
+            "key: [REDACTED PRIVATE KEY] and [REDACTED ACCESS KEY] ok"
+        );
+        let mut b = body(
+            json!({"messages":[{"role":"user","content":"commit 3f2a9c0e1b and the word skeleton"}]}),
+        );
         assert!(!g.check(&mut b).unwrap().any());
-        assert_eq!(g.redact_for_log("x canary-key-0123456789 y"), "x [REDACTED CREDENTIAL] y");
+        assert_eq!(
+            g.redact_for_log("x canary-key-0123456789 y"),
+            "x [REDACTED CREDENTIAL] y"
+        );
     }
 
     fn guard(src: &str) -> Guards {
@@ -417,25 +507,35 @@ mod tests {
 
     #[test]
     fn scripts_allow_deny_rewrite() {
-        let mut b = body(json!({"model":"m","messages":[{"role":"user","content":"mail bob@example.com now"}]}));
+        let mut b = body(
+            json!({"model":"m","messages":[{"role":"user","content":"mail bob@example.com now"}]}),
+        );
         assert_eq!(guard("allow()").on_request("chat", "m", &mut b), Ok(vec![]));
         assert_eq!(guard("").on_request("chat", "m", &mut b), Ok(vec![]));
         let deny = guard(r#"if prompt.contains("bob@") { deny("no emails") } else { allow() }"#);
-        assert_eq!(deny.on_request("chat", "m", &mut b), Err(("g.rhai".into(), "no emails".into())));
+        assert_eq!(
+            deny.on_request("chat", "m", &mut b),
+            Err(("g.rhai".into(), "no emails".into()))
+        );
         let redact = guard(
             r#"for i in 0..request.messages.len() {
                    request.messages[i].content = regex_replace(request.messages[i].content, "[\\w.+-]+@[\\w-]+\\.[\\w.]+", "[email]");
                }
                rewrite(request)"#,
         );
-        assert_eq!(redact.on_request("chat", "m", &mut b), Ok(vec!["g.rhai".into()]));
+        assert_eq!(
+            redact.on_request("chat", "m", &mut b),
+            Ok(vec!["g.rhai".into()])
+        );
         assert_eq!(b["messages"][0]["content"], "mail [email] now");
     }
 
     #[test]
     fn runaway_and_broken_scripts_fail_closed() {
         let mut b = body(json!({"model":"m","messages":[]}));
-        let (_, why) = guard("loop { }").on_request("chat", "m", &mut b).unwrap_err();
+        let (_, why) = guard("loop { }")
+            .on_request("chat", "m", &mut b)
+            .unwrap_err();
         assert!(why.contains("guard failed"), "{why}");
         let (_, why) = guard("42").on_request("chat", "m", &mut b).unwrap_err();
         assert!(why.contains("allow()"), "{why}");
@@ -461,7 +561,11 @@ mod tests {
         }
         let per = t.elapsed() / n;
         // The 50 µs goal is for release builds (the bench measures it); debug is ~10x slower.
-        let budget = if cfg!(debug_assertions) { Duration::from_micros(1000) } else { Duration::from_micros(50) };
+        let budget = if cfg!(debug_assertions) {
+            Duration::from_micros(1000)
+        } else {
+            Duration::from_micros(50)
+        };
         assert!(per < budget, "typical guard took {per:?}");
     }
 }

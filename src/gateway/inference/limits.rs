@@ -30,7 +30,12 @@ pub struct TokenBucket {
 impl TokenBucket {
     pub fn per_minute(capacity: u64, now: f64) -> TokenBucket {
         let capacity = capacity as f64;
-        TokenBucket { capacity, per_sec: capacity / 60.0, level: capacity, at: now }
+        TokenBucket {
+            capacity,
+            per_sec: capacity / 60.0,
+            level: capacity,
+            at: now,
+        }
     }
     fn refill(&mut self, now: f64) {
         if now > self.at {
@@ -80,7 +85,10 @@ impl DailyUsage {
     fn roll(&mut self, unix_secs: u64) {
         let today = unix_secs / 86_400;
         if self.day != today {
-            *self = DailyUsage { day: today, used: 0 };
+            *self = DailyUsage {
+                day: today,
+                used: 0,
+            };
         }
     }
 }
@@ -107,19 +115,38 @@ impl Limiter {
     /// `budget_file` holds the daily usage; it is read here and written by [`Limiter::persist`].
     pub fn new(s: RateSettings, budget_file: Option<&Path>) -> Result<Limiter, InferenceError> {
         let epoch = Instant::now();
-        let rpm = s.rpm.and_then(NonZeroU32::new).map(|n| (n.get(), RateLimiter::direct(Quota::per_minute(n))));
-        let tpm = s.tpm.filter(|n| *n > 0).map(|n| Mutex::new(TokenBucket::per_minute(n, 0.0)));
+        let rpm = s
+            .rpm
+            .and_then(NonZeroU32::new)
+            .map(|n| (n.get(), RateLimiter::direct(Quota::per_minute(n))));
+        let tpm = s
+            .tpm
+            .filter(|n| *n > 0)
+            .map(|n| Mutex::new(TokenBucket::per_minute(n, 0.0)));
         let tpd = match s.tpd {
             Some(budget) => {
                 let usage = match budget_file {
                     Some(p) => read_usage(p)?,
                     None => None,
                 };
-                Some((budget, Mutex::new(usage.unwrap_or(DailyUsage { day: unix_now() / 86_400, used: 0 }))))
+                Some((
+                    budget,
+                    Mutex::new(usage.unwrap_or(DailyUsage {
+                        day: unix_now() / 86_400,
+                        used: 0,
+                    })),
+                ))
             }
             None => None,
         };
-        Ok(Limiter { rpm, tpm, tpd, budget_file: budget_file.map(Path::to_path_buf), dirty: AtomicBool::new(false), epoch })
+        Ok(Limiter {
+            rpm,
+            tpm,
+            tpd,
+            budget_file: budget_file.map(Path::to_path_buf),
+            dirty: AtomicBool::new(false),
+            epoch,
+        })
     }
 
     /// Carries usage over from the limiter this one replaces (on reload).
@@ -191,14 +218,17 @@ impl Limiter {
 
     /// Writes the daily usage if it changed since the last write.
     pub fn persist(&self) -> Result<(), InferenceError> {
-        let (Some(path), Some((_, u))) = (&self.budget_file, &self.tpd) else { return Ok(()) };
+        let (Some(path), Some((_, u))) = (&self.budget_file, &self.tpd) else {
+            return Ok(());
+        };
         if !self.dirty.swap(false, Ordering::AcqRel) {
             return Ok(());
         }
         let usage = *u.lock().unwrap();
         let json = serde_json::to_vec(&usage).expect("usage serialises");
         if let Some(dir) = path.parent() {
-            crate::home::create_dir_private(dir).map_err(|e| InferenceError::Config(e.to_string()))?;
+            crate::home::create_dir_private(dir)
+                .map_err(|e| InferenceError::Config(e.to_string()))?;
         }
         crate::home::write_atomic(path, &json, 0o600).map_err(|e| {
             self.dirty.store(true, Ordering::Release);
@@ -218,16 +248,25 @@ impl Limiter {
 
 fn read_usage(path: &Path) -> Result<Option<DailyUsage>, InferenceError> {
     match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| InferenceError::Config(format!("{}: not a token budget file ({e}); delete it to start the day at zero", path.display()))),
+        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+            InferenceError::Config(format!(
+                "{}: not a token budget file ({e}); delete it to start the day at zero",
+                path.display()
+            ))
+        }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(InferenceError::Io { path: path.to_path_buf(), source }),
+        Err(source) => Err(InferenceError::Io {
+            path: path.to_path_buf(),
+            source,
+        }),
     }
 }
 
 pub fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_secs()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_secs()
 }
 
 #[cfg(test)]
@@ -249,17 +288,30 @@ mod tests {
     #[test]
     fn daily_budget_rolls_at_utc_midnight() {
         let day = 20_000 * 86_400;
-        let mut u = DailyUsage { day: 20_000, used: 0 };
+        let mut u = DailyUsage {
+            day: 20_000,
+            used: 0,
+        };
         assert!(u.admit(100, day + 10).is_ok());
         u.charge(100, day + 20);
         assert_eq!(u.admit(100, day + 86_000), Err(400));
-        assert!(u.admit(100, day + 86_400).is_ok(), "a new day starts at zero");
+        assert!(
+            u.admit(100, day + 86_400).is_ok(),
+            "a new day starts at zero"
+        );
         assert_eq!(u.used, 0);
     }
 
     #[test]
     fn rpm_answers_429_with_retry_after() {
-        let l = Limiter::new(RateSettings { rpm: Some(2), ..Default::default() }, None).unwrap();
+        let l = Limiter::new(
+            RateSettings {
+                rpm: Some(2),
+                ..Default::default()
+            },
+            None,
+        )
+        .unwrap();
         assert!(l.admit().is_ok());
         assert!(l.admit().is_ok());
         let e = l.admit().unwrap_err();
@@ -272,7 +324,10 @@ mod tests {
     fn daily_usage_survives_a_restart() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("budget.json");
-        let s = RateSettings { tpd: Some(1000), ..Default::default() };
+        let s = RateSettings {
+            tpd: Some(1000),
+            ..Default::default()
+        };
         let l = Limiter::new(s, Some(&f)).unwrap();
         l.charge(600);
         l.persist().unwrap();

@@ -62,7 +62,10 @@ pub struct LogSink {
 
 impl LogSink {
     pub fn none() -> LogSink {
-        LogSink { tx: None, path: None }
+        LogSink {
+            tx: None,
+            path: None,
+        }
     }
 
     /// Appends to `dir/inference.jsonl` (created 0600, the directory 0700).
@@ -74,7 +77,10 @@ impl LogSink {
             .append(true)
             .mode(0o600)
             .open(&path)
-            .map_err(|source| InferenceError::Io { path: path.clone(), source })?;
+            .map_err(|source| InferenceError::Io {
+                path: path.clone(),
+                source,
+            })?;
         let (tx, rx) = mpsc::channel::<String>();
         std::thread::Builder::new()
             .name("inference-log".into())
@@ -89,8 +95,14 @@ impl LogSink {
                 }
                 let _ = w.flush();
             })
-            .map_err(|source| InferenceError::Io { path: path.clone(), source })?;
-        Ok(LogSink { tx: Some(tx), path: Some(path) })
+            .map_err(|source| InferenceError::Io {
+                path: path.clone(),
+                source,
+            })?;
+        Ok(LogSink {
+            tx: Some(tx),
+            path: Some(path),
+        })
     }
 
     pub fn path(&self) -> Option<&Path> {
@@ -119,8 +131,19 @@ pub struct Pending {
 
 impl Pending {
     pub fn new(shared: Arc<Shared>, id: String, endpoint: &'static str) -> Pending {
-        let rec = Record { time: humantime::format_rfc3339_millis(SystemTime::now()).to_string(), id, endpoint, ..Record::default() };
-        Pending { rec, start: Instant::now(), shared, reached_backend: false, armed: true }
+        let rec = Record {
+            time: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+            id,
+            endpoint,
+            ..Record::default()
+        };
+        Pending {
+            rec,
+            start: Instant::now(),
+            shared,
+            reached_backend: false,
+            armed: true,
+        }
     }
 
     /// Moves the request into a new owner (a streaming body); `self` no longer logs.

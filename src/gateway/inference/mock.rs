@@ -65,25 +65,47 @@ pub struct MockResponse {
 
 impl MockBackend {
     pub fn new(replies: Vec<ScriptedReply>, latency: Duration) -> MockBackend {
-        MockBackend { replies, latency, served: AtomicU64::new(0) }
+        MockBackend {
+            replies,
+            latency,
+            served: AtomicU64::new(0),
+        }
     }
 
     /// From the blueprint's `mock` settings; `base_dir` resolves the replies file.
-    pub fn load(backend: &str, settings: Option<&MockSettings>, base_dir: &Path) -> Result<MockBackend, InferenceError> {
-        let Some(s) = settings else { return Ok(MockBackend::default()) };
+    pub fn load(
+        backend: &str,
+        settings: Option<&MockSettings>,
+        base_dir: &Path,
+    ) -> Result<MockBackend, InferenceError> {
+        let Some(s) = settings else {
+            return Ok(MockBackend::default());
+        };
         let replies = match &s.replies {
             None => vec![],
             Some(p) => {
-                let path = if p.is_absolute() { p.clone() } else { base_dir.join(p) };
-                let err = |reason: String| InferenceError::MockReplies { backend: backend.into(), path: path.clone(), reason };
+                let path = if p.is_absolute() {
+                    p.clone()
+                } else {
+                    base_dir.join(p)
+                };
+                let err = |reason: String| InferenceError::MockReplies {
+                    backend: backend.into(),
+                    path: path.clone(),
+                    reason,
+                };
                 let text = std::fs::read_to_string(&path).map_err(|e| err(e.to_string()))?;
-                let file: RepliesFile = serde_saphyr::from_str(&text).map_err(|e| err(e.to_string()))?;
+                let file: RepliesFile =
+                    serde_saphyr::from_str(&text).map_err(|e| err(e.to_string()))?;
                 match file {
                     RepliesFile::Wrapped { replies } | RepliesFile::List(replies) => replies,
                 }
             }
         };
-        Ok(MockBackend::new(replies, s.latency.map(|d| d.as_duration()).unwrap_or_default()))
+        Ok(MockBackend::new(
+            replies,
+            s.latency.map(|d| d.as_duration()).unwrap_or_default(),
+        ))
     }
 
     /// The reply text for a request (deterministic).
@@ -105,7 +127,11 @@ impl MockBackend {
             tokio::time::sleep(self.latency).await;
         }
         let n = self.served.fetch_add(1, Ordering::Relaxed);
-        let model = body.get("model").and_then(Value::as_str).unwrap_or("mock").to_string();
+        let model = body
+            .get("model")
+            .and_then(Value::as_str)
+            .unwrap_or("mock")
+            .to_string();
         let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
         let prompt_tokens = words(&prompt_text(body)).max(1);
         if endpoint == Endpoint::Embeddings {
@@ -119,7 +145,10 @@ impl MockBackend {
         let full = self.reply_text(body);
         let all: Vec<&str> = full.split_whitespace().collect();
         let cut = all.len() as u64 > max;
-        let pieces: Vec<&str> = all.into_iter().take(max.min(u32::MAX as u64) as usize).collect();
+        let pieces: Vec<&str> = all
+            .into_iter()
+            .take(max.min(u32::MAX as u64) as usize)
+            .collect();
         let text = pieces.join(" ");
         let completion_tokens = pieces.len() as u64;
         let finish = if cut { "length" } else { "stop" };
@@ -145,17 +174,31 @@ impl MockBackend {
             })),
             (Endpoint::Chat | Endpoint::Completions, true) => {
                 let chat = endpoint == Endpoint::Chat;
-                let include_usage = body.get("stream_options").and_then(|o| o.get("include_usage")).and_then(Value::as_bool) == Some(true);
-                let (obj, id) = if chat { ("chat.completion.chunk", format!("chatcmpl-{id}")) } else { ("text_completion", format!("cmpl-{id}")) };
+                let include_usage = body
+                    .get("stream_options")
+                    .and_then(|o| o.get("include_usage"))
+                    .and_then(Value::as_bool)
+                    == Some(true);
+                let (obj, id) = if chat {
+                    ("chat.completion.chunk", format!("chatcmpl-{id}"))
+                } else {
+                    ("text_completion", format!("cmpl-{id}"))
+                };
                 let chunk = |choice: Value| json!({"id": id, "object": obj, "created": created, "model": model, "choices": [choice]});
                 let mut events = Vec::new();
                 if chat {
                     events.push(chunk(json!({"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": null})));
                 }
                 for (i, w) in pieces.iter().enumerate() {
-                    let piece = if i == 0 { (*w).to_string() } else { format!(" {w}") };
+                    let piece = if i == 0 {
+                        (*w).to_string()
+                    } else {
+                        format!(" {w}")
+                    };
                     events.push(if chat {
-                        chunk(json!({"index": 0, "delta": {"content": piece}, "finish_reason": null}))
+                        chunk(
+                            json!({"index": 0, "delta": {"content": piece}, "finish_reason": null}),
+                        )
                     } else {
                         chunk(json!({"index": 0, "text": piece, "finish_reason": null}))
                     });
@@ -168,20 +211,31 @@ impl MockBackend {
                 if include_usage {
                     events.push(json!({"id": id, "object": obj, "created": created, "model": model, "choices": [], "usage": usage}));
                 }
-                let mut frames: VecDeque<Bytes> = events.iter().map(|e| Bytes::from(format!("data: {e}\n\n"))).collect();
+                let mut frames: VecDeque<Bytes> = events
+                    .iter()
+                    .map(|e| Bytes::from(format!("data: {e}\n\n")))
+                    .collect();
                 frames.push_back(Bytes::from_static(b"data: [DONE]\n\n"));
                 sse_response(frames)
             }
             (Endpoint::Messages, true) => {
-                let ev = |name: &str, v: Value| Bytes::from(format!("event: {name}\ndata: {v}\n\n"));
+                let ev =
+                    |name: &str, v: Value| Bytes::from(format!("event: {name}\ndata: {v}\n\n"));
                 let mut frames = VecDeque::new();
                 frames.push_back(ev("message_start", json!({"type": "message_start", "message": {"id": format!("msg_{id}"), "type": "message", "role": "assistant", "model": model, "content": [], "stop_reason": null, "usage": {"input_tokens": prompt_tokens, "output_tokens": 0}}})));
                 frames.push_back(ev("content_block_start", json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})));
                 for (i, w) in pieces.iter().enumerate() {
-                    let piece = if i == 0 { (*w).to_string() } else { format!(" {w}") };
+                    let piece = if i == 0 {
+                        (*w).to_string()
+                    } else {
+                        format!(" {w}")
+                    };
                     frames.push_back(ev("content_block_delta", json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}})));
                 }
-                frames.push_back(ev("content_block_stop", json!({"type": "content_block_stop", "index": 0})));
+                frames.push_back(ev(
+                    "content_block_stop",
+                    json!({"type": "content_block_stop", "index": 0}),
+                ));
                 frames.push_back(ev("message_delta", json!({"type": "message_delta", "delta": {"stop_reason": if cut { "max_tokens" } else { "end_turn" }}, "usage": {"output_tokens": completion_tokens}})));
                 frames.push_back(ev("message_stop", json!({"type": "message_stop"})));
                 sse_response(frames)
@@ -199,24 +253,41 @@ pub async fn serve_connection(backend: std::sync::Arc<MockBackend>, stream: toki
         let backend = backend.clone();
         async move {
             let ep = Endpoint::from_path(req.uri().path());
-            let body = req.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+            let body = req
+                .into_body()
+                .collect()
+                .await
+                .map(|c| c.to_bytes())
+                .unwrap_or_default();
             let resp = match (ep, serde_json::from_slice::<Value>(&body)) {
                 (Some(ep), Ok(Value::Object(m))) => {
                     let r = backend.respond(ep, &m).await;
-                    hyper::Response::builder().status(r.status).header("content-type", r.content_type).body(r.body)
+                    hyper::Response::builder()
+                        .status(r.status)
+                        .header("content-type", r.content_type)
+                        .body(r.body)
                 }
-                (None, _) => hyper::Response::builder().status(404).body(json_response(json!({"error": {"message": "unknown path"}})).body),
-                (Some(_), _) => hyper::Response::builder().status(400).body(json_response(json!({"error": {"message": "bad JSON"}})).body),
+                (None, _) => hyper::Response::builder()
+                    .status(404)
+                    .body(json_response(json!({"error": {"message": "unknown path"}})).body),
+                (Some(_), _) => hyper::Response::builder()
+                    .status(400)
+                    .body(json_response(json!({"error": {"message": "bad JSON"}})).body),
             };
             Ok::<_, std::convert::Infallible>(resp.expect("a valid response"))
         }
     });
-    let _ = hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(stream), svc).await;
+    let _ = hyper::server::conn::http1::Builder::new()
+        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+        .await;
 }
 
 fn embeddings(body: &Map<String, Value>, model: &str, prompt_tokens: u64) -> Value {
     let inputs: Vec<String> = match body.get("input") {
-        Some(Value::Array(a)) => a.iter().map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string)).collect(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
+            .collect(),
         Some(Value::String(s)) => vec![s.clone()],
         Some(v) => vec![v.to_string()],
         None => vec![],
@@ -241,7 +312,9 @@ fn vector(text: &str) -> Vec<f64> {
         v.push((h % 2000) as f64 / 1000.0 - 1.0);
     }
     let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt().max(1e-9);
-    v.into_iter().map(|x| (x / norm * 1e6).round() / 1e6).collect()
+    v.into_iter()
+        .map(|x| (x / norm * 1e6).round() / 1e6)
+        .collect()
 }
 
 fn words(s: &str) -> u64 {
@@ -250,7 +323,11 @@ fn words(s: &str) -> u64 {
 
 fn last_user_text(body: &Map<String, Value>) -> String {
     if let Some(Value::Array(msgs)) = body.get("messages") {
-        if let Some(m) = msgs.iter().rev().find(|m| m.get("role").and_then(Value::as_str) == Some("user")) {
+        if let Some(m) = msgs
+            .iter()
+            .rev()
+            .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))
+        {
             let mut one = Map::new();
             one.insert("messages".into(), Value::Array(vec![m.clone()]));
             return prompt_text(&one).trim_end().to_string();
@@ -260,12 +337,22 @@ fn last_user_text(body: &Map<String, Value>) -> String {
 }
 
 fn json_response(v: Value) -> MockResponse {
-    let body = http_body_util::Full::new(Bytes::from(v.to_string())).map_err(|never| match never {}).boxed();
-    MockResponse { status: 200, content_type: "application/json", body }
+    let body = http_body_util::Full::new(Bytes::from(v.to_string()))
+        .map_err(|never| match never {})
+        .boxed();
+    MockResponse {
+        status: 200,
+        content_type: "application/json",
+        body,
+    }
 }
 
 fn sse_response(frames: VecDeque<Bytes>) -> MockResponse {
-    MockResponse { status: 200, content_type: "text/event-stream", body: Chunks(frames).boxed() }
+    MockResponse {
+        status: 200,
+        content_type: "text/event-stream",
+        body: Chunks(frames).boxed(),
+    }
 }
 
 /// A body that yields its chunks one frame at a time.
@@ -274,7 +361,10 @@ struct Chunks(VecDeque<Bytes>);
 impl Body for Chunks {
     type Data = Bytes;
     type Error = super::BoxError;
-    fn poll_frame(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         Poll::Ready(self.0.pop_front().map(|b| Ok(Frame::data(b))))
     }
     fn is_end_stream(&self) -> bool {
@@ -297,15 +387,24 @@ mod tests {
     #[tokio::test]
     async fn scripted_and_default_replies_are_deterministic() {
         let m = MockBackend::new(
-            vec![ScriptedReply { pattern: Some("weather".into()), reply: "It is sunny today".into() }],
+            vec![ScriptedReply {
+                pattern: Some("weather".into()),
+                reply: "It is sunny today".into(),
+            }],
             Duration::ZERO,
         );
-        let b = req(json!({"model":"mock-1","messages":[{"role":"user","content":"what is the weather"}]}));
-        let v: Value = serde_json::from_str(&collect(m.respond(Endpoint::Chat, &b).await).await).unwrap();
+        let b = req(
+            json!({"model":"mock-1","messages":[{"role":"user","content":"what is the weather"}]}),
+        );
+        let v: Value =
+            serde_json::from_str(&collect(m.respond(Endpoint::Chat, &b).await).await).unwrap();
         assert_eq!(v["choices"][0]["message"]["content"], "It is sunny today");
         assert_eq!(v["usage"]["completion_tokens"], 4);
-        let b = req(json!({"model":"mock-1","messages":[{"role":"user","content":"hello"}],"max_tokens":2}));
-        let v: Value = serde_json::from_str(&collect(m.respond(Endpoint::Chat, &b).await).await).unwrap();
+        let b = req(
+            json!({"model":"mock-1","messages":[{"role":"user","content":"hello"}],"max_tokens":2}),
+        );
+        let v: Value =
+            serde_json::from_str(&collect(m.respond(Endpoint::Chat, &b).await).await).unwrap();
         assert_eq!(v["choices"][0]["message"]["content"], "Mock reply");
         assert_eq!(v["choices"][0]["finish_reason"], "length");
     }
@@ -313,14 +412,18 @@ mod tests {
     #[tokio::test]
     async fn streams_end_with_usage_and_done() {
         let m = MockBackend::default();
-        let b = req(json!({"model":"mock-1","messages":[{"role":"user","content":"hi"}],"stream":true,"stream_options":{"include_usage":true}}));
+        let b = req(
+            json!({"model":"mock-1","messages":[{"role":"user","content":"hi"}],"stream":true,"stream_options":{"include_usage":true}}),
+        );
         let r = m.respond(Endpoint::Chat, &b).await;
         assert_eq!(r.content_type, "text/event-stream");
         let text = collect(r).await;
         assert!(text.ends_with("data: [DONE]\n\n"));
         assert!(text.contains(r#""completion_tokens":4"#), "{text}");
         let e = req(json!({"model":"e","input":["a","b"]}));
-        let v: Value = serde_json::from_str(&collect(m.respond(Endpoint::Embeddings, &e).await).await).unwrap();
+        let v: Value =
+            serde_json::from_str(&collect(m.respond(Endpoint::Embeddings, &e).await).await)
+                .unwrap();
         assert_eq!(v["data"].as_array().unwrap().len(), 2);
         assert_eq!(v["data"][0]["embedding"].as_array().unwrap().len(), 16);
     }

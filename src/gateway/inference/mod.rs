@@ -56,11 +56,21 @@ pub const PLACEHOLDER_KEY: &str = "nemoclaw-gateway-holds-the-key";
 pub fn agent_env(inference: Option<&Inference>) -> Vec<(String, String)> {
     let Some(inf) = inference else { return vec![] };
     let mut env = vec![
-        ("OPENAI_BASE_URL".to_string(), format!("http://{INFERENCE_HOST}/v1")),
+        (
+            "OPENAI_BASE_URL".to_string(),
+            format!("http://{INFERENCE_HOST}/v1"),
+        ),
         ("OPENAI_API_KEY".to_string(), PLACEHOLDER_KEY.to_string()),
     ];
-    if inf.backends.iter().any(|b| b.kind == BackendKind::Anthropic) {
-        env.push(("ANTHROPIC_BASE_URL".to_string(), format!("http://{INFERENCE_HOST}")));
+    if inf
+        .backends
+        .iter()
+        .any(|b| b.kind == BackendKind::Anthropic)
+    {
+        env.push((
+            "ANTHROPIC_BASE_URL".to_string(),
+            format!("http://{INFERENCE_HOST}"),
+        ));
         env.push(("ANTHROPIC_API_KEY".to_string(), PLACEHOLDER_KEY.to_string()));
     }
     env
@@ -104,7 +114,11 @@ pub struct RouterConfig {
 }
 
 impl RouterConfig {
-    pub fn new(name: impl Into<String>, inference: Inference, base_dir: impl Into<PathBuf>) -> RouterConfig {
+    pub fn new(
+        name: impl Into<String>,
+        inference: Inference,
+        base_dir: impl Into<PathBuf>,
+    ) -> RouterConfig {
         RouterConfig {
             name: name.into(),
             inference,
@@ -139,7 +153,11 @@ impl Shared {
         self.state.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
     fn next_id(&self) -> String {
-        format!("{}{:06}", self.id_prefix, self.ids.fetch_add(1, Ordering::Relaxed))
+        format!(
+            "{}{:06}",
+            self.id_prefix,
+            self.ids.fetch_add(1, Ordering::Relaxed)
+        )
     }
     fn charge(&self, tokens: u64) {
         if tokens > 0 {
@@ -147,7 +165,10 @@ impl Shared {
         }
     }
     fn touch(&self) {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis() as u64;
         self.last_inference_ms.store(now, Ordering::Relaxed);
     }
 }
@@ -160,7 +181,9 @@ pub struct Router {
 
 impl std::fmt::Debug for Router {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Router").field("id_prefix", &self.shared.id_prefix).finish_non_exhaustive()
+        f.debug_struct("Router")
+            .field("id_prefix", &self.shared.id_prefix)
+            .finish_non_exhaustive()
     }
 }
 
@@ -174,8 +197,14 @@ impl Router {
             Some(d) => log::LogSink::open(d)?,
             None => log::LogSink::none(),
         };
-        let started = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-        let id_prefix = format!("{}-{:x}-", short(&cfg.name), started.as_secs() ^ u64::from(started.subsec_nanos()));
+        let started = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let id_prefix = format!(
+            "{}-{:x}-",
+            short(&cfg.name),
+            started.as_secs() ^ u64::from(started.subsec_nanos())
+        );
         Ok(Router {
             shared: Arc::new(Shared {
                 state: RwLock::new(Arc::new(State { policy, limiter })),
@@ -192,13 +221,22 @@ impl Router {
 
     /// Swaps in a new policy and keys without dropping connections; token usage carries over.
     /// On error the old policy stays in force.
-    pub fn reload(&self, inference: &Inference, base_dir: &Path, creds: &Credentials) -> Result<(), InferenceError> {
+    pub fn reload(
+        &self,
+        inference: &Inference,
+        base_dir: &Path,
+        creds: &Credentials,
+    ) -> Result<(), InferenceError> {
         let policy = Policy::compile(inference, creds, base_dir)?;
         let old = self.shared.state();
         old.limiter.persist()?;
-        let limiter = Arc::new(Limiter::new(policy.rates, self.shared.budget_file.as_deref())?);
+        let limiter = Arc::new(Limiter::new(
+            policy.rates,
+            self.shared.budget_file.as_deref(),
+        )?);
         limiter.inherit(&old.limiter);
-        *self.shared.state.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(State { policy, limiter });
+        *self.shared.state.write().unwrap_or_else(|p| p.into_inner()) =
+            Arc::new(State { policy, limiter });
         Ok(())
     }
 
@@ -208,7 +246,11 @@ impl Router {
     }
 
     /// Serves on `listener` until `shutdown` completes; then saves the daily budget.
-    pub async fn serve_until(&self, listener: tokio::net::TcpListener, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+    pub async fn serve_until(
+        &self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> std::io::Result<()> {
         spawn_flusher(Arc::downgrade(&self.shared));
         tokio::pin!(shutdown);
         loop {
@@ -270,7 +312,10 @@ fn spawn_flusher(shared: Weak<Shared>) {
 }
 
 fn short(name: &str) -> String {
-    name.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').take(24).collect()
+    name.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .take(24)
+        .collect()
 }
 
 #[cfg(test)]

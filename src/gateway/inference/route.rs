@@ -82,19 +82,32 @@ pub fn plan(rules: &[RouteRule], model: &str) -> RoutePlan {
     for r in rules {
         let (hit, rest) = match &r.matcher {
             Matcher::Exact(m) => (m == model, None),
-            Matcher::Prefix(p) => (model.starts_with(p.as_str()), Some(&model[p.len().min(model.len())..])),
+            Matcher::Prefix(p) => (
+                model.starts_with(p.as_str()),
+                Some(&model[p.len().min(model.len())..]),
+            ),
         };
         if !hit {
             continue;
         }
         let upstream_model = match (&r.model, rest, &r.matcher) {
             (Some(m), _, _) => m.clone(),
-            (None, Some(rest), Matcher::Prefix(p)) if r.strip_prefix && p.ends_with('/') && !rest.is_empty() => rest.to_string(),
+            (None, Some(rest), Matcher::Prefix(p))
+                if r.strip_prefix && p.ends_with('/') && !rest.is_empty() =>
+            {
+                rest.to_string()
+            }
             _ => model.to_string(),
         };
-        return RoutePlan { chain: r.backends.clone(), upstream_model };
+        return RoutePlan {
+            chain: r.backends.clone(),
+            upstream_model,
+        };
     }
-    RoutePlan { chain: vec![0], upstream_model: model.to_string() }
+    RoutePlan {
+        chain: vec![0],
+        upstream_model: model.to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -102,7 +115,12 @@ mod tests {
     use super::*;
 
     fn rule(p: &str, b: Vec<usize>, strip: bool, model: Option<&str>) -> RouteRule {
-        RouteRule { matcher: Matcher::parse(p), backends: b, strip_prefix: strip, model: model.map(str::to_string) }
+        RouteRule {
+            matcher: Matcher::parse(p),
+            backends: b,
+            strip_prefix: strip,
+            model: model.map(str::to_string),
+        }
     }
 
     #[test]
@@ -123,11 +141,32 @@ mod tests {
             rule("gpt-*", vec![3], true, None),
             rule("keep/*", vec![1], false, None),
         ];
-        assert_eq!(plan(&rules, "nim/meta/llama"), RoutePlan { chain: vec![1, 2], upstream_model: "meta/llama".into() });
-        assert_eq!(plan(&rules, "fast").upstream_model, "meta/llama-3.1-8b-instruct");
-        assert_eq!(plan(&rules, "gpt-4o"), RoutePlan { chain: vec![3], upstream_model: "gpt-4o".into() });
+        assert_eq!(
+            plan(&rules, "nim/meta/llama"),
+            RoutePlan {
+                chain: vec![1, 2],
+                upstream_model: "meta/llama".into()
+            }
+        );
+        assert_eq!(
+            plan(&rules, "fast").upstream_model,
+            "meta/llama-3.1-8b-instruct"
+        );
+        assert_eq!(
+            plan(&rules, "gpt-4o"),
+            RoutePlan {
+                chain: vec![3],
+                upstream_model: "gpt-4o".into()
+            }
+        );
         assert_eq!(plan(&rules, "keep/x").upstream_model, "keep/x");
-        assert_eq!(plan(&rules, "other"), RoutePlan { chain: vec![0], upstream_model: "other".into() });
+        assert_eq!(
+            plan(&rules, "other"),
+            RoutePlan {
+                chain: vec![0],
+                upstream_model: "other".into()
+            }
+        );
         // A bare prefix with nothing after it is not stripped to an empty name.
         assert_eq!(plan(&rules, "nim/").upstream_model, "nim/");
     }

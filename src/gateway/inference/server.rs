@@ -21,12 +21,19 @@ use super::{BoxBody, Shared, State};
 /// Largest non-streamed response read from a backend.
 const MAX_RESPONSE: usize = 64 << 20;
 
-pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<BoxBody>, Infallible> {
+pub async fn handle(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+) -> Result<Response<BoxBody>, Infallible> {
     let state = shared.state();
     let id = shared.next_id();
     let path = req.uri().path().to_string();
     let endpoint = Endpoint::from_path(&path);
-    let mut p = Pending::new(shared.clone(), id.clone(), endpoint.map_or("other", Endpoint::name));
+    let mut p = Pending::new(
+        shared.clone(),
+        id.clone(),
+        endpoint.map_or("other", Endpoint::name),
+    );
     let resp = match (req.method(), path.as_str(), endpoint) {
         (&Method::GET, "/v1/models", _) => {
             p.rec.endpoint = "models";
@@ -37,9 +44,15 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Respo
             Ok(r) => return Ok(with_id(r, &id)),
             Err(e) => error(&mut p, e),
         },
-        (_, _, Some(_)) | (_, "/v1/models", _) => {
-            error(&mut p, ApiError::new(405, "invalid_request_error", "method_not_allowed", format!("{} is not allowed on {path}", req.method())))
-        }
+        (_, _, Some(_)) | (_, "/v1/models", _) => error(
+            &mut p,
+            ApiError::new(
+                405,
+                "invalid_request_error",
+                "method_not_allowed",
+                format!("{} is not allowed on {path}", req.method()),
+            ),
+        ),
         _ => error(&mut p, ApiError::not_found(&path)),
     };
     Ok(with_id(resp, &id))
@@ -81,39 +94,89 @@ fn error(p: &mut Pending, e: ApiError) -> Response<BoxBody> {
     p.rec.error = Some(e.code.to_string());
     let mut r = json(e.status, e.body());
     if let Some(s) = e.retry_after {
-        r.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(s));
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from(s));
     }
     r
 }
 
 /// The inference path; `p` is logged when dropped (for a stream: when the stream ends).
-async fn infer(shared: &Shared, state: &State, ep: Endpoint, req: Request<Incoming>, p: &mut Pending) -> Result<Response<BoxBody>, ApiError> {
+async fn infer(
+    shared: &Shared,
+    state: &State,
+    ep: Endpoint,
+    req: Request<Incoming>,
+    p: &mut Pending,
+) -> Result<Response<BoxBody>, ApiError> {
     let policy = &state.policy;
-    let ct = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    if !ct.trim_start().to_ascii_lowercase().starts_with("application/json") {
-        let shown = if ct.is_empty() { "none".to_string() } else { format!("`{}`", ct.chars().take(100).collect::<String>()) };
+    let ct = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !ct
+        .trim_start()
+        .to_ascii_lowercase()
+        .starts_with("application/json")
+    {
+        let shown = if ct.is_empty() {
+            "none".to_string()
+        } else {
+            format!("`{}`", ct.chars().take(100).collect::<String>())
+        };
         return Err(ApiError {
             status: 415,
-            ..ApiError::invalid("unsupported_media_type", None, format!("Content-Type must be application/json (got {shown})"))
+            ..ApiError::invalid(
+                "unsupported_media_type",
+                None,
+                format!("Content-Type must be application/json (got {shown})"),
+            )
         });
     }
     let max = policy.limits.max_request_size;
-    let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
     if let Some(n) = declared.filter(|n| *n > max) {
         return Err(validate::too_large(n, max));
     }
     state.limiter.admit()?;
 
     let (parts, body) = req.into_parts();
-    let body = match tokio::time::timeout(shared.options.body_read_timeout, Limited::new(body, max as usize).collect()).await {
+    let body = match tokio::time::timeout(
+        shared.options.body_read_timeout,
+        Limited::new(body, max as usize).collect(),
+    )
+    .await
+    {
         Err(_) => {
             return Err(ApiError {
                 status: 408,
-                ..ApiError::invalid("request_timeout", None, format!("the request body did not arrive within {:?}", shared.options.body_read_timeout))
+                ..ApiError::invalid(
+                    "request_timeout",
+                    None,
+                    format!(
+                        "the request body did not arrive within {:?}",
+                        shared.options.body_read_timeout
+                    ),
+                )
             })
         }
-        Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => return Err(validate::too_large(max + 1, max)),
-        Ok(Err(e)) => return Err(ApiError::invalid("truncated_body", None, format!("the request body could not be read completely: {e}"))),
+        Ok(Err(e))
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            return Err(validate::too_large(max + 1, max))
+        }
+        Ok(Err(e)) => {
+            return Err(ApiError::invalid(
+                "truncated_body",
+                None,
+                format!("the request body could not be read completely: {e}"),
+            ))
+        }
         Ok(Ok(c)) => c.to_bytes(),
     };
     let v = validate::validate(ep, &body, &policy.limits, &policy.allowed)?;
@@ -122,10 +185,18 @@ async fn infer(shared: &Shared, state: &State, ep: Endpoint, req: Request<Incomi
     let mut req_body = v.body;
 
     match policy.guards.on_request(ep.name(), &v.model, &mut req_body) {
-        Ok(rewrote) => p.rec.guards.extend(rewrote.into_iter().map(|g| format!("{g}: rewrote the request"))),
+        Ok(rewrote) => p.rec.guards.extend(
+            rewrote
+                .into_iter()
+                .map(|g| format!("{g}: rewrote the request")),
+        ),
         Err((guard, reason)) => {
             p.rec.guards.push(format!("{guard}: denied"));
-            return Err(ApiError::forbidden("guard_denied", None, format!("denied by guard {guard}: {reason}")));
+            return Err(ApiError::forbidden(
+                "guard_denied",
+                None,
+                format!("denied by guard {guard}: {reason}"),
+            ));
         }
     }
     if let Some(sg) = &policy.secret_guard {
@@ -133,14 +204,25 @@ async fn infer(shared: &Shared, state: &State, ep: Endpoint, req: Request<Incomi
             Ok(r) if r.any() => p.rec.guards.push(r.describe()),
             Ok(_) => {}
             Err(reason) => {
-                p.rec.guards.push("secret guard: denied (held credential)".into());
-                return Err(ApiError::forbidden("secret_guard", None, format!("denied by the secret guard: {reason}")));
+                p.rec
+                    .guards
+                    .push("secret guard: denied (held credential)".into());
+                return Err(ApiError::forbidden(
+                    "secret_guard",
+                    None,
+                    format!("denied by the secret guard: {reason}"),
+                ));
             }
         }
     }
 
     let plan = super::route::plan(&policy.rules, &v.model);
-    let chain: Vec<usize> = plan.chain.iter().copied().filter(|&i| policy.backends[i].serves(ep)).collect();
+    let chain: Vec<usize> = plan
+        .chain
+        .iter()
+        .copied()
+        .filter(|&i| policy.backends[i].serves(ep))
+        .collect();
     if chain.is_empty() {
         return Err(ApiError::invalid(
             "no_backend",
@@ -154,7 +236,11 @@ async fn infer(shared: &Shared, state: &State, ep: Endpoint, req: Request<Incomi
     }
     let bytes = Bytes::from(serde_json::to_vec(&req_body).expect("a JSON map serialises"));
     if policy.log_bodies {
-        p.rec.request_body = Some(policy.scrubber.redact_for_log(&String::from_utf8_lossy(&bytes)));
+        p.rec.request_body = Some(
+            policy
+                .scrubber
+                .redact_for_log(&String::from_utf8_lossy(&bytes)),
+        );
     }
 
     let mut timed_out = true;
@@ -165,15 +251,31 @@ async fn infer(shared: &Shared, state: &State, ep: Endpoint, req: Request<Incomi
             p.reached_backend = true;
             let r = m.respond(ep, &req_body).await;
             p.rec.status = r.status;
-            let resp = Response::builder().status(r.status).header(header::CONTENT_TYPE, r.content_type);
+            let resp = Response::builder()
+                .status(r.status)
+                .header(header::CONTENT_TYPE, r.content_type);
             if r.content_type == "text/event-stream" {
                 return Ok(stream(resp, r.body, p, b.timeout));
             }
-            let body = r.body.collect().await.map_err(|e| upstream_error(500, e.to_string()))?.to_bytes();
+            let body = r
+                .body
+                .collect()
+                .await
+                .map_err(|e| upstream_error(500, e.to_string()))?
+                .to_bytes();
             return finish(state, ep, &v.model, resp, body, p);
         }
         let started = std::time::Instant::now();
-        match upstream::send(&shared.client, b, ep, bytes.clone(), &parts.headers, &p.rec.id).await {
+        match upstream::send(
+            &shared.client,
+            b,
+            ep,
+            bytes.clone(),
+            &parts.headers,
+            &p.rec.id,
+        )
+        .await
+        {
             Err(f) => {
                 timed_out &= matches!(f, Failure::Timeout(_));
                 let f = scrub(&policy.scrubber, &f.to_string());
@@ -185,20 +287,45 @@ async fn infer(shared: &Shared, state: &State, ep: Endpoint, req: Request<Incomi
                 let status = r.status().as_u16();
                 p.rec.status = status;
                 let ct = r.headers().get(header::CONTENT_TYPE).cloned();
-                let is_sse = ct.as_ref().and_then(|c| c.to_str().ok()).is_some_and(|c| c.starts_with("text/event-stream"));
+                let is_sse = ct
+                    .as_ref()
+                    .and_then(|c| c.to_str().ok())
+                    .is_some_and(|c| c.starts_with("text/event-stream"));
                 let mut resp = Response::builder().status(status);
                 if let Some(ct) = ct {
                     resp = resp.header(header::CONTENT_TYPE, ct);
                 }
                 if is_sse {
                     p.mark_first_byte();
-                    return Ok(stream(resp.header(header::CACHE_CONTROL, "no-cache"), upstream::boxed(r.into_body()), p, b.timeout));
+                    return Ok(stream(
+                        resp.header(header::CACHE_CONTROL, "no-cache"),
+                        upstream::boxed(r.into_body()),
+                        p,
+                        b.timeout,
+                    ));
                 }
                 let left = b.timeout.saturating_sub(started.elapsed());
                 let read = Limited::new(r.into_body(), MAX_RESPONSE).collect();
                 let body = match tokio::time::timeout(left, read).await {
-                    Err(_) => return Err(upstream_error(504, format!("backend `{}` did not finish its answer within {:?}", b.name, b.timeout))),
-                    Ok(Err(e)) => return Err(upstream_error(502, format!("backend `{}` answer could not be read: {}", b.name, scrub(&policy.scrubber, &e.to_string())))),
+                    Err(_) => {
+                        return Err(upstream_error(
+                            504,
+                            format!(
+                                "backend `{}` did not finish its answer within {:?}",
+                                b.name, b.timeout
+                            ),
+                        ))
+                    }
+                    Ok(Err(e)) => {
+                        return Err(upstream_error(
+                            502,
+                            format!(
+                                "backend `{}` answer could not be read: {}",
+                                b.name,
+                                scrub(&policy.scrubber, &e.to_string())
+                            ),
+                        ))
+                    }
                     Ok(Ok(c)) => c.to_bytes(),
                 };
                 p.mark_first_byte();
@@ -224,10 +351,24 @@ fn scrub(s: &super::guard::SecretGuard, text: &str) -> String {
 }
 
 fn upstream_error(status: u16, message: String) -> ApiError {
-    ApiError::new(status, "api_error", if status == 504 { "backend_timeout" } else { "backend_unavailable" }, message)
+    ApiError::new(
+        status,
+        "api_error",
+        if status == 504 {
+            "backend_timeout"
+        } else {
+            "backend_unavailable"
+        },
+        message,
+    )
 }
 
-fn stream(resp: hyper::http::response::Builder, body: BoxBody, p: &mut Pending, idle: Duration) -> Response<BoxBody> {
+fn stream(
+    resp: hyper::http::response::Builder,
+    body: BoxBody,
+    p: &mut Pending,
+    idle: Duration,
+) -> Response<BoxBody> {
     let body = Observed::new(body, p.take(), idle);
     resp.body(BodyExt::boxed(body)).expect("a valid response")
 }
@@ -254,19 +395,32 @@ fn finish(
                 match policy.guards.on_response(ep.name(), model, &mut map) {
                     Ok(rewrote) if rewrote.is_empty() => {}
                     Ok(rewrote) => {
-                        p.rec.guards.extend(rewrote.into_iter().map(|g| format!("{g}: rewrote the response")));
-                        body = Bytes::from(serde_json::to_vec(&map).expect("a JSON map serialises"));
+                        p.rec.guards.extend(
+                            rewrote
+                                .into_iter()
+                                .map(|g| format!("{g}: rewrote the response")),
+                        );
+                        body =
+                            Bytes::from(serde_json::to_vec(&map).expect("a JSON map serialises"));
                     }
                     Err((guard, reason)) => {
                         p.rec.guards.push(format!("{guard}: denied the response"));
-                        return Err(ApiError::forbidden("guard_denied", None, format!("response denied by guard {guard}: {reason}")));
+                        return Err(ApiError::forbidden(
+                            "guard_denied",
+                            None,
+                            format!("response denied by guard {guard}: {reason}"),
+                        ));
                     }
                 }
             }
         }
     }
     if policy.log_bodies {
-        p.rec.response_body = Some(policy.scrubber.redact_for_log(&String::from_utf8_lossy(&body)));
+        p.rec.response_body = Some(
+            policy
+                .scrubber
+                .redact_for_log(&String::from_utf8_lossy(&body)),
+        );
     }
     p.rec.ttft_ms.get_or_insert_with(|| ms(p.start));
     Ok(resp.body(full(body)).expect("a valid response"))
@@ -275,8 +429,12 @@ fn finish(
 fn usage_from(map: &Map<String, Value>) -> (Option<u64>, Option<u64>) {
     match map.get("usage") {
         Some(u) => {
-            let p = u["prompt_tokens"].as_u64().or_else(|| u["input_tokens"].as_u64());
-            let c = u["completion_tokens"].as_u64().or_else(|| u["output_tokens"].as_u64());
+            let p = u["prompt_tokens"]
+                .as_u64()
+                .or_else(|| u["input_tokens"].as_u64());
+            let c = u["completion_tokens"]
+                .as_u64()
+                .or_else(|| u["output_tokens"].as_u64());
             (p, c)
         }
         None => (None, None),
@@ -291,7 +449,9 @@ pub async fn serve_connection(shared: Arc<Shared>, stream: tokio::net::TcpStream
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(opts.header_read_timeout)
-        .half_close(true)
+        // No half-close: hyper then notices a client that went away while its request is in
+        // flight and drops the request, which cancels the upstream call.
+        .half_close(false)
         .max_buf_size(opts.max_header_bytes.max(8192))
         .serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
     if let Err(e) = conn.await {

@@ -43,7 +43,12 @@ pub fn client() -> HttpClient {
 
 /// Request headers passed from the agent to the backend (the rest, `authorization` first, are
 /// dropped).
-const FORWARDED: [&str; 4] = ["accept", "anthropic-version", "anthropic-beta", "openai-beta"];
+const FORWARDED: [&str; 4] = [
+    "accept",
+    "anthropic-version",
+    "anthropic-beta",
+    "openai-beta",
+];
 
 /// Why a backend was skipped.
 #[derive(Debug)]
@@ -72,7 +77,9 @@ pub async fn send(
     headers: &hyper::HeaderMap,
     request_id: &str,
 ) -> Result<Response<Incoming>, Failure> {
-    let Target::Http { base, authority } = &b.target else { unreachable!("mock backends answer in-process") };
+    let Target::Http { base, authority } = &b.target else {
+        unreachable!("mock backends answer in-process")
+    };
     let mut req = Request::post(format!("{base}{}", endpoint.upstream_suffix()))
         .header(header::HOST, authority.as_str())
         .header(header::CONTENT_TYPE, "application/json")
@@ -92,13 +99,24 @@ pub async fn send(
         }
         .map_err(|_| Failure::Connect("the key is not a valid header value".into()))?;
         v.set_sensitive(true);
-        req = req.header(if b.kind == BackendKind::Anthropic { "x-api-key" } else { "authorization" }, v);
+        req = req.header(
+            if b.kind == BackendKind::Anthropic {
+                "x-api-key"
+            } else {
+                "authorization"
+            },
+            v,
+        );
     }
-    let req = req.body(Full::new(body)).map_err(|e| Failure::Connect(e.to_string()))?;
+    let req = req
+        .body(Full::new(body))
+        .map_err(|e| Failure::Connect(e.to_string()))?;
     match tokio::time::timeout(b.timeout, client.request(req)).await {
         Err(_) => Err(Failure::Timeout(b.timeout)),
         Ok(Err(e)) => Err(Failure::Connect(error_chain(&e))),
-        Ok(Ok(resp)) if resp.status().is_server_error() => Err(Failure::Status(resp.status().as_u16())),
+        Ok(Ok(resp)) if resp.status().is_server_error() => {
+            Err(Failure::Status(resp.status().as_u16()))
+        }
         Ok(Ok(resp)) => Ok(resp),
     }
 }
@@ -118,8 +136,12 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 /// `input_tokens`/`output_tokens`).
 pub fn usage_of(v: &Value) -> (Option<u64>, Option<u64>) {
     let u = &v["usage"];
-    let p = u["prompt_tokens"].as_u64().or_else(|| u["input_tokens"].as_u64());
-    let c = u["completion_tokens"].as_u64().or_else(|| u["output_tokens"].as_u64());
+    let p = u["prompt_tokens"]
+        .as_u64()
+        .or_else(|| u["input_tokens"].as_u64());
+    let c = u["completion_tokens"]
+        .as_u64()
+        .or_else(|| u["output_tokens"].as_u64());
     (p, c)
 }
 
@@ -143,13 +165,21 @@ impl SseUsage {
     }
     fn line_done(&mut self) {
         let line = std::mem::take(&mut self.line);
-        let Some(data) = line.strip_prefix(b"data:") else { return };
+        let Some(data) = line.strip_prefix(b"data:") else {
+            return;
+        };
         if memchr::memmem::find(data, b"\"usage\"").is_none() {
             return;
         }
-        let Ok(v) = serde_json::from_slice::<Value>(data.trim_ascii()) else { return };
+        let Ok(v) = serde_json::from_slice::<Value>(data.trim_ascii()) else {
+            return;
+        };
         // Anthropic puts input tokens in message_start.message.usage.
-        let (p, c) = if v["message"]["usage"].is_object() { usage_of(&v["message"]) } else { usage_of(&v) };
+        let (p, c) = if v["message"]["usage"].is_object() {
+            usage_of(&v["message"])
+        } else {
+            usage_of(&v)
+        };
         if p.is_some() {
             self.prompt = p;
         }
@@ -170,7 +200,13 @@ pub struct Observed {
 
 impl Observed {
     pub fn new(inner: BoxBody, pending: Pending, idle: Duration) -> Observed {
-        Observed { inner, pending: Some(pending), usage: SseUsage::default(), idle, timer: Box::pin(tokio::time::sleep(idle)) }
+        Observed {
+            inner,
+            pending: Some(pending),
+            usage: SseUsage::default(),
+            idle,
+            timer: Box::pin(tokio::time::sleep(idle)),
+        }
     }
     fn finish(&mut self, note: Option<String>) {
         if let Some(mut p) = self.pending.take() {
@@ -187,7 +223,10 @@ impl Body for Observed {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
@@ -243,7 +282,9 @@ mod tests {
     #[test]
     fn usage_from_split_sse_lines() {
         let mut u = SseUsage::default();
-        u.feed(b"data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\ndata: {\"choices\":[],\"us");
+        u.feed(
+            b"data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\ndata: {\"choices\":[],\"us",
+        );
         u.feed(b"age\":{\"prompt_tokens\":7,\"completion_tokens\":3}}\n\ndata: [DONE]\n\n");
         assert_eq!((u.prompt, u.completion), (Some(7), Some(3)));
         let mut a = SseUsage::default();

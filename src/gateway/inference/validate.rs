@@ -70,21 +70,46 @@ pub struct Validated {
 }
 
 /// Checks `body` for `endpoint` against the blueprint's limits and allowed models.
-pub fn validate(endpoint: Endpoint, body: &[u8], limits: &RequestLimits, allowed: &AllowList) -> Result<Validated, ApiError> {
+pub fn validate(
+    endpoint: Endpoint,
+    body: &[u8],
+    limits: &RequestLimits,
+    allowed: &AllowList,
+) -> Result<Validated, ApiError> {
     if body.len() as u64 > limits.max_request_size {
         return Err(too_large(body.len() as u64, limits.max_request_size));
     }
     let value: Value = serde_json::from_slice(body).map_err(|e| {
-        ApiError::invalid("invalid_json", None, format!("the request body is not valid JSON: {e}"))
+        ApiError::invalid(
+            "invalid_json",
+            None,
+            format!("the request body is not valid JSON: {e}"),
+        )
     })?;
     let Value::Object(mut body) = value else {
-        return Err(ApiError::invalid("invalid_body", None, "the request body must be a JSON object"));
+        return Err(ApiError::invalid(
+            "invalid_body",
+            None,
+            "the request body must be a JSON object",
+        ));
     };
 
     let model = match body.get("model") {
         Some(Value::String(m)) if !m.is_empty() => m.clone(),
-        Some(_) => return Err(ApiError::invalid("invalid_type", Some("model"), "`model` must be a non-empty string")),
-        None => return Err(ApiError::invalid("missing_required_parameter", Some("model"), "`model` is required")),
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "invalid_type",
+                Some("model"),
+                "`model` must be a non-empty string",
+            ))
+        }
+        None => {
+            return Err(ApiError::invalid(
+                "missing_required_parameter",
+                Some("model"),
+                "`model` is required",
+            ))
+        }
     };
     if !allowed.allows(&model) {
         let list = allowed.entries().join(", ");
@@ -102,11 +127,19 @@ pub fn validate(endpoint: Endpoint, body: &[u8], limits: &RequestLimits, allowed
     };
     match (required, body.get(required)) {
         (_, None) => {
-            return Err(ApiError::invalid("missing_required_parameter", Some(required), format!("`{required}` is required")))
+            return Err(ApiError::invalid(
+                "missing_required_parameter",
+                Some(required),
+                format!("`{required}` is required"),
+            ))
         }
         ("messages", Some(Value::Array(a))) if !a.is_empty() => {}
         ("messages", Some(_)) => {
-            return Err(ApiError::invalid("invalid_type", Some("messages"), "`messages` must be a non-empty array"))
+            return Err(ApiError::invalid(
+                "invalid_type",
+                Some("messages"),
+                "`messages` must be a non-empty array",
+            ))
         }
         _ => {}
     }
@@ -114,20 +147,42 @@ pub fn validate(endpoint: Endpoint, body: &[u8], limits: &RequestLimits, allowed
     let stream = match body.get("stream") {
         None | Some(Value::Null) => false,
         Some(Value::Bool(b)) => *b,
-        Some(_) => return Err(ApiError::invalid("invalid_type", Some("stream"), "`stream` must be a boolean")),
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "invalid_type",
+                Some("stream"),
+                "`stream` must be a boolean",
+            ))
+        }
     };
 
     if endpoint != Endpoint::Embeddings {
         check_max_tokens(&mut body, limits)?;
         check_temperature(&body, limits)?;
-        check_count(&body, "n", limits.max_choices, "inference.limits.maxChoices")?;
+        check_count(
+            &body,
+            "n",
+            limits.max_choices,
+            "inference.limits.maxChoices",
+        )?;
         check_tools(&body, limits.max_tools)?;
     }
 
-    if stream && endpoint == Endpoint::Chat && limits.want_stream_usage && !body.contains_key("stream_options") {
-        body.insert("stream_options".into(), serde_json::json!({"include_usage": true}));
+    if stream
+        && endpoint == Endpoint::Chat
+        && limits.want_stream_usage
+        && !body.contains_key("stream_options")
+    {
+        body.insert(
+            "stream_options".into(),
+            serde_json::json!({"include_usage": true}),
+        );
     }
-    Ok(Validated { body, model, stream })
+    Ok(Validated {
+        body,
+        model,
+        stream,
+    })
 }
 
 pub fn too_large(size: u64, limit: u64) -> ApiError {
@@ -150,7 +205,11 @@ fn check_max_tokens(body: &mut Map<String, Value>, limits: &RequestLimits) -> Re
         }
         present = true;
         let n = v.as_u64().filter(|n| *n > 0).ok_or_else(|| {
-            ApiError::invalid("invalid_value", Some(field), format!("`{field}` must be a positive integer"))
+            ApiError::invalid(
+                "invalid_value",
+                Some(field),
+                format!("`{field}` must be a positive integer"),
+            )
         })?;
         if let Some(max) = limits.max_tokens {
             if n > u64::from(max) {
@@ -171,10 +230,16 @@ fn check_max_tokens(body: &mut Map<String, Value>, limits: &RequestLimits) -> Re
 }
 
 fn check_temperature(body: &Map<String, Value>, limits: &RequestLimits) -> Result<(), ApiError> {
-    let Some(v) = body.get("temperature").filter(|v| !v.is_null()) else { return Ok(()) };
-    let t = v
-        .as_f64()
-        .ok_or_else(|| ApiError::invalid("invalid_type", Some("temperature"), "`temperature` must be a number"))?;
+    let Some(v) = body.get("temperature").filter(|v| !v.is_null()) else {
+        return Ok(());
+    };
+    let t = v.as_f64().ok_or_else(|| {
+        ApiError::invalid(
+            "invalid_type",
+            Some("temperature"),
+            "`temperature` must be a number",
+        )
+    })?;
     if let Some((min, max)) = limits.temperature {
         if t < min || t > max {
             return Err(ApiError::invalid(
@@ -187,10 +252,21 @@ fn check_temperature(body: &Map<String, Value>, limits: &RequestLimits) -> Resul
     Ok(())
 }
 
-fn check_count(body: &Map<String, Value>, field: &str, max: u32, blueprint_field: &str) -> Result<(), ApiError> {
-    let Some(v) = body.get(field).filter(|v| !v.is_null()) else { return Ok(()) };
+fn check_count(
+    body: &Map<String, Value>,
+    field: &str,
+    max: u32,
+    blueprint_field: &str,
+) -> Result<(), ApiError> {
+    let Some(v) = body.get(field).filter(|v| !v.is_null()) else {
+        return Ok(());
+    };
     let n = v.as_u64().filter(|n| *n > 0).ok_or_else(|| {
-        ApiError::invalid("invalid_value", Some(field), format!("`{field}` must be a positive integer"))
+        ApiError::invalid(
+            "invalid_value",
+            Some(field),
+            format!("`{field}` must be a positive integer"),
+        )
     })?;
     if n > u64::from(max) {
         return Err(ApiError::invalid(
@@ -204,10 +280,18 @@ fn check_count(body: &Map<String, Value>, field: &str, max: u32, blueprint_field
 
 fn check_tools(body: &Map<String, Value>, max: u32) -> Result<(), ApiError> {
     for field in ["tools", "functions"] {
-        let Some(v) = body.get(field).filter(|v| !v.is_null()) else { continue };
+        let Some(v) = body.get(field).filter(|v| !v.is_null()) else {
+            continue;
+        };
         let n = v
             .as_array()
-            .ok_or_else(|| ApiError::invalid("invalid_type", Some(field), format!("`{field}` must be an array")))?
+            .ok_or_else(|| {
+                ApiError::invalid(
+                    "invalid_type",
+                    Some(field),
+                    format!("`{field}` must be an array"),
+                )
+            })?
             .len();
         if n as u64 > u64::from(max) {
             return Err(ApiError::invalid(
@@ -247,15 +331,30 @@ mod tests {
         let v = run(&format!(r#"{{"model":"mock-1",{MSG}}}"#)).unwrap();
         assert_eq!(v.body["max_tokens"], 512);
         assert!(!v.stream);
-        let v = run(&format!(r#"{{"model":"nim/x",{MSG},"max_completion_tokens":100}}"#)).unwrap();
+        let v = run(&format!(
+            r#"{{"model":"nim/x",{MSG},"max_completion_tokens":100}}"#
+        ))
+        .unwrap();
         assert_eq!(v.body["max_completion_tokens"], 100);
         assert!(!v.body.contains_key("max_tokens"));
         let e = run(&format!(r#"{{"model":"mock-1",{MSG},"max_tokens":513}}"#)).unwrap_err();
         assert_eq!((e.status, e.param.as_deref()), (400, Some("max_tokens")));
-        assert!(e.message.contains("inference.limits.maxTokens"), "{}", e.message);
-        let e = run(&format!(r#"{{"model":"mock-1",{MSG},"max_completion_tokens":9999}}"#)).unwrap_err();
+        assert!(
+            e.message.contains("inference.limits.maxTokens"),
+            "{}",
+            e.message
+        );
+        let e = run(&format!(
+            r#"{{"model":"mock-1",{MSG},"max_completion_tokens":9999}}"#
+        ))
+        .unwrap_err();
         assert_eq!(e.param.as_deref(), Some("max_completion_tokens"));
-        assert_eq!(run(&format!(r#"{{"model":"mock-1",{MSG},"max_tokens":-1}}"#)).unwrap_err().status, 400);
+        assert_eq!(
+            run(&format!(r#"{{"model":"mock-1",{MSG},"max_tokens":-1}}"#))
+                .unwrap_err()
+                .status,
+            400
+        );
     }
 
     #[test]
@@ -263,18 +362,46 @@ mod tests {
         let e = run(&format!(r#"{{"model":"gpt-4o",{MSG}}}"#)).unwrap_err();
         assert_eq!(e.status, 403);
         assert_eq!(e.kind, "permission_error");
-        assert!(e.message.contains("inference.allowedModels"), "{}", e.message);
-        assert_eq!(run(&format!(r#"{{{MSG}}}"#)).unwrap_err().param.as_deref(), Some("model"));
+        assert!(
+            e.message.contains("inference.allowedModels"),
+            "{}",
+            e.message
+        );
+        assert_eq!(
+            run(&format!(r#"{{{MSG}}}"#)).unwrap_err().param.as_deref(),
+            Some("model")
+        );
     }
 
     #[test]
     fn shape_errors() {
         assert_eq!(run("{not json").unwrap_err().code, "invalid_json");
         assert_eq!(run("[1,2]").unwrap_err().code, "invalid_body");
-        assert_eq!(run(r#"{"model":"mock-1","messages":[]}"#).unwrap_err().param.as_deref(), Some("messages"));
-        assert_eq!(run(r#"{"model":"mock-1"}"#).unwrap_err().param.as_deref(), Some("messages"));
-        assert_eq!(run(&format!(r#"{{"model":"mock-1",{MSG},"stream":"yes"}}"#)).unwrap_err().param.as_deref(), Some("stream"));
-        let e = validate(Endpoint::Embeddings, br#"{"model":"mock-1"}"#, &limits(), &allowed()).unwrap_err();
+        assert_eq!(
+            run(r#"{"model":"mock-1","messages":[]}"#)
+                .unwrap_err()
+                .param
+                .as_deref(),
+            Some("messages")
+        );
+        assert_eq!(
+            run(r#"{"model":"mock-1"}"#).unwrap_err().param.as_deref(),
+            Some("messages")
+        );
+        assert_eq!(
+            run(&format!(r#"{{"model":"mock-1",{MSG},"stream":"yes"}}"#))
+                .unwrap_err()
+                .param
+                .as_deref(),
+            Some("stream")
+        );
+        let e = validate(
+            Endpoint::Embeddings,
+            br#"{"model":"mock-1"}"#,
+            &limits(),
+            &allowed(),
+        )
+        .unwrap_err();
         assert_eq!(e.param.as_deref(), Some("input"));
     }
 
@@ -285,9 +412,15 @@ mod tests {
         assert!(run(&format!(r#"{{"model":"mock-1",{MSG},"temperature":0.7}}"#)).is_ok());
         let e = run(&format!(r#"{{"model":"mock-1",{MSG},"n":2}}"#)).unwrap_err();
         assert!(e.message.contains("inference.limits.maxChoices"));
-        let e = run(&format!(r#"{{"model":"mock-1",{MSG},"tools":[{{}},{{}},{{}}]}}"#)).unwrap_err();
+        let e = run(&format!(
+            r#"{{"model":"mock-1",{MSG},"tools":[{{}},{{}},{{}}]}}"#
+        ))
+        .unwrap_err();
         assert!(e.message.contains("inference.limits.maxTools"));
-        assert!(run(&format!(r#"{{"model":"mock-1",{MSG},"tools":[{{}},{{}}]}}"#)).is_ok());
+        assert!(run(&format!(
+            r#"{{"model":"mock-1",{MSG},"tools":[{{}},{{}}]}}"#
+        ))
+        .is_ok());
     }
 
     #[test]
@@ -299,7 +432,13 @@ mod tests {
         assert!(e.message.contains("inference.limits.maxRequestSize"));
         let mut l = limits();
         l.want_stream_usage = true;
-        let v = validate(Endpoint::Chat, format!(r#"{{"model":"mock-1",{MSG},"stream":true}}"#).as_bytes(), &l, &allowed()).unwrap();
+        let v = validate(
+            Endpoint::Chat,
+            format!(r#"{{"model":"mock-1",{MSG},"stream":true}}"#).as_bytes(),
+            &l,
+            &allowed(),
+        )
+        .unwrap();
         assert!(v.stream);
         assert_eq!(v.body["stream_options"]["include_usage"], true);
     }
