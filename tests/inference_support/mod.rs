@@ -257,6 +257,21 @@ impl Body for Chan {
     }
 }
 
+/// One `openai` backend `up` (key from env `UP_KEY`, 3 s timeout), a `nim/` route, models
+/// `m-1` and `nim/*`, maxTokens 256, temperature 0..1; `extra` replaces top-level fields.
+pub fn one_backend(url: &str, extra: serde_json::Value) -> serde_json::Value {
+    let mut v = json!({
+        "backends": [{"name": "up", "kind": "openai", "url": url, "apiKey": {"env": "UP_KEY"}, "timeout": "3s"}],
+        "routes": [{"match": "nim/", "backends": ["up"]}],
+        "allowedModels": ["m-1", "nim/*"],
+        "limits": {"maxTokens": 256, "temperature": {"min": 0.0, "max": 1.0}},
+    });
+    for (k, x) in extra.as_object().unwrap() {
+        v[k] = x.clone();
+    }
+    v
+}
+
 /// An inference section from JSON (the blueprint's camelCase).
 pub fn inference(v: Value) -> Inference {
     serde_json::from_value(v).expect("a valid inference section")
