@@ -1,23 +1,27 @@
 #!/usr/bin/env bash
-# Creates .venv-tests/ (git-ignored) in the repo root with the PyPI packages the inference
-# tests and benchmark use: the official `openai` client (tests) and `litellm[proxy]` (the
-# benchmark's peer). Idempotent: returns at once when the venv already has them.
-#   NEMOCLAW_SKIP_LITELLM=1  installs only `openai` (the tests need nothing else).
+# Creates .venv-tests/ (git-ignored) in the repo root with the PyPI packages the inference tests
+# need: the official `openai` client. With --bench it also installs `litellm[proxy]`, the peer
+# that `cargo bench --bench inference` measures against. Idempotent: returns at once when the
+# venv already has what is asked for.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="$root/.venv-tests"
 py="${PYTHON:-python3}"
-stamp="$venv/.nemoclaw-ready"
-want="openai"
-if [ "${NEMOCLAW_SKIP_LITELLM:-0}" != "1" ]; then want="$want litellm[proxy]"; fi
-if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
-  exit 0
-fi
+want=(openai)
+if [ "${1:-}" = "--bench" ]; then want+=("litellm[proxy]"); fi
+
+missing=()
+for pkg in "${want[@]}"; do
+  [ -f "$venv/.ready-${pkg%%[*}" ] || missing+=("$pkg")
+done
+[ "${#missing[@]}" -eq 0 ] && exit 0
+
 if [ ! -x "$venv/bin/python" ]; then
   "$py" -m venv "$venv"
 fi
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip >/dev/null
-# shellcheck disable=SC2086
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check $want
-"$venv/bin/python" -c 'import openai; print("openai", openai.__version__)'
-printf '%s' "$want" > "$stamp"
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${missing[@]}"
+"$venv/bin/python" -c 'import openai' 2>/dev/null || true
+for pkg in "${missing[@]}"; do
+  touch "$venv/.ready-${pkg%%[*}"
+done
+echo "setup-python: installed ${missing[*]} into $venv"

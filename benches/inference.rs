@@ -1,7 +1,7 @@
 //! Gateway overhead, side by side with the LiteLLM proxy, in one run:
 //!
 //! ```sh
-//! .ci/setup-python.sh                      # litellm[proxy] into .venv-tests/
+//! .ci/setup-python.sh --bench            # litellm[proxy] into .venv-tests/
 //! cargo bench --bench inference            # NEMOCLAW_BENCH_SECS=10, NEMOCLAW_BENCH_SKIP_LITELLM=1
 //! ```
 //!
@@ -151,7 +151,7 @@ fn litellm(backend: SocketAddr, dir: &Path, workers: u32) -> Option<(Proc, Socke
     let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv-tests/bin/litellm");
     if !bin.exists() {
         eprintln!(
-            "LiteLLM not installed ({}): run .ci/setup-python.sh; skipping it",
+            "LiteLLM not installed ({}): run .ci/setup-python.sh --bench; skipping it",
             bin.display()
         );
         return None;
@@ -302,7 +302,7 @@ fn main() {
     std::fs::write(
         &bp,
         format!(
-            "apiVersion: nemoclaw.dev/v1\nkind: Blueprint\nmetadata:\n  name: bench\n  version: 1\ninference:\n  backends:\n    - name: fast\n      kind: openai\n      url: http://{backend}/v1\n      apiKey: {{env: BENCH_BACKEND_KEY}}\n  allowedModels: [mock-1]\n  limits:\n    maxTokens: 512\n    temperature: {{min: 0, max: 1}}\n"
+            "apiVersion: nemoclaw.dev/v1\nkind: Blueprint\nmetadata:\n  name: bench\n  version: 1\nagent:\n  type: demo\ninference:\n  backends:\n    - name: fast\n      kind: openai\n      url: http://{backend}/v1\n      apiKey: {{env: BENCH_BACKEND_KEY}}\n  allowedModels: [mock-1]\n  limits:\n    maxTokens: 512\n    temperature: {{min: 0, max: 1}}\n"
         ),
     )
     .unwrap();

@@ -130,7 +130,16 @@ async fn guards_deny_a_private_key_and_redact_an_email_and_the_secret_guard_work
         "write to [email] today"
     );
 
-    let log = std::fs::read_to_string(dir.path().join("logs/inference.jsonl")).unwrap();
+    // The log is written by its own thread: wait for the line.
+    let file = dir.path().join("logs/inference.jsonl");
+    let mut log = String::new();
+    for _ in 0..100 {
+        log = std::fs::read_to_string(&file).unwrap_or_default();
+        if log.lines().count() >= 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     assert!(log.contains("emails.rhai: rewrote the request"), "{log}");
 }
 

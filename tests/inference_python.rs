@@ -74,7 +74,7 @@ fn blueprint(dir: &Path, url: &str, models: &str, key: &str) -> PathBuf {
     std::fs::write(
         &p,
         format!(
-            "apiVersion: nemoclaw.dev/v1\nkind: Blueprint\nmetadata:\n  name: pytest\n  version: 1\ninference:\n  backends:\n    - name: up\n      kind: openai\n      url: {url}\n      apiKey: {key}\n  allowedModels: [{models}]\n  limits:\n    maxTokens: 128\n"
+            "apiVersion: nemoclaw.dev/v1\nkind: Blueprint\nmetadata:\n  name: pytest\n  version: 1\nagent:\n  type: demo\ninference:\n  backends:\n    - name: up\n      kind: openai\n      url: {url}\n      apiKey: {key}\n  allowedModels: [{models}]\n  limits:\n    maxTokens: 128\n"
         ),
     )
     .unwrap();

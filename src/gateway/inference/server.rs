@@ -296,7 +296,7 @@ async fn infer(
                     resp = resp.header(header::CONTENT_TYPE, ct);
                 }
                 if is_sse {
-                    p.mark_first_byte();
+                    // Time to first token is taken at the first data chunk, in `Observed`.
                     return Ok(stream(
                         resp.header(header::CACHE_CONTROL, "no-cache"),
                         upstream::boxed(r.into_body()),
