@@ -92,8 +92,20 @@ async fn guards_deny_a_private_key_and_redact_an_email_and_the_secret_guard_work
         "#,
     )
     .unwrap();
+    std::fs::write(
+        dir.path().join("answers.rhai"),
+        r#"
+        if phase == "response" && prompt.contains("project-aurora") {
+            let c = response.choices[0].message.content;
+            c.replace("project-aurora", "[codename]"); // in place
+            response.choices[0].message.content = c;
+            rewrite(response)
+        } else { allow() }
+        "#,
+    )
+    .unwrap();
     let mut v = one_backend(&up.url(), json!({}));
-    v["guards"] = json!([{"script": "no-keys.rhai"}, {"script": "emails.rhai"}]);
+    v["guards"] = json!([{"script": "no-keys.rhai"}, {"script": "emails.rhai"}, {"script": "answers.rhai", "onResponse": true}]);
     let inf = inference(v);
     let mut cfg = nemoclaw::gateway::inference::RouterConfig::new("test", inf, dir.path());
     cfg.log_dir = Some(dir.path().join("logs"));
@@ -130,17 +142,35 @@ async fn guards_deny_a_private_key_and_redact_an_email_and_the_secret_guard_work
         "write to [email] today"
     );
 
+    // A response guard rewrites the answer before the agent sees it.
+    let r = post(
+        addr,
+        "/v1/chat/completions",
+        &chat("m-1", "status of project-aurora?"),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.json()["choices"][0]["message"]["content"],
+        "echo: status of [codename]?"
+    );
+    assert_eq!(
+        up.requests().last().unwrap().body["messages"][0]["content"],
+        "status of project-aurora?"
+    );
+
     // The log is written by its own thread: wait for the line.
     let file = dir.path().join("logs/inference.jsonl");
     let mut log = String::new();
     for _ in 0..100 {
         log = std::fs::read_to_string(&file).unwrap_or_default();
-        if log.lines().count() >= 2 {
+        if log.lines().count() >= 3 {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     assert!(log.contains("emails.rhai: rewrote the request"), "{log}");
+    assert!(log.contains("answers.rhai: rewrote the response"), "{log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

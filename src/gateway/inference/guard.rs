@@ -1,8 +1,10 @@
 //! Guards: operator Rhai scripts run on every request (and, if asked, every response), and the
 //! built-in secret guard.
 //!
-//! A script sees `request` (the parsed body, or `response` on the response pass), `endpoint`,
-//! `model` and `prompt` (every message text joined by newlines), and ends with one of
+//! A script sees `request` (the parsed body; `response` on the response pass, which runs on
+//! non-streamed answers only: streams pass through untouched), `phase` (`request` or
+//! `response`), `endpoint`, `model` and `prompt` (every message text joined by newlines, of the
+//! request or of the answer), and ends with one of
 //! `allow()` (or nothing), `deny("reason")` or `rewrite(new_body)`. Helpers: `regex_match(text,
 //! pattern)` and `regex_replace(text, pattern, replacement)`. Scripts run under an operation
 //! limit and a time limit; a script that fails or overruns denies the request (fail closed).
@@ -161,6 +163,7 @@ impl Guards {
         scope.push_constant("endpoint", endpoint.to_string());
         scope.push_constant("model", model.to_string());
         scope.push_constant("prompt", prompt_text(body));
+        scope.push_constant("phase", if response { "response" } else { "request" });
         scope.push(if response { "response" } else { "request" }, doc);
         DEADLINE.with(|d| d.set(Some(Instant::now() + TIME_LIMIT)));
         let out = self
@@ -289,8 +292,8 @@ fn with_regex<T>(
     Ok(out)
 }
 
-/// Every message's text, joined by newlines (chat `messages[].content` as a string or text
-/// parts, `prompt`, `input`, Anthropic `system`).
+/// Every message's text, joined by newlines: of a request, or of an answer on the response
+/// pass.
 pub fn prompt_text(body: &Map<String, Value>) -> String {
     fn push(out: &mut String, v: &Value) {
         match v {
@@ -300,7 +303,7 @@ pub fn prompt_text(body: &Map<String, Value>) -> String {
             }
             Value::Array(a) => a.iter().for_each(|x| push(out, x)),
             Value::Object(o) => {
-                for k in ["content", "text"] {
+                for k in ["content", "text", "message"] {
                     if let Some(x) = o.get(k) {
                         push(out, x);
                     }
@@ -310,7 +313,11 @@ pub fn prompt_text(body: &Map<String, Value>) -> String {
         }
     }
     let mut out = String::new();
-    for k in ["system", "messages", "prompt", "input"] {
+    // Requests (`messages`, `prompt`, `input`, Anthropic `system`) and answers (`choices`,
+    // Anthropic `content`).
+    for k in [
+        "system", "messages", "prompt", "input", "choices", "content",
+    ] {
         if let Some(v) = body.get(k) {
             push(&mut out, v);
         }
