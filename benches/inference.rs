@@ -105,7 +105,7 @@ async fn load(addr: SocketAddr, conc: usize, warm: Duration, secs: Duration) -> 
                 let req = Request::post("/v1/chat/completions")
                     .header("host", "inference.local")
                     .header("content-type", "application/json")
-                    .header("authorization", "Bearer nemoclaw-gateway-holds-the-key")
+                    .header("authorization", "Bearer nemoclaw-placeholder-key")
                     .body(Full::new(body.clone()))
                     .unwrap();
                 let t = Instant::now();

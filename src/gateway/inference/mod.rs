@@ -49,7 +49,7 @@ pub type BoxBody = http_body_util::combinators::BoxBody<Bytes, BoxError>;
 pub const INFERENCE_HOST: &str = "inference.local";
 /// The key the agent holds. It means nothing outside the gateway, which ignores it and sends
 /// the real key upstream.
-pub const PLACEHOLDER_KEY: &str = "nemoclaw-gateway-holds-the-key";
+pub const PLACEHOLDER_KEY: &str = "nemoclaw-placeholder-key";
 
 /// The environment an agent gets for inference: OpenAI variables always, Anthropic ones when a
 /// backend of that kind is configured. Pure; the sandbox spec calls it.
@@ -334,5 +334,11 @@ mod tests {
         assert!(env.contains(&("OPENAI_API_KEY".into(), PLACEHOLDER_KEY.into())));
         assert!(env.contains(&("ANTHROPIC_BASE_URL".into(), "http://inference.local".into())));
         assert!(agent_env(None).is_empty());
+    }
+
+    #[test]
+    fn the_sandbox_spec_and_the_gateway_agree_on_host_and_placeholder() {
+        assert_eq!(PLACEHOLDER_KEY, crate::sandbox::spec::PLACEHOLDER_API_KEY);
+        assert_eq!(INFERENCE_HOST, crate::sandbox::spec::INFERENCE_HOST);
     }
 }
