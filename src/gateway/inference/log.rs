@@ -2,7 +2,7 @@
 //! the request path only formats and enqueues. Bodies are logged only when the blueprint asks,
 //! with credentials redacted.
 
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -54,6 +54,60 @@ pub struct Record {
     pub response_body: Option<String>,
 }
 
+/// Size at which `inference.jsonl` moves to `inference.jsonl.1`.
+pub const LOG_CAP: u64 = 64 << 20;
+
+/// The log file, rotated by size; whole lines only.
+struct Capped {
+    path: PathBuf,
+    w: BufWriter<File>,
+    size: u64,
+    cap: u64,
+}
+
+impl Capped {
+    fn open(path: &Path, cap: u64) -> std::io::Result<Capped> {
+        let f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(path)?;
+        let size = f.metadata()?.len();
+        Ok(Capped {
+            path: path.to_path_buf(),
+            w: BufWriter::with_capacity(64 << 10, f),
+            size,
+            cap,
+        })
+    }
+
+    fn write(&mut self, line: &str) {
+        if self.size > 0 && self.size + line.len() as u64 > self.cap {
+            let _ = self.w.flush();
+            let mut old = self.path.clone().into_os_string();
+            old.push(".1");
+            if std::fs::rename(&self.path, &old).is_ok() {
+                if let Ok(f) = OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .mode(0o600)
+                    .open(&self.path)
+                {
+                    self.w = BufWriter::with_capacity(64 << 10, f);
+                    self.size = 0;
+                }
+            }
+        }
+        if self.w.write_all(line.as_bytes()).is_ok() {
+            self.size += line.len() as u64;
+        }
+    }
+
+    fn flush(&mut self) {
+        let _ = self.w.flush();
+    }
+}
+
 /// Where log lines go.
 pub struct LogSink {
     tx: Option<mpsc::Sender<String>>,
@@ -68,37 +122,34 @@ impl LogSink {
         }
     }
 
-    /// Appends to `dir/inference.jsonl` (created 0600, the directory 0700).
+    /// Appends to `dir/inference.jsonl` (created 0600, the directory 0700), moving it to
+    /// `inference.jsonl.1` when it reaches [`LOG_CAP`] (as the supervisor caps its logs).
     pub fn open(dir: &Path) -> Result<LogSink, InferenceError> {
+        LogSink::open_capped(dir, LOG_CAP)
+    }
+
+    pub fn open_capped(dir: &Path, cap: u64) -> Result<LogSink, InferenceError> {
         crate::home::create_dir_private(dir).map_err(|e| InferenceError::Config(e.to_string()))?;
         let path = dir.join("inference.jsonl");
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|source| InferenceError::Io {
-                path: path.clone(),
-                source,
-            })?;
+        let io_err = |source| InferenceError::Io {
+            path: dir.join("inference.jsonl"),
+            source,
+        };
+        let mut file = Capped::open(&path, cap).map_err(io_err)?;
         let (tx, rx) = mpsc::channel::<String>();
         std::thread::Builder::new()
             .name("inference-log".into())
             .spawn(move || {
-                let mut w = BufWriter::with_capacity(64 << 10, file);
                 while let Ok(line) = rx.recv() {
-                    let _ = w.write_all(line.as_bytes());
+                    file.write(&line);
                     while let Ok(more) = rx.try_recv() {
-                        let _ = w.write_all(more.as_bytes());
+                        file.write(&more);
                     }
-                    let _ = w.flush();
+                    file.flush();
                 }
-                let _ = w.flush();
+                file.flush();
             })
-            .map_err(|source| InferenceError::Io {
-                path: path.clone(),
-                source,
-            })?;
+            .map_err(io_err)?;
         Ok(LogSink {
             tx: Some(tx),
             path: Some(path),
@@ -188,5 +239,38 @@ impl Drop for Pending {
             self.shared.touch();
         }
         self.shared.log.write(&self.rec);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_log_is_capped_and_keeps_whole_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = LogSink::open_capped(dir.path(), 1000).unwrap();
+        for i in 0..50 {
+            sink.write(&Record {
+                id: format!("r{i}"),
+                status: 200,
+                ..Record::default()
+            });
+        }
+        let path = sink.path().unwrap().to_path_buf();
+        drop(sink); // the writer thread drains and exits
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let cur = std::fs::read_to_string(&path).unwrap();
+        let old = std::fs::read_to_string(dir.path().join("inference.jsonl.1")).unwrap();
+        assert!(
+            cur.len() <= 1000 && old.len() <= 1000,
+            "{} {}",
+            cur.len(),
+            old.len()
+        );
+        for l in cur.lines().chain(old.lines()) {
+            serde_json::from_str::<serde_json::Value>(l).expect("whole JSON lines");
+        }
+        assert!(cur.contains("\"r49\""));
     }
 }
