@@ -641,3 +641,60 @@ async fn the_mock_backend_answers_every_endpoint() {
         r.body
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_backends_get_the_key_over_tls_trusting_a_private_ca() {
+    // A private CA and a certificate for `localhost` signed by it, made here.
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .signed_by(&leaf_key, &issuer)
+        .unwrap();
+    let tls = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![leaf.der().clone()],
+        rustls::pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into()),
+    )
+    .unwrap();
+    let up = fake_tls(Mode::Ok, REAL, tls).await;
+    let url = format!("https://localhost:{}/v1", up.addr.port());
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+
+    let inf = inference(one_backend(&url, json!({})));
+    let mut cfg = nemoclaw::gateway::inference::RouterConfig::new("tls", inf.clone(), dir.path());
+    cfg.ca_file = Some(ca_file);
+    let router =
+        nemoclaw::gateway::inference::Router::build(cfg, &creds(&[("UP_KEY", REAL)])).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { router.serve(listener).await });
+    let r = post(addr, "/v1/chat/completions", &chat("m-1", "over tls")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.json()["choices"][0]["message"]["content"],
+        "echo: over tls"
+    );
+    assert_eq!(
+        up.requests()[0].auth.as_deref(),
+        Some(format!("Bearer {REAL}").as_str())
+    );
+
+    // Without the CA the certificate is refused: the request fails, nothing is sent.
+    let gw = gateway(inf, &creds(&[("UP_KEY", REAL)])).await;
+    let r = post(gw.addr, "/v1/chat/completions", &chat("m-1", "over tls")).await;
+    assert_eq!(r.status, 502, "{}", r.body);
+    assert!(r.body.contains("certificate"), "{}", r.body);
+    assert_eq!(up.requests().len(), 1);
+}

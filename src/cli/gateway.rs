@@ -49,6 +49,9 @@ pub struct ServeArgs {
     /// Worker threads (default: one per core).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
+    /// Also trust these CA certificates (PEM) for HTTPS backends.
+    #[arg(long, value_name = "FILE", env = "NEMOCLAW_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -114,6 +117,7 @@ fn serve(a: ServeArgs, ctx: &Context) -> anyhow::Result<Exit> {
         Some(a.log_dir.clone().unwrap_or_else(|| home.logs(&name)))
     };
     cfg.budget_file = Some(home.run_dir(&name).join("inference-budget.json"));
+    cfg.ca_file = a.ca_file.clone();
     let router = Router::build(cfg, &creds)?;
     let rt = runtime(a.threads)?;
     rt.block_on(async move {

@@ -68,6 +68,20 @@ impl Fake {
 
 /// Starts a fake backend on loopback.
 pub async fn fake(mode: Mode, key: &str) -> Fake {
+    fake_with(mode, key, None).await
+}
+
+/// A fake backend that speaks HTTPS with `tls` (its URL is `https://localhost:PORT/v1`).
+pub async fn fake_tls(mode: Mode, key: &str, tls: rustls::ServerConfig) -> Fake {
+    fake_with(
+        mode,
+        key,
+        Some(tokio_rustls::TlsAcceptor::from(Arc::new(tls))),
+    )
+    .await
+}
+
+async fn fake_with(mode: Mode, key: &str, tls: Option<tokio_rustls::TlsAcceptor>) -> Fake {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let fake = Fake {
@@ -90,6 +104,7 @@ pub async fn fake(mode: Mode, key: &str) -> Fake {
             };
             let (seen, cancelled, done, key) =
                 (seen.clone(), cancelled.clone(), done.clone(), key.clone());
+            let tls = tls.clone();
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |req| {
                     fake_answer(
@@ -101,9 +116,21 @@ pub async fn fake(mode: Mode, key: &str) -> Fake {
                         key.lock().unwrap().clone(),
                     )
                 });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(s), svc)
-                    .await;
+                let http = hyper::server::conn::http1::Builder::new();
+                match tls {
+                    None => {
+                        let _ = http
+                            .serve_connection(hyper_util::rt::TokioIo::new(s), svc)
+                            .await;
+                    }
+                    Some(acceptor) => {
+                        if let Ok(t) = acceptor.accept(s).await {
+                            let _ = http
+                                .serve_connection(hyper_util::rt::TokioIo::new(t), svc)
+                                .await;
+                        }
+                    }
+                }
             });
         }
     });

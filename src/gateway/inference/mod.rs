@@ -110,6 +110,8 @@ pub struct RouterConfig {
     /// Where the daily token budget is kept across restarts. Keep it out of anything the agent
     /// can write (e.g. `run/<name>/inference-budget.json`, not the agent's state dir).
     pub budget_file: Option<PathBuf>,
+    /// Extra CA certificates (PEM) trusted for HTTPS backends, besides the Mozilla roots.
+    pub ca_file: Option<PathBuf>,
     pub options: ServeOptions,
 }
 
@@ -125,6 +127,7 @@ impl RouterConfig {
             base_dir: base_dir.into(),
             log_dir: None,
             budget_file: None,
+            ca_file: None,
             options: ServeOptions::default(),
         }
     }
@@ -208,7 +211,7 @@ impl Router {
         Ok(Router {
             shared: Arc::new(Shared {
                 state: RwLock::new(Arc::new(State { policy, limiter })),
-                client: upstream::client(),
+                client: upstream::client(cfg.ca_file.as_deref())?,
                 log,
                 options: cfg.options,
                 budget_file: cfg.budget_file,

@@ -4,6 +4,8 @@
 //! closes the upstream connection: the backend's work is cancelled.
 
 use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -15,8 +17,11 @@ use hyper::{header, Request, Response};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
 use serde_json::Value;
 
+use super::error::InferenceError;
 use super::log::Pending;
 use super::policy::{BackendSpec, Target};
 use super::validate::Endpoint;
@@ -25,20 +30,42 @@ use crate::blueprint::BackendKind;
 
 pub type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
 
-pub fn client() -> HttpClient {
+/// The client for HTTP(S) backends. HTTPS trusts the Mozilla roots (webpki-roots) plus the
+/// certificates in `extra_ca` (PEM), for backends behind a private CA.
+pub fn client(extra_ca: Option<&Path>) -> Result<HttpClient, InferenceError> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = extra_ca {
+        let bad = |reason: String| InferenceError::Config(format!("CA file {}: {reason}", path.display()));
+        let certs = CertificateDer::pem_file_iter(path)
+            .map_err(|e| bad(e.to_string()))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| bad(e.to_string()))?;
+        if certs.is_empty() {
+            return Err(bad("no PEM certificates in it".into()));
+        }
+        for c in certs {
+            roots.add(c).map_err(|e| bad(e.to_string()))?;
+        }
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| InferenceError::Config(format!("TLS setup: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
     let mut http = HttpConnector::new();
     http.set_nodelay(true);
     http.enforce_http(false);
     http.set_connect_timeout(Some(Duration::from_secs(10)));
     let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_webpki_roots()
+        .with_tls_config(tls)
         .https_or_http()
         .enable_http1()
         .wrap_connector(http);
-    Client::builder(TokioExecutor::new())
+    Ok(Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(60))
         .pool_max_idle_per_host(512)
-        .build(https)
+        .build(https))
 }
 
 /// Request headers passed from the agent to the backend (the rest, `authorization` first, are
