@@ -5,8 +5,8 @@
 
 use std::future::Future;
 use std::path::Path;
-use std::sync::Arc;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -36,7 +36,9 @@ pub fn client(extra_ca: Option<&Path>) -> Result<HttpClient, InferenceError> {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if let Some(path) = extra_ca {
-        let bad = |reason: String| InferenceError::Config(format!("CA file {}: {reason}", path.display()));
+        let bad = |reason: String| {
+            InferenceError::Config(format!("CA file {}: {reason}", path.display()))
+        };
         let certs = CertificateDer::pem_file_iter(path)
             .map_err(|e| bad(e.to_string()))?
             .collect::<Result<Vec<_>, _>>()
@@ -48,11 +50,13 @@ pub fn client(extra_ca: Option<&Path>) -> Result<HttpClient, InferenceError> {
             roots.add(c).map_err(|e| bad(e.to_string()))?;
         }
     }
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| InferenceError::Config(format!("TLS setup: {e}")))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| InferenceError::Config(format!("TLS setup: {e}")))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
     let mut http = HttpConnector::new();
     http.set_nodelay(true);
     http.enforce_http(false);
