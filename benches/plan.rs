@@ -26,6 +26,25 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
+fn record(bp: nemoclaw::blueprint::Blueprint, src: &std::path::Path) -> Deployed {
+    Deployed {
+        format: RECORD_FORMAT,
+        name: bp.metadata.name.clone(),
+        hash: blueprint_hash(&bp),
+        version: bp.metadata.version,
+        blueprint: bp,
+        source: SourceRef {
+            kind: "dir".into(),
+            location: src.display().to_string(),
+            file: None,
+            commit: None,
+        },
+        created_at: 0,
+        applied_at: 0,
+        stopped: false,
+    }
+}
+
 fn main() {
     // Each held lock is an open file: make room for them.
     let (_, hard) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
@@ -49,23 +68,7 @@ fn main() {
     assert_eq!(set.blueprints.len(), N, "generated blueprints are valid");
     let mut locks = Vec::new();
     for e in &set.blueprints {
-        let bp = e.blueprint.clone();
-        let rec = Deployed {
-            format: RECORD_FORMAT,
-            name: bp.metadata.name.clone(),
-            hash: blueprint_hash(&bp),
-            version: bp.metadata.version,
-            blueprint: bp,
-            source: SourceRef {
-                kind: "dir".into(),
-                location: src.display().to_string(),
-                file: None,
-                commit: None,
-            },
-            created_at: 0,
-            applied_at: 0,
-            stopped: false,
-        };
+        let rec = record(e.blueprint.clone(), &src);
         save_record(&home, &rec).unwrap();
         locks.push(
             FileLock::acquire(
@@ -78,7 +81,7 @@ fn main() {
     }
 
     let bin = env!("CARGO_BIN_EXE_nemoclaw");
-    let time = |args: &[&str], want: i32| {
+    let time = |home: &Home, args: &[&str], want: i32| {
         let mut times = Vec::new();
         for _ in 0..RUNS {
             let t = Instant::now();
@@ -99,8 +102,37 @@ fn main() {
         median(times)
     };
     let dir = src.to_str().unwrap();
-    let plan = time(&["plan", "--dir", dir, "--detailed-exitcode", "-q"], 0);
-    let validate = time(&["validate", "-q", dir], 0);
+    let plan = time(
+        &home,
+        &["plan", "--dir", dir, "--detailed-exitcode", "-q"],
+        0,
+    );
+    let validate = time(&home, &["validate", "-q", dir], 0);
+    let noop_apply = time(&home, &["apply", "--auto-approve", "-q", "--dir", dir], 0);
+    // A no-op apply of one blueprint (the quickstart's size), in its own home.
+    let one = tmp.path().join("one");
+    std::fs::create_dir(&one).unwrap();
+    std::fs::copy(src.join("agent-0000.yaml"), one.join("agent-0000.yaml")).unwrap();
+    let one_dir = one.to_str().unwrap();
+    let home_one = Home::at(tmp.path().join("home-one"));
+    home_one.ensure().unwrap();
+    let first = set.blueprints[0].blueprint.clone();
+    save_record(&home_one, &record(first.clone(), &one)).unwrap();
+    locks.push(
+        FileLock::acquire(
+            &home_one
+                .run_dir(&first.metadata.name)
+                .join("supervisor.pid"),
+            "bench supervisor",
+            Duration::ZERO,
+        )
+        .unwrap(),
+    );
+    let noop_apply_one = time(
+        &home_one,
+        &["apply", "--auto-approve", "-q", "--dir", one_dir],
+        0,
+    );
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!("plan: {N} blueprints, {N} deployed, no changes; median of {RUNS} runs");
     println!("{:<52} {:>10}", "", "median ms");
@@ -113,6 +145,16 @@ fn main() {
         "{:<52} {:>10.1}",
         "nemoclaw validate (baseline: reading the source)",
         ms(validate)
+    );
+    println!(
+        "{:<52} {:>10.1}",
+        "nemoclaw apply, no changes (1,000 deployed)",
+        ms(noop_apply)
+    );
+    println!(
+        "{:<52} {:>10.1}",
+        "nemoclaw apply, no changes (1 deployed)",
+        ms(noop_apply_one)
     );
     println!("ratio: plan costs {:.2}x validate", ms(plan) / ms(validate));
     let goal = Duration::from_millis(200);

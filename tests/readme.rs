@@ -51,25 +51,49 @@ fn the_two_commands_come_first_and_ci_runs_the_second() {
         ci.lines().any(|l| l.trim() == "exec scripts/test"),
         ".ci/run runs exactly the README's test command"
     );
-    // The main job: install, build, then a nemoclaw command that must succeed.
-    let (setup, nemoclaw) = main_job
-        .rsplit_once("&& target/release/nemoclaw ")
-        .expect("main job ends with a nemoclaw command");
+    // The main job: install, build, then nemoclaw commands that must all succeed, run here
+    // exactly as written (with the binary under test and a private home).
+    let (setup, rest) = main_job
+        .split_once("&& target/release/nemoclaw ")
+        .expect("main job runs nemoclaw");
     assert_eq!(
         setup.trim(),
         "scripts/install-deps && cargo build --release"
     );
-    let args: Vec<&str> = nemoclaw.split_whitespace().collect();
-    let out = Command::new(env!("CARGO_BIN_EXE_nemoclaw"))
-        .args(&args)
-        .current_dir(root())
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "the main job starts a sandbox: run this test as root"
+    );
+    let home = tempfile::tempdir().unwrap();
+    let mut outputs = Vec::new();
+    for cmd in rest.split("&& target/release/nemoclaw ") {
+        let args: Vec<&str> = cmd.split_whitespace().collect();
+        let out = Command::new(env!("CARGO_BIN_EXE_nemoclaw"))
+            .args(&args)
+            .env("NEMOCLAW_HOME", home.path())
+            .current_dir(root())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "README main job `nemoclaw {cmd}` failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        outputs.push(String::from_utf8_lossy(&out.stdout).into_owned());
+    }
+    let status = outputs.last().unwrap();
+    assert!(
+        status
+            .lines()
+            .any(|l| l.starts_with("quickstart ") && l.contains(" running ")),
+        "{status}"
+    );
+    let stop = Command::new(env!("CARGO_BIN_EXE_nemoclaw"))
+        .args(["stop", "quickstart"])
+        .env("NEMOCLAW_HOME", home.path())
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "README main job failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(stop.status.success());
     for script in ["scripts/install-deps", "scripts/test", ".ci/run"] {
         let mode = std::os::unix::fs::PermissionsExt::mode(
             &std::fs::metadata(root().join(script))
@@ -115,4 +139,40 @@ fn the_readme_validate_output_is_what_validate_prints() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(String::from_utf8_lossy(&out.stderr), shown);
+}
+
+#[test]
+fn the_readme_plan_output_is_what_plan_prints() {
+    let shown = blocks(&readme(), "text")
+        .into_iter()
+        .find(|b| b.contains("+ create quickstart"))
+        .expect("a plan example");
+    let home = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_nemoclaw"))
+        .args(["plan", "--dir", "examples/quickstart"])
+        .env("NEMOCLAW_HOME", home.path())
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = String::from_utf8_lossy(&out.stdout);
+    // The first line names the source by its absolute path, which differs between checkouts.
+    let body = |t: &str| {
+        t.split_once('\n')
+            .map(|(_, rest)| rest.to_string())
+            .unwrap_or_default()
+    };
+    assert!(
+        printed.starts_with("Source: /")
+            && printed
+                .lines()
+                .next()
+                .unwrap()
+                .ends_with("/examples/quickstart")
+    );
+    assert_eq!(body(&printed), body(&shown));
 }

@@ -10,12 +10,11 @@ use anyhow::{bail, Context as _};
 use clap::Args;
 
 use super::plan::{describe_source, prepare_or_report};
-use super::source_args::SourceArgs;
+use super::source_args::{PlanFlags, SourceArgs};
 use super::{Context, Exit, UsageError};
 use crate::home::{FileLock, Home};
-use crate::reconcile::apply::{execute, Origins, Outcome, Runtime};
-use crate::reconcile::plan::{ChangeKind, PlanOptions};
-use crate::reconcile::prepare::Prepared;
+use crate::reconcile::apply::{execute, Progress, Runtime};
+use crate::reconcile::plan::PlanOptions;
 use crate::reconcile::render::render_human;
 use crate::reconcile::saved::SavedPlan;
 use crate::supervisor::{self, client::Client, protocol::Request};
@@ -26,18 +25,8 @@ pub struct ApplyArgs {
     pub planfile: Option<PathBuf>,
     #[command(flatten)]
     pub source: SourceArgs,
-    /// Destroy deployed sandboxes whose blueprint is gone from the source.
-    #[arg(long)]
-    pub prune: bool,
-    /// With --prune, allow an empty source.
-    #[arg(long)]
-    pub allow_empty: bool,
-    /// Limit the apply to these sandboxes.
-    #[arg(long, value_name = "NAME")]
-    pub target: Vec<String>,
-    /// Replace these sandboxes even when unchanged (brings back stopped or given-up ones).
-    #[arg(long, value_name = "NAME")]
-    pub replace: Vec<String>,
+    #[command(flatten)]
+    pub plan: PlanFlags,
     /// Do not ask for confirmation.
     #[arg(long)]
     pub auto_approve: bool,
@@ -108,23 +97,6 @@ pub fn lock(home: &Home, timeout: Duration, what: &str) -> anyhow::Result<FileLo
     Ok(FileLock::acquire(&path, what, timeout)?)
 }
 
-fn origins(p: &Prepared) -> Origins {
-    let mut o = Origins::default();
-    for e in &p.loaded.set.blueprints {
-        let base = e
-            .path
-            .parent()
-            .map(std::path::Path::to_path_buf)
-            .unwrap_or_default();
-        let base = std::fs::canonicalize(&base).unwrap_or(base);
-        o.by_name.insert(
-            e.blueprint.metadata.name.clone(),
-            (p.loaded.source_for(&e.path), base),
-        );
-    }
-    o
-}
-
 fn confirm() -> anyhow::Result<bool> {
     if !std::io::stdin().is_terminal() {
         return Err(UsageError("apply asks for confirmation, but stdin is not a terminal: pass --auto-approve (or apply a saved plan)".into()).into());
@@ -182,15 +154,10 @@ pub fn run(a: ApplyArgs, ctx: &Context) -> anyhow::Result<Exit> {
             }
             (p, true)
         }
-        None => {
-            let opts = PlanOptions {
-                prune: a.prune,
-                allow_empty: a.allow_empty,
-                targets: a.target.clone(),
-                replace: a.replace.clone(),
-            };
-            (prepare_or_report(ctx, &a.source, opts)?, a.auto_approve)
-        }
+        None => (
+            prepare_or_report(ctx, &a.source, a.plan.options())?,
+            a.auto_approve,
+        ),
     };
     let plan = &prepared.plan;
     if !plan.has_changes() {
@@ -213,41 +180,24 @@ pub fn run(a: ApplyArgs, ctx: &Context) -> anyhow::Result<Exit> {
         println!("Apply cancelled.");
         return Ok(Exit::Failure);
     }
+    let silenced = ctx.silenced();
     let runtime = SupervisorRuntime {
-        ctx,
+        ctx: &silenced,
         home: home.clone(),
         wait: a.wait,
     };
     let quiet = ctx.quiet;
-    let progress = move |o: &Outcome| {
-        let verb = match o.kind {
-            ChangeKind::Create => "create",
-            ChangeKind::Update => "update",
-            ChangeKind::Upgrade => "upgrade",
-            ChangeKind::Replace => "replace",
-            ChangeKind::Restart => "restart",
-            ChangeKind::Destroy => "destroy",
-            ChangeKind::Refused => "refused",
-        };
-        match &o.result {
-            Ok(()) if !quiet => println!(
-                "{} {verb} {}: done in {:.1}s",
-                o.kind.symbol(),
-                o.name,
-                o.elapsed.as_secs_f64()
-            ),
-            Ok(()) => {}
-            Err(e) => eprintln!("{} {verb} {}: failed: {e}", o.kind.symbol(), o.name),
-        }
-    };
+    let reporter = super::progress::Reporter::new(quiet, std::io::stderr().is_terminal());
+    let progress = |p: Progress<'_>| reporter.report(p);
     let outcomes = execute(
         &home,
         plan,
-        &origins(&prepared),
+        &prepared.origins(),
         &runtime,
         a.parallel,
         &progress,
     );
+    reporter.finish();
     let failed = outcomes.iter().filter(|o| o.result.is_err()).count();
     if failed > 0 {
         eprintln!("Apply incomplete: {failed} of {} changes failed (the rest were applied; run apply again after fixing).", outcomes.len());

@@ -21,6 +21,7 @@ pub mod lifecycle;
 pub mod logs;
 pub mod pending;
 pub mod plan;
+pub mod progress;
 pub mod run;
 pub mod schema;
 pub mod source_args;

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::source_args::SourceArgs;
+use super::source_args::{PlanFlags, SourceArgs};
 use super::{Context, Exit};
 use crate::blueprint::diag::render_human as render_diags;
 use crate::blueprint::set::LoadOptions;
@@ -20,18 +20,8 @@ use crate::reconcile::saved::{SavedPlan, SAVED_PLAN_FORMAT};
 pub struct PlanArgs {
     #[command(flatten)]
     pub source: SourceArgs,
-    /// Destroy deployed sandboxes whose blueprint is gone from the source.
-    #[arg(long)]
-    pub prune: bool,
-    /// With --prune, allow an empty source (destroys everything deployed).
-    #[arg(long)]
-    pub allow_empty: bool,
-    /// Limit the plan to these sandboxes.
-    #[arg(long, value_name = "NAME")]
-    pub target: Vec<String>,
-    /// Replace these sandboxes even when unchanged (brings back stopped or given-up ones).
-    #[arg(long, value_name = "NAME")]
-    pub replace: Vec<String>,
+    #[command(flatten)]
+    pub plan: PlanFlags,
     /// Exit 2 when there are changes, 0 when there are none.
     #[arg(long)]
     pub detailed_exitcode: bool,
@@ -41,17 +31,6 @@ pub struct PlanArgs {
     /// Print the plan as versioned JSON.
     #[arg(long)]
     pub json: bool,
-}
-
-impl PlanArgs {
-    pub fn plan_options(&self) -> PlanOptions {
-        PlanOptions {
-            prune: self.prune,
-            allow_empty: self.allow_empty,
-            targets: self.target.clone(),
-            replace: self.replace.clone(),
-        }
-    }
 }
 
 /// Prepares a plan, showing blueprint diagnostics on failure. Shared with apply and watch.
@@ -88,7 +67,7 @@ pub fn describe_source(p: &Prepared) -> String {
 }
 
 pub fn run(a: PlanArgs, ctx: &Context) -> anyhow::Result<Exit> {
-    let prepared = prepare_or_report(ctx, &a.source, a.plan_options())?;
+    let prepared = prepare_or_report(ctx, &a.source, a.plan.options())?;
     let plan = &prepared.plan;
     if let Some(out) = &a.out {
         let saved = SavedPlan {
@@ -99,9 +78,9 @@ pub fn run(a: PlanArgs, ctx: &Context) -> anyhow::Result<Exit> {
             fingerprint: prepared.loaded.fingerprint.clone(),
             inventory_generation: prepared.inventory.generation,
             prune: prepared.prune,
-            allow_empty: a.allow_empty,
-            targets: a.target.clone(),
-            replace: a.replace.clone(),
+            allow_empty: a.plan.allow_empty,
+            targets: a.plan.target.clone(),
+            replace: a.plan.replace.clone(),
             desired: prepared
                 .loaded
                 .set

@@ -39,3 +39,31 @@ impl SourceArgs {
         }
     }
 }
+
+/// The planning flags shared by `plan` and `apply`.
+#[derive(Debug, Clone, Args)]
+pub struct PlanFlags {
+    /// Destroy deployed sandboxes whose blueprint is gone from the source.
+    #[arg(long)]
+    pub prune: bool,
+    /// With --prune, allow an empty source (destroys everything deployed).
+    #[arg(long)]
+    pub allow_empty: bool,
+    /// Limit the plan to these sandboxes.
+    #[arg(long, value_name = "NAME")]
+    pub target: Vec<String>,
+    /// Replace these sandboxes even when unchanged (brings back stopped or given-up ones).
+    #[arg(long, value_name = "NAME")]
+    pub replace: Vec<String>,
+}
+
+impl PlanFlags {
+    pub fn options(&self) -> crate::reconcile::plan::PlanOptions {
+        crate::reconcile::plan::PlanOptions {
+            prune: self.prune,
+            allow_empty: self.allow_empty,
+            targets: self.target.clone(),
+            replace: self.replace.clone(),
+        }
+    }
+}

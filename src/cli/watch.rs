@@ -18,7 +18,7 @@ use super::source_args::SourceArgs;
 use super::{Context, Exit};
 use crate::blueprint::set::LoadOptions;
 use crate::home::Home;
-use crate::reconcile::apply::{execute, Origins};
+use crate::reconcile::apply::{execute, Progress};
 use crate::reconcile::plan::PlanOptions;
 use crate::reconcile::prepare::{prepare, PrepareError};
 use crate::source::watch::{DirWatcher, DEBOUNCE};
@@ -124,18 +124,6 @@ impl Watcher<'_> {
                 return;
             }
         };
-        let mut origins = Origins::default();
-        for e in &prepared.loaded.set.blueprints {
-            let base = e
-                .path
-                .parent()
-                .map(std::path::Path::to_path_buf)
-                .unwrap_or_default();
-            origins.by_name.insert(
-                e.blueprint.metadata.name.clone(),
-                (prepared.loaded.source_for(&e.path), base),
-            );
-        }
         let runtime = SupervisorRuntime {
             ctx: self.ctx,
             home: self.home.clone(),
@@ -144,14 +132,16 @@ impl Watcher<'_> {
         let outcomes = execute(
             &self.home,
             &prepared.plan,
-            &origins,
+            &prepared.origins(),
             &runtime,
             self.args.parallel,
-            &|o| {
-                event(
-                    "change",
-                    json!({"sandbox": o.name, "action": o.kind, "ok": o.result.is_ok(), "error": o.result.as_ref().err(), "ms": o.elapsed.as_millis() as u64}),
-                )
+            &|p| {
+                if let Progress::Finished(o) = p {
+                    event(
+                        "change",
+                        json!({"sandbox": o.name, "action": o.kind, "ok": o.result.is_ok(), "error": o.result.as_ref().err(), "ms": o.elapsed.as_millis() as u64}),
+                    )
+                }
             },
         );
         event(

@@ -34,6 +34,13 @@ pub trait Runtime: Sync {
     fn is_running(&self, name: &str) -> bool;
 }
 
+/// What `execute` reports as it goes.
+#[derive(Debug, Clone, Copy)]
+pub enum Progress<'a> {
+    Started { name: &'a str, kind: ChangeKind },
+    Finished(&'a Outcome),
+}
+
 /// The result of one change.
 #[derive(Debug, Clone)]
 pub struct Outcome {
@@ -186,15 +193,15 @@ impl Ctx<'_> {
 }
 
 /// Executes `plan`. Changes run level by level of the dependency graph; within a level up to
-/// `parallel` at a time. A change whose dependency failed is skipped. `progress` is called as
-/// each change finishes.
+/// `parallel` at a time. A change whose dependency failed is skipped. `progress` hears of each
+/// change as it starts and as it finishes.
 pub fn execute(
     home: &Home,
     plan: &Plan,
     origins: &Origins,
     runtime: &dyn Runtime,
     parallel: usize,
-    progress: &(dyn Fn(&Outcome) + Sync),
+    progress: &(dyn Fn(Progress<'_>) + Sync),
 ) -> Vec<Outcome> {
     let ctx = Ctx {
         home,
@@ -240,6 +247,10 @@ pub fn execute(
                             .find(|d| done.get(**d) == Some(&false))
                             .map(|d| d.to_string());
                         s.spawn(move || {
+                            progress(Progress::Started {
+                                name: &c.name,
+                                kind: c.kind,
+                            });
                             let t = Instant::now();
                             let result = match failed_dep {
                                 Some(d) => Err(format!("skipped: its dependency `{d}` failed")),
@@ -251,7 +262,7 @@ pub fn execute(
                                 result,
                                 elapsed: t.elapsed(),
                             };
-                            progress(&o);
+                            progress(Progress::Finished(&o));
                             o
                         })
                     })

@@ -65,6 +65,19 @@ pub enum ChangeKind {
 }
 
 impl ChangeKind {
+    /// The verb for progress lines: `create`, `update`, ...
+    pub fn verb(self) -> &'static str {
+        match self {
+            ChangeKind::Create => "create",
+            ChangeKind::Update => "update",
+            ChangeKind::Upgrade => "upgrade",
+            ChangeKind::Replace => "replace",
+            ChangeKind::Restart => "restart",
+            ChangeKind::Destroy => "destroy",
+            ChangeKind::Refused => "refused",
+        }
+    }
+
     pub fn symbol(self) -> &'static str {
         match self {
             ChangeKind::Create => "+",

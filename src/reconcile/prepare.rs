@@ -5,6 +5,7 @@ use crate::blueprint::set::LoadOptions;
 use crate::home::Home;
 use crate::source::{self, Loaded, SourceSpec};
 
+use super::apply::Origins;
 use super::inventory::{Inventory, InventoryError};
 use super::live;
 use super::plan::{plan, Plan, PlanError, PlanOptions};
@@ -19,6 +20,26 @@ pub enum PrepareError {
     Invalid { errors: usize },
     #[error(transparent)]
     Plan(#[from] PlanError),
+}
+
+impl Prepared {
+    /// Where each desired blueprint came from and the directory its relative paths start at.
+    pub fn origins(&self) -> Origins {
+        let mut o = Origins::default();
+        for e in &self.loaded.set.blueprints {
+            let base = e
+                .path
+                .parent()
+                .map(std::path::Path::to_path_buf)
+                .unwrap_or_default();
+            let base = std::fs::canonicalize(&base).unwrap_or(base);
+            o.by_name.insert(
+                e.blueprint.metadata.name.clone(),
+                (self.loaded.source_for(&e.path), base),
+            );
+        }
+        o
+    }
 }
 
 /// Everything a plan was computed from, kept for apply.
