@@ -83,10 +83,7 @@ impl Diagnostic {
 
 /// Renders diagnostics the way a compiler does: headline, the offending line, a caret, a hint.
 /// `source_of` returns a file's text when it was read.
-pub fn render_human<'a>(
-    diags: &[Diagnostic],
-    source_of: impl Fn(&Path) -> Option<&'a str>,
-) -> String {
+pub fn render_human<'a>(diags: &[Diagnostic], source_of: impl Fn(&Path) -> Option<&'a str>) -> String {
     let mut out = String::new();
     for d in diags {
         out.push_str(&d.headline());
@@ -95,11 +92,7 @@ pub fn render_human<'a>(
             if let Some(text) = source_of(&d.file).and_then(|s| s.lines().nth(line - 1)) {
                 let num = line.to_string();
                 let pad = " ".repeat(num.len());
-                let shown: String = text
-                    .chars()
-                    .take(200)
-                    .map(|c| if c == '\t' { ' ' } else { c })
-                    .collect();
+                let shown: String = text.chars().take(200).map(|c| if c == '\t' { ' ' } else { c }).collect();
                 let caret_at = col.saturating_sub(1).min(shown.chars().count());
                 let _ = writeln!(out, " {pad} |");
                 let _ = writeln!(out, " {num} | {shown}");
@@ -136,9 +129,7 @@ pub fn render_github(diags: &[Diagnostic]) -> String {
 }
 
 fn gh_data(s: &str) -> String {
-    s.replace('%', "%25")
-        .replace('\r', "%0D")
-        .replace('\n', "%0A")
+    s.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A")
 }
 
 fn gh_property(s: &str) -> String {
@@ -146,10 +137,7 @@ fn gh_property(s: &str) -> String {
 }
 
 /// Suggests the closest of `candidates` to `word`, when one is close enough to be a typo.
-pub fn did_you_mean<'a>(
-    word: &str,
-    candidates: impl IntoIterator<Item = &'a str>,
-) -> Option<&'a str> {
+pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     let lower = word.to_ascii_lowercase();
     candidates
         .into_iter()
@@ -164,22 +152,16 @@ mod tests {
     use super::*;
 
     fn sample() -> Diagnostic {
-        Diagnostic::error(
-            Path::new("bp/a.yaml"),
-            "schema.unknown-field",
-            "unknown field `allowedDomain`",
-        )
-        .at(2, 3)
-        .hint("did you mean `allowedDomains`?")
+        Diagnostic::error(Path::new("bp/a.yaml"), "schema.unknown-field", "unknown field `allowedDomain`")
+            .at(2, 3)
+            .hint("did you mean `allowedDomains`?")
     }
 
     #[test]
     fn human_form_has_caret_under_the_column() {
         let src = "egress:\n  allowedDomain: [x]\n";
         let out = render_human(&[sample()], |_| Some(src));
-        assert!(out.starts_with(
-            "bp/a.yaml:2:3: error[schema.unknown-field]: unknown field `allowedDomain`\n"
-        ));
+        assert!(out.starts_with("bp/a.yaml:2:3: error[schema.unknown-field]: unknown field `allowedDomain`\n"));
         assert!(out.contains(" 2 |   allowedDomain: [x]\n"), "{out}");
         assert!(out.contains("   |   ^\n"), "{out}");
         assert!(out.contains("= help: did you mean `allowedDomains`?"));
@@ -206,13 +188,7 @@ mod tests {
 
     #[test]
     fn suggestions() {
-        assert_eq!(
-            did_you_mean("allowedDomain", ["allowedDomains", "blockedPorts"]),
-            Some("allowedDomains")
-        );
-        assert_eq!(
-            did_you_mean("zzz", ["allowedDomains", "blockedPorts"]),
-            None
-        );
+        assert_eq!(did_you_mean("allowedDomain", ["allowedDomains", "blockedPorts"]), Some("allowedDomains"));
+        assert_eq!(did_you_mean("zzz", ["allowedDomains", "blockedPorts"]), None);
     }
 }

@@ -19,15 +19,7 @@ pub struct Entry {
 pub fn load_one(path: &Path) -> Result<Entry, Vec<Diagnostic>> {
     let loaded = load_file(path).map_err(|d| vec![d])?;
     match loaded.doc {
-        Document::Blueprint(bp) => Ok(Entry {
-            path: path.to_path_buf(),
-            text: loaded.text,
-            blueprint: *bp,
-        }),
-        _ => Err(vec![Diagnostic::error(
-            path,
-            "file.not-blueprint",
-            "not a blueprint (kind: Blueprint)",
-        )]),
+        Document::Blueprint(bp) => Ok(Entry { path: path.to_path_buf(), text: loaded.text, blueprint: *bp }),
+        _ => Err(vec![Diagnostic::error(path, "file.not-blueprint", "not a blueprint (kind: Blueprint)")]),
     }
 }

@@ -35,10 +35,7 @@ pub fn run(_a: InitArgs, ctx: &Context) -> anyhow::Result<Exit> {
     f.write_all(EXAMPLE_BLUEPRINT.as_bytes())?;
     f.sync_all()?;
     if !ctx.quiet {
-        println!(
-            "Initialised {} with an example blueprint:",
-            home.root().display()
-        );
+        println!("Initialised {} with an example blueprint:", home.root().display());
         println!("  {}", example.display());
         println!("Next: nemoclaw validate");
     }

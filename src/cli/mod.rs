@@ -49,10 +49,7 @@ pub enum Flavor {
 
 impl Flavor {
     pub fn from_argv0(argv0: &str) -> Flavor {
-        let base = std::path::Path::new(argv0)
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("");
+        let base = std::path::Path::new(argv0).file_name().and_then(|n| n.to_str()).unwrap_or("");
         if base.starts_with("nemohermes") {
             Flavor::Nemohermes
         } else {
@@ -72,12 +69,7 @@ impl Flavor {
 /// nemoclaw runs persistent AI agents in hardened Linux sandboxes, driven by declarative
 /// blueprints.
 #[derive(Debug, Parser)]
-#[command(
-    name = "nemoclaw",
-    version,
-    propagate_version = true,
-    disable_help_subcommand = true
-)]
+#[command(name = "nemoclaw", version, propagate_version = true, disable_help_subcommand = true)]
 pub struct Cli {
     /// More output (repeat for more).
     #[arg(short, long, action = ArgAction::Count, global = true)]
@@ -171,11 +163,7 @@ pub struct JsonFlag {
 
 /// Parses arguments and runs the command; returns the process exit code.
 pub fn main_with_args(args: Vec<std::ffi::OsString>) -> ExitCode {
-    let argv0 = args
-        .first()
-        .and_then(|a| a.to_str())
-        .unwrap_or("nemoclaw")
-        .to_string();
+    let argv0 = args.first().and_then(|a| a.to_str()).unwrap_or("nemoclaw").to_string();
     let flavor = Flavor::from_argv0(&argv0);
     let cli = match Cli::try_parse_from(&args) {
         Ok(c) => c,
@@ -184,19 +172,12 @@ pub fn main_with_args(args: Vec<std::ffi::OsString>) -> ExitCode {
             return match e.kind() {
                 clap::error::ErrorKind::DisplayHelp
                 | clap::error::ErrorKind::DisplayVersion
-                | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
-                    Exit::Ok.into()
-                }
+                | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => Exit::Ok.into(),
                 _ => Exit::Usage.into(),
             };
         }
     };
-    let ctx = Context {
-        flavor,
-        verbose: cli.verbose,
-        quiet: cli.quiet,
-        home_override: cli.home.clone(),
-    };
+    let ctx = Context { flavor, verbose: cli.verbose, quiet: cli.quiet, home_override: cli.home.clone() };
     match run(cli.command, &ctx) {
         Ok(code) => code.into(),
         Err(e) => {
@@ -212,11 +193,7 @@ pub fn main_with_args(args: Vec<std::ffi::OsString>) -> ExitCode {
 }
 
 fn one_line(s: &str) -> String {
-    s.split('\n')
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join("; ")
+    s.split('\n').map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("; ")
 }
 
 fn run(cmd: Command, ctx: &Context) -> anyhow::Result<Exit> {
