@@ -7,7 +7,9 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use network_support::{stderr, stdout, Spec, World, ECHO_PORT, HOST_A, UDP_ECHO_PORT};
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::RecordType;
+use network_support::{dns_query, stderr, stdout, Spec, World, ECHO_PORT, HOST_A, OTHER_RESOLVER, UDP_ECHO_PORT};
 
 const PROXY: &str = "http://127.0.0.1:3128";
 
@@ -309,52 +311,33 @@ fn udp_goes_nowhere() {
 #[test]
 fn dns_answers_only_allowed_names() {
     let w = World::new(Spec::default());
-    let dig = |args: &[&str]| {
-        let mut a = vec!["dig", "+time=1", "+tries=1"];
-        a.extend_from_slice(args);
-        stdout(&w.exec_in(&w.sb, &a))
-    };
     // Aimed at another resolver (198.18.0.4 runs none): answered by the gateway anyway.
-    let out = dig(&["@198.18.0.4", "+short", "api.test.example"]);
-    assert_eq!(out.trim(), "198.18.0.2");
-    let out = dig(&["@198.18.0.4", "other.example"]);
-    assert!(out.contains("status: NXDOMAIN"), "{out}");
-    let out = dig(&["@198.18.0.4", "+tcp", "x.wild.example"]);
-    assert!(
-        out.contains("status: NOERROR") && out.contains("198.18.0.3"),
-        "{out}"
-    );
-    let out = dig(&["@198.18.0.4", "AAAA", "api.test.example"]);
-    assert!(
-        out.contains("status: NOERROR") && out.contains("ANSWER: 0"),
-        "{out}"
-    );
-    let out = dig(&["@198.18.0.4", "+short", "inference.local"]);
-    assert_eq!(out.trim(), "127.0.0.1");
-    // The system resolver (resolv.conf names 198.18.0.4) lands on the gateway too.
+    let other = SocketAddr::new(OTHER_RESOLVER.into(), 53);
+    let r = dns_query(&w, other, "api.test.example.", RecordType::A, false).unwrap();
+    assert_eq!((r.rcode, r.a.clone()), (ResponseCode::NoError, vec![HOST_A]), "{r:?}");
+    let r = dns_query(&w, other, "other.example.", RecordType::A, false).unwrap();
+    assert_eq!(r.rcode, ResponseCode::NXDomain, "{r:?}");
+    let r = dns_query(&w, other, "x.wild.example.", RecordType::A, true).unwrap();
+    assert_eq!((r.rcode, r.a.len()), (ResponseCode::NoError, 1), "DNS over TCP: {r:?}");
+    let r = dns_query(&w, other, "api.test.example.", RecordType::AAAA, false).unwrap();
+    assert_eq!((r.rcode, r.answers), (ResponseCode::NoError, 0), "no AAAA: {r:?}");
+    let r = dns_query(&w, other, "inference.local.", RecordType::A, false).unwrap();
+    assert_eq!(r.a, vec![std::net::Ipv4Addr::LOCALHOST]);
+    // The system resolver (the sandbox's resolv.conf names 198.18.0.4) lands on the gateway.
     let o = w.exec_in(&w.sb, &["getent", "hosts", "api.test.example"]);
     assert!(stdout(&o).starts_with("198.18.0.2"), "{}", stdout(&o));
+    let o = w.exec_in(&w.sb, &["getent", "hosts", "other.example"]);
+    assert!(!o.status.success(), "{}", stdout(&o));
 }
 
 #[test]
 fn dns_resolver_none_means_no_dns() {
-    let spec = Spec {
-        dns: nemoclaw::blueprint::types::DnsResolver::None,
-        ..Spec::default()
-    };
+    let spec = Spec { dns: nemoclaw::blueprint::types::DnsResolver::None, ..Spec::default() };
     let w = World::new(spec);
-    let o = w.exec_in(
-        &w.sb,
-        &[
-            "dig",
-            "+time=1",
-            "+tries=1",
-            "@198.18.0.4",
-            "api.test.example",
-        ],
-    );
-    assert!(!stdout(&o).contains("198.18.0.2"), "{}", stdout(&o));
-    assert!(!o.status.success());
+    let other = SocketAddr::new(OTHER_RESOLVER.into(), 53);
+    let err = dns_query(&w, other, "api.test.example.", RecordType::A, false).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EPERM), "{err}");
+    assert!(dns_query(&w, other, "api.test.example.", RecordType::A, true).is_err());
 }
 
 #[test]
@@ -488,4 +471,41 @@ fn sandbox_netns_has_no_link_outside() {
     );
     let o = w.exec_in(&w.gw, &["ip", "-n", &w.sb.name, "route", "show", "default"]);
     assert!(stdout(&o).contains("dev nc0"), "{}", stdout(&o));
+}
+
+#[test]
+fn ingress_forwards_a_host_loopback_port_into_the_sandbox() {
+    use nemoclaw::gateway::egress::ingress::serve_ingress;
+    use nemoclaw::sandbox::network::policy::IngressRule;
+    use std::os::fd::AsFd;
+    let w = World::new(Spec::default());
+    // The agent's "dashboard": an echo server on the sandbox's own loopback.
+    let inside: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+    let l = nemoclaw::sandbox::network::bind_tcp_in_netns(w.sb.fd.as_fd(), &[inside]).unwrap().pop().unwrap();
+    let _g = w.rt().enter();
+    let l = tokio::net::TcpListener::from_std(l).unwrap();
+    w.rt().spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let (mut r, mut wr) = s.into_split();
+                let _ = tokio::io::copy(&mut r, &mut wr).await;
+            });
+        }
+    });
+    let log = nemoclaw::gateway::egress::EgressLog::open(&w.log_path).unwrap();
+    let rules = [IngressRule { host_port: 18080, port: 8080 }];
+    let _serving = w.rt().block_on(serve_ingress(w.sb.fd.try_clone().unwrap(), &rules, "test", log)).unwrap();
+    // From the host side (this thread is in the gateway's namespace).
+    let mut s = TcpStream::connect("127.0.0.1:18080").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    s.write_all(b"dashboard\n").unwrap();
+    let mut buf = [0u8; 10];
+    s.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"dashboard\n");
+    drop(s);
+    // Nothing else reaches in: the sandbox's address is not routed from the host side.
+    let err = TcpStream::connect_timeout(&"192.0.2.2:8080".parse().unwrap(), Duration::from_secs(1)).unwrap_err();
+    assert!(matches!(err.raw_os_error(), Some(libc::ENETUNREACH) | Some(libc::EHOSTUNREACH)) || err.kind() == std::io::ErrorKind::TimedOut, "{err}");
+    let lines = w.wait_log_lines(1);
+    assert_eq!(lines[0]["mode"], "ingress", "{lines:?}");
 }

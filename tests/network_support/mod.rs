@@ -53,11 +53,11 @@ pub fn require_root_and_tools() {
         nix::unistd::geteuid().is_root(),
         "the network tests need root: they create network namespaces, veth pairs and nftables rules"
     );
-    for tool in ["ip", "nft", "curl", "dig"] {
+    for tool in ["ip", "nft", "curl", "getent"] {
         let found = std::env::var_os("PATH")
             .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
             .unwrap_or(false);
-        assert!(found, "the network tests need `{tool}` in PATH (Debian: apt-get install iproute2 nftables curl dnsutils)");
+        assert!(found, "the network tests need `{tool}` in PATH (Debian: apt-get install iproute2 nftables curl)");
     }
 }
 
@@ -513,4 +513,56 @@ pub fn stdout(o: &Output) -> String {
 
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+/// A DNS answer as a test sees it.
+#[derive(Debug)]
+pub struct DnsReply {
+    pub rcode: hickory_proto::op::ResponseCode,
+    pub a: Vec<Ipv4Addr>,
+    pub answers: usize,
+}
+
+/// Sends one DNS question to `server` (UDP, or TCP when `tcp`) from inside the sandbox, as any
+/// program there could. `Err` when no answer comes back.
+pub fn dns_query(w: &World, server: SocketAddr, name: &str, qtype: hickory_proto::rr::RecordType, tcp: bool) -> std::io::Result<DnsReply> {
+    use hickory_proto::op::{Message, Query};
+    use hickory_proto::rr::{Name, RData};
+    use std::io::{Read, Write};
+    let mut m = Message::new();
+    m.set_id(0x4e43);
+    m.set_recursion_desired(true);
+    m.add_query(Query::query(Name::from_ascii(name).unwrap(), qtype));
+    let q = m.to_vec().unwrap();
+    let raw = w.in_sandbox(move || -> std::io::Result<Vec<u8>> {
+        if tcp {
+            let mut s = std::net::TcpStream::connect_timeout(&server, Duration::from_secs(2))?;
+            s.set_read_timeout(Some(Duration::from_secs(2)))?;
+            s.write_all(&(q.len() as u16).to_be_bytes())?;
+            s.write_all(&q)?;
+            let mut len = [0u8; 2];
+            s.read_exact(&mut len)?;
+            let mut buf = vec![0u8; usize::from(u16::from_be_bytes(len))];
+            s.read_exact(&mut buf)?;
+            Ok(buf)
+        } else {
+            let s = UdpSocket::bind("0.0.0.0:0")?;
+            s.set_read_timeout(Some(Duration::from_secs(2)))?;
+            s.send_to(&q, server)?;
+            let mut buf = vec![0u8; 4096];
+            let (n, _) = s.recv_from(&mut buf)?;
+            buf.truncate(n);
+            Ok(buf)
+        }
+    })?;
+    let r = Message::from_vec(&raw).map_err(std::io::Error::other)?;
+    let a = r
+        .answers()
+        .iter()
+        .filter_map(|rec| match rec.data() {
+            RData::A(a) => Some(a.0),
+            _ => None,
+        })
+        .collect();
+    Ok(DnsReply { rcode: r.response_code(), a, answers: r.answers().len() })
 }
