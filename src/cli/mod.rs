@@ -16,6 +16,7 @@ pub mod completions;
 pub mod demo_agent;
 pub mod init;
 pub mod pending;
+pub mod presets;
 pub mod schema;
 pub mod validate;
 
@@ -119,7 +120,7 @@ pub enum Command {
     /// Run the inference gateway alone.
     Gateway(pending::PendingArgs),
     /// List and show egress presets.
-    Presets(pending::PendingArgs),
+    Presets(presets::PresetsArgs),
     /// Print shell completions.
     Completions(completions::CompletionsArgs),
     /// The quickstart's demo agent (runs inside a sandbox).
@@ -216,6 +217,6 @@ fn run(cmd: Command, ctx: &Context) -> anyhow::Result<Exit> {
         Command::Run(_) => pending::not_yet("run", "the sandbox runtime"),
         Command::Export(_) => pending::not_yet("export", "Kubernetes export"),
         Command::Gateway(_) => pending::not_yet("gateway", "routed inference"),
-        Command::Presets(_) => pending::not_yet("presets", "network policy"),
+        Command::Presets(a) => presets::run(a, ctx),
     }
 }
