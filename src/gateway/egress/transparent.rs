@@ -76,16 +76,20 @@ async fn handle(mut stream: TcpStream, own: Option<SocketAddr>, egress: Arc<Egre
         Ok(a) if Some(a) != own => a,
         _ => return, // not redirected (an agent dialling the listener itself): nothing to do
     };
-    let (head, sniffed) = read_head(&mut stream, &egress).await;
-    let (name, is_http) = match &sniffed {
-        Sniff::Tls(n) => (n.clone(), false),
-        Sniff::Http(n) => (n.clone(), true),
-        Sniff::Other | Sniff::NeedMore => (None, false),
+    // An explicit address rule for the original destination needs no name: dial at once
+    // (server-speaks-first protocols would otherwise wait out the sniff timeout).
+    let (head, sniffed, outcome) = match egress.decide_address(orig) {
+        allowed @ Outcome::Allow(..) => (Vec::new(), Sniff::Other, allowed),
+        _ => {
+            let (head, sniffed) = read_head(&mut stream, &egress).await;
+            let outcome = match &sniffed {
+                Sniff::Tls(Some(n)) | Sniff::Http(Some(n)) => egress.decide(n, orig.port()).await,
+                _ => egress.decide_address(orig),
+            };
+            (head, sniffed, outcome)
+        }
     };
-    let outcome = match &name {
-        Some(n) => egress.decide(n, orig.port()).await,
-        None => egress.decide_address(orig),
-    };
+    let is_http = matches!(sniffed, Sniff::Http(_));
     let (d, addr) = match outcome {
         Outcome::Allow(d, addr) => (d, addr),
         Outcome::Deny(d) => {

@@ -62,6 +62,34 @@ impl PolicyHandle {
     }
 }
 
+/// The proxy variables the agent gets (`HTTP_PROXY`, `HTTPS_PROXY` in both cases, `NO_PROXY`).
+/// Programs that ignore them still go through the gateway, transparently.
+pub fn agent_env(ports: &GatewayPorts) -> Vec<(String, String)> {
+    let proxy = format!("http://127.0.0.1:{}", ports.proxy);
+    let no_proxy = format!("{},localhost,127.0.0.1", policy::INFERENCE_HOST);
+    let mut env = Vec::new();
+    for k in ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"] {
+        env.push((k.to_string(), proxy.clone()));
+    }
+    env.push(("NO_PROXY".into(), no_proxy.clone()));
+    env.push(("no_proxy".into(), no_proxy));
+    env
+}
+
+/// The sandbox's `/etc/resolv.conf`: the gateway's resolver on 127.0.0.1 (with
+/// `dns.resolver: none` there is none, and the file says so). Queries aimed elsewhere are
+/// redirected to the gateway anyway.
+pub fn resolv_conf(policy: &NetworkPolicy) -> String {
+    match policy.dns {
+        crate::blueprint::types::DnsResolver::Host => {
+            "nameserver 127.0.0.1\noptions edns0 trust-ad\n".into()
+        }
+        crate::blueprint::types::DnsResolver::None => {
+            "# dns.resolver: none: this sandbox has no DNS\n".into()
+        }
+    }
+}
+
 /// Hot reload of a running sandbox: replaces the fence atomically (blocked ports, DNS), then
 /// the gateway's policy. Nothing restarts; established connections keep flowing.
 pub fn reload(
@@ -73,4 +101,37 @@ pub fn reload(
     netns::apply_fence(netns, &policy, ports)?;
     handle.reload(policy);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::blueprint::types::Network;
+
+    #[test]
+    fn agent_env_and_resolv_conf() {
+        let env = agent_env(&GatewayPorts::default());
+        assert!(env.contains(&("HTTPS_PROXY".into(), "http://127.0.0.1:3128".into())));
+        assert!(env.contains(&(
+            "no_proxy".into(),
+            "inference.local,localhost,127.0.0.1".into()
+        )));
+        let p = NetworkPolicy::compile(&Network::default(), None).unwrap();
+        assert_eq!(resolv_conf(&p).lines().next(), Some("nameserver 127.0.0.1"));
+    }
+
+    #[test]
+    fn handle_reload_is_seen_by_clones() {
+        let h = PolicyHandle::new(NetworkPolicy::compile(&Network::default(), None).unwrap());
+        let h2 = h.clone();
+        assert!(!h2.current().decide_name("a.example", 443).allowed);
+        let mut net = Network::default();
+        net.egress
+            .allowed_domains
+            .push(crate::blueprint::types::DomainRule::Name(
+                "a.example".into(),
+            ));
+        h.reload(NetworkPolicy::compile(&net, None).unwrap());
+        assert!(h2.current().decide_name("a.example", 443).allowed);
+    }
 }
