@@ -17,13 +17,26 @@ const RUNS: usize = 3;
 const LATENCY_SAMPLES: usize = 300;
 
 fn download(w: &World, in_sandbox: bool, extra: &[&str], url: &str) -> f64 {
-    let mut args: Vec<&str> = vec!["curl", "-sS", "--max-time", "120", "-o", "/dev/null", "-w", "%{speed_download}"];
+    let mut args: Vec<&str> = vec![
+        "curl",
+        "-sS",
+        "--max-time",
+        "120",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{speed_download}",
+    ];
     args.extend_from_slice(extra);
     args.push(url);
     let ns = if in_sandbox { &w.sb } else { &w.gw };
     let o = w.exec_in(ns, &args);
     assert!(o.status.success(), "curl {args:?} failed: {}", stderr(&o));
-    stdout(&o).trim().parse::<f64>().expect("curl's speed_download") / (1024.0 * 1024.0)
+    stdout(&o)
+        .trim()
+        .parse::<f64>()
+        .expect("curl's speed_download")
+        / (1024.0 * 1024.0)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -44,21 +57,35 @@ fn round_trip(to: SocketAddr, connect_first: Option<&str>) -> f64 {
             s.read_exact(&mut b).unwrap();
             head.push(b[0]);
         }
-        assert!(head.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&head));
+        assert!(
+            head.starts_with(b"HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&head)
+        );
     }
-    s.write_all(b"GET /hello HTTP/1.1\r\nHost: api.test.example\r\nConnection: close\r\n\r\n").unwrap();
+    s.write_all(b"GET /hello HTTP/1.1\r\nHost: api.test.example\r\nConnection: close\r\n\r\n")
+        .unwrap();
     let mut out = Vec::new();
     s.read_to_end(&mut out).unwrap();
     assert!(out.starts_with(b"HTTP/1.1 200"));
     started.elapsed().as_secs_f64()
 }
 
-fn latencies(w: &World, in_sandbox: bool, to: SocketAddr, connect_first: Option<&'static str>) -> f64 {
+fn latencies(
+    w: &World,
+    in_sandbox: bool,
+    to: SocketAddr,
+    connect_first: Option<&'static str>,
+) -> f64 {
     let run = move || {
         for _ in 0..20 {
             round_trip(to, connect_first);
         }
-        median((0..LATENCY_SAMPLES).map(|_| round_trip(to, connect_first)).collect())
+        median(
+            (0..LATENCY_SAMPLES)
+                .map(|_| round_trip(to, connect_first))
+                .collect(),
+        )
     };
     if in_sandbox {
         w.in_sandbox(run)
@@ -71,22 +98,42 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo test --benches` lists benchmarks; nothing to list here
     }
-    let bytes: u64 = std::env::var("NEMOCLAW_BENCH_BYTES").ok().and_then(|v| v.parse().ok()).unwrap_or(1 << 30);
+    let bytes: u64 = std::env::var("NEMOCLAW_BENCH_BYTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1 << 30);
     let w = World::new(Spec::default());
     let url = format!("http://api.test.example/bytes/{bytes}");
     let resolve = "api.test.example:80:198.18.0.2";
     let proxy = "http://127.0.0.1:3128";
     let cases: [(&str, bool, Vec<&str>); 4] = [
-        ("direct, from the gateway's netns", false, vec!["--resolve", resolve]),
-        ("explicit proxy, CONNECT tunnel", true, vec!["--proxy", proxy, "--proxytunnel"]),
-        ("explicit proxy, absolute-form", true, vec!["--proxy", proxy]),
+        (
+            "direct, from the gateway's netns",
+            false,
+            vec!["--resolve", resolve],
+        ),
+        (
+            "explicit proxy, CONNECT tunnel",
+            true,
+            vec!["--proxy", proxy, "--proxytunnel"],
+        ),
+        (
+            "explicit proxy, absolute-form",
+            true,
+            vec!["--proxy", proxy],
+        ),
         ("transparent (proxy ignored)", true, vec!["--noproxy", "*"]),
     ];
-    println!("egress throughput: {} MiB over HTTP from a test host, best of {RUNS} runs", bytes >> 20);
+    println!(
+        "egress throughput: {} MiB over HTTP from a test host, best of {RUNS} runs",
+        bytes >> 20
+    );
     println!("{:<36} {:>10} {:>8}", "path", "MiB/s", "ratio");
     let mut direct = 0.0;
     for (name, sb, extra) in &cases {
-        let best = (0..RUNS).map(|_| download(&w, *sb, extra, &url)).fold(0.0, f64::max);
+        let best = (0..RUNS)
+            .map(|_| download(&w, *sb, extra, &url))
+            .fold(0.0, f64::max);
         if direct == 0.0 {
             direct = best;
         }
@@ -100,7 +147,11 @@ fn main() {
     println!();
     println!("request round trip on a fresh connection, median of {LATENCY_SAMPLES}");
     println!("{:<36} {:>10} {:>10}", "path", "ms", "added ms");
-    for (name, v) in [("direct, from the gateway's netns", d), ("transparent", t), ("explicit proxy, CONNECT", e)] {
+    for (name, v) in [
+        ("direct, from the gateway's netns", d),
+        ("transparent", t),
+        ("explicit proxy, CONNECT", e),
+    ] {
         println!("{name:<36} {:>10.3} {:>10.3}", v * 1e3, (v - d) * 1e3);
     }
     let _ = Duration::ZERO;

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
-use network_support::{dns_query, stderr, stdout, Spec, World, ECHO_PORT, HOST_A, OTHER_RESOLVER, UDP_ECHO_PORT};
+use network_support::{
+    dns_query, stderr, stdout, Spec, World, ECHO_PORT, HOST_A, OTHER_RESOLVER, UDP_ECHO_PORT,
+};
 
 const PROXY: &str = "http://127.0.0.1:3128";
 
@@ -314,13 +316,25 @@ fn dns_answers_only_allowed_names() {
     // Aimed at another resolver (198.18.0.4 runs none): answered by the gateway anyway.
     let other = SocketAddr::new(OTHER_RESOLVER.into(), 53);
     let r = dns_query(&w, other, "api.test.example.", RecordType::A, false).unwrap();
-    assert_eq!((r.rcode, r.a.clone()), (ResponseCode::NoError, vec![HOST_A]), "{r:?}");
+    assert_eq!(
+        (r.rcode, r.a.clone()),
+        (ResponseCode::NoError, vec![HOST_A]),
+        "{r:?}"
+    );
     let r = dns_query(&w, other, "other.example.", RecordType::A, false).unwrap();
     assert_eq!(r.rcode, ResponseCode::NXDomain, "{r:?}");
     let r = dns_query(&w, other, "x.wild.example.", RecordType::A, true).unwrap();
-    assert_eq!((r.rcode, r.a.len()), (ResponseCode::NoError, 1), "DNS over TCP: {r:?}");
+    assert_eq!(
+        (r.rcode, r.a.len()),
+        (ResponseCode::NoError, 1),
+        "DNS over TCP: {r:?}"
+    );
     let r = dns_query(&w, other, "api.test.example.", RecordType::AAAA, false).unwrap();
-    assert_eq!((r.rcode, r.answers), (ResponseCode::NoError, 0), "no AAAA: {r:?}");
+    assert_eq!(
+        (r.rcode, r.answers),
+        (ResponseCode::NoError, 0),
+        "no AAAA: {r:?}"
+    );
     let r = dns_query(&w, other, "inference.local.", RecordType::A, false).unwrap();
     assert_eq!(r.a, vec![std::net::Ipv4Addr::LOCALHOST]);
     // The system resolver (the sandbox's resolv.conf names 198.18.0.4) lands on the gateway.
@@ -332,7 +346,10 @@ fn dns_answers_only_allowed_names() {
 
 #[test]
 fn dns_resolver_none_means_no_dns() {
-    let spec = Spec { dns: nemoclaw::blueprint::types::DnsResolver::None, ..Spec::default() };
+    let spec = Spec {
+        dns: nemoclaw::blueprint::types::DnsResolver::None,
+        ..Spec::default()
+    };
     let w = World::new(spec);
     let other = SocketAddr::new(OTHER_RESOLVER.into(), 53);
     let err = dns_query(&w, other, "api.test.example.", RecordType::A, false).unwrap_err();
@@ -342,8 +359,11 @@ fn dns_resolver_none_means_no_dns() {
 
 #[test]
 fn names_resolving_to_internal_addresses_are_denied() {
-    let mut spec = Spec::default();
-    spec.allow = vec![]; // nothing exempt from the SSRF guard
+    // Nothing exempt from the SSRF guard.
+    let spec = Spec {
+        allow: vec![],
+        ..Spec::default()
+    };
     let w = World::new(spec);
     for (name, why) in [("loop.example", "loopback"), ("meta.example", "metadata")] {
         let o = w.curl(
@@ -481,7 +501,10 @@ fn ingress_forwards_a_host_loopback_port_into_the_sandbox() {
     let w = World::new(Spec::default());
     // The agent's "dashboard": an echo server on the sandbox's own loopback.
     let inside: SocketAddr = "127.0.0.1:8080".parse().unwrap();
-    let l = nemoclaw::sandbox::network::bind_tcp_in_netns(w.sb.fd.as_fd(), &[inside]).unwrap().pop().unwrap();
+    let l = nemoclaw::sandbox::network::bind_tcp_in_netns(w.sb.fd.as_fd(), &[inside])
+        .unwrap()
+        .pop()
+        .unwrap();
     let _g = w.rt().enter();
     let l = tokio::net::TcpListener::from_std(l).unwrap();
     w.rt().spawn(async move {
@@ -493,8 +516,19 @@ fn ingress_forwards_a_host_loopback_port_into_the_sandbox() {
         }
     });
     let log = nemoclaw::gateway::egress::EgressLog::open(&w.log_path).unwrap();
-    let rules = [IngressRule { host_port: 18080, port: 8080 }];
-    let _serving = w.rt().block_on(serve_ingress(w.sb.fd.try_clone().unwrap(), &rules, "test", log)).unwrap();
+    let rules = [IngressRule {
+        host_port: 18080,
+        port: 8080,
+    }];
+    let _serving = w
+        .rt()
+        .block_on(serve_ingress(
+            w.sb.fd.try_clone().unwrap(),
+            &rules,
+            "test",
+            log,
+        ))
+        .unwrap();
     // From the host side (this thread is in the gateway's namespace).
     let mut s = TcpStream::connect("127.0.0.1:18080").unwrap();
     s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
@@ -504,8 +538,16 @@ fn ingress_forwards_a_host_loopback_port_into_the_sandbox() {
     assert_eq!(&buf, b"dashboard\n");
     drop(s);
     // Nothing else reaches in: the sandbox's address is not routed from the host side.
-    let err = TcpStream::connect_timeout(&"192.0.2.2:8080".parse().unwrap(), Duration::from_secs(1)).unwrap_err();
-    assert!(matches!(err.raw_os_error(), Some(libc::ENETUNREACH) | Some(libc::EHOSTUNREACH)) || err.kind() == std::io::ErrorKind::TimedOut, "{err}");
+    let err =
+        TcpStream::connect_timeout(&"192.0.2.2:8080".parse().unwrap(), Duration::from_secs(1))
+            .unwrap_err();
+    assert!(
+        matches!(
+            err.raw_os_error(),
+            Some(libc::ENETUNREACH) | Some(libc::EHOSTUNREACH)
+        ) || err.kind() == std::io::ErrorKind::TimedOut,
+        "{err}"
+    );
     let lines = w.wait_log_lines(1);
     assert_eq!(lines[0]["mode"], "ingress", "{lines:?}");
 }

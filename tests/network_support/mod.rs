@@ -525,7 +525,13 @@ pub struct DnsReply {
 
 /// Sends one DNS question to `server` (UDP, or TCP when `tcp`) from inside the sandbox, as any
 /// program there could. `Err` when no answer comes back.
-pub fn dns_query(w: &World, server: SocketAddr, name: &str, qtype: hickory_proto::rr::RecordType, tcp: bool) -> std::io::Result<DnsReply> {
+pub fn dns_query(
+    w: &World,
+    server: SocketAddr,
+    name: &str,
+    qtype: hickory_proto::rr::RecordType,
+    tcp: bool,
+) -> std::io::Result<DnsReply> {
     use hickory_proto::op::{Message, Query};
     use hickory_proto::rr::{Name, RData};
     use std::io::{Read, Write};
@@ -564,5 +570,9 @@ pub fn dns_query(w: &World, server: SocketAddr, name: &str, qtype: hickory_proto
             _ => None,
         })
         .collect();
-    Ok(DnsReply { rcode: r.response_code(), a, answers: r.answers().len() })
+    Ok(DnsReply {
+        rcode: r.response_code(),
+        a,
+        answers: r.answers().len(),
+    })
 }
