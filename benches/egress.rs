@@ -18,7 +18,22 @@ use network_support::{stderr, stdout, Spec, World, HOST_A};
 const RUNS: usize = 5;
 const LATENCY_SAMPLES: usize = 300;
 
-fn download(w: &World, in_sandbox: bool, extra: &[&str], url: &str) -> f64 {
+/// CPU seconds used so far by this process (test server + gateway) and by waited-for children
+/// (curl).
+fn cpu() -> (f64, f64) {
+    let get = |who| {
+        // SAFETY: getrusage fills the zeroed struct we pass; both arguments are valid.
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        unsafe { libc::getrusage(who, &mut ru) };
+        let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+        t(ru.ru_utime) + t(ru.ru_stime)
+    };
+    (get(libc::RUSAGE_SELF), get(libc::RUSAGE_CHILDREN))
+}
+
+/// One download: (MiB/s, CPU seconds of server + gateway, CPU seconds of the client).
+fn download(w: &World, in_sandbox: bool, extra: &[&str], url: &str) -> (f64, f64, f64) {
+    let before = cpu();
     let mut args: Vec<&str> = vec![
         "curl",
         "-sS",
@@ -34,11 +49,13 @@ fn download(w: &World, in_sandbox: bool, extra: &[&str], url: &str) -> f64 {
     let ns = if in_sandbox { &w.sb } else { &w.gw };
     let o = w.exec_in(ns, &args);
     assert!(o.status.success(), "curl {args:?} failed: {}", stderr(&o));
-    stdout(&o)
+    let after = cpu();
+    let speed = stdout(&o)
         .trim()
         .parse::<f64>()
         .expect("curl's speed_download")
-        / (1024.0 * 1024.0)
+        / (1024.0 * 1024.0);
+    (speed, after.0 - before.0, after.1 - before.1)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -131,14 +148,29 @@ fn main() {
         bytes >> 20
     );
     let mut best = [0.0f64; 4];
+    let mut cpu_self = [f64::MAX; 4];
+    let mut cpu_client = [f64::MAX; 4];
     for _ in 0..RUNS {
         for (i, (_, sb, extra)) in cases.iter().enumerate() {
-            best[i] = best[i].max(download(&w, *sb, extra, &url));
+            let (speed, cs, cc) = download(&w, *sb, extra, &url);
+            best[i] = best[i].max(speed);
+            cpu_self[i] = cpu_self[i].min(cs);
+            cpu_client[i] = cpu_client[i].min(cc);
         }
     }
-    println!("{:<36} {:>10} {:>8}", "path", "MiB/s", "ratio");
+    let gib = bytes as f64 / f64::from(1u32 << 30);
+    println!(
+        "{:<36} {:>10} {:>8} {:>22} {:>16}",
+        "path", "MiB/s", "ratio", "server+gateway CPU s/GiB", "client CPU s/GiB"
+    );
     for (i, (name, _, _)) in cases.iter().enumerate() {
-        println!("{name:<36} {:>10.0} {:>8.2}", best[i], best[i] / best[0]);
+        println!(
+            "{name:<36} {:>10.0} {:>8.2} {:>22.2} {:>16.2}",
+            best[i],
+            best[i] / best[0],
+            cpu_self[i] / gib,
+            cpu_client[i] / gib
+        );
     }
     let target = SocketAddr::new(HOST_A.into(), 80);
     let proxy_addr: SocketAddr = "127.0.0.1:3128".parse().unwrap();
