@@ -480,6 +480,22 @@ fn sandbox_netns_has_no_link_outside() {
             l["ifname"]
         );
     }
+    // The fence is in place inside the sandbox netns, and only there.
+    let o = w.exec_in(&w.sb, &["nft", "list", "table", "inet", "nemoclaw"]);
+    let fence = stdout(&o);
+    for rule in [
+        "redirect to :15001",
+        "fib daddr type local accept",
+        "tcp dport 25 reject with tcp reset",
+        "ct state established,related accept",
+    ] {
+        assert!(fence.contains(rule), "missing `{rule}` in:\n{fence}");
+    }
+    let o = w.exec_in(&w.gw, &["nft", "list", "tables"]);
+    assert!(
+        !stdout(&o).contains("nemoclaw"),
+        "the fence leaked into another namespace"
+    );
     let o = w.exec_in(
         &w.gw,
         &["ip", "-n", &w.sb.name, "-6", "route", "show", "default"],
