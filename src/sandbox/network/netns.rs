@@ -21,6 +21,9 @@ pub const PEER_LINK: &str = "nc1";
 /// The sandbox's own address (TEST-NET-1: never routed anywhere).
 pub const INNER_ADDR: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
 
+/// The veth MTU (the largest a veth takes).
+pub const VETH_MTU: u32 = 65535;
+
 /// Runs `f` on a short-lived thread that has joined `netns`. Sockets that `f` creates stay in
 /// that netns; processes it spawns start there. The calling thread is never moved.
 pub fn in_netns<T, F>(netns: BorrowedFd<'_>, f: F) -> Result<T, NetError>
@@ -92,9 +95,12 @@ async fn build_links_with(h: &Handle) -> Result<(), NetError> {
         .execute()
         .await
         .map_err(nl("adding 192.0.2.2/32 to the inner veth"))?;
+    // Nothing ever leaves through the veth (all TCP is redirected to loopback sockets), so give
+    // it loopback's large MTU: the MSS that agents advertise follows the route's MTU, and 1500
+    // would cut the gateway's sends to the agent into small segments.
     for idx in [peer, inner] {
         h.link()
-            .set(LinkUnspec::new_with_index(idx).up().build())
+            .set(LinkUnspec::new_with_index(idx).mtu(VETH_MTU).up().build())
             .execute()
             .await
             .map_err(nl("bringing the veth up"))?;
