@@ -36,11 +36,24 @@ pub enum HomeError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> HomeError + '_ {
-    move |source| HomeError::Io { path: path.to_path_buf(), source }
+    move |source| HomeError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// The subdirectories `init` creates.
-pub const LAYOUT: [&str; 9] = ["blueprints", "plugins", "presets", "credentials", "state", "snapshots", "logs", "run", "cache"];
+pub const LAYOUT: [&str; 9] = [
+    "blueprints",
+    "plugins",
+    "presets",
+    "credentials",
+    "state",
+    "snapshots",
+    "logs",
+    "run",
+    "cache",
+];
 
 /// A nemoclaw home directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,7 +68,9 @@ impl Home {
 
     /// `$HOME/.nemoclaw`. (`$NEMOCLAW_HOME` is read by the CLI and passed to [`Home::at`].)
     pub fn default_location() -> Result<Home, HomeError> {
-        let home = std::env::var_os("HOME").filter(|h| !h.is_empty()).map(PathBuf::from);
+        let home = std::env::var_os("HOME")
+            .filter(|h| !h.is_empty())
+            .map(PathBuf::from);
         let home = match home {
             Some(h) => h,
             None => nix::unistd::User::from_uid(nix::unistd::getuid())
@@ -110,17 +125,29 @@ impl Home {
 
 /// Creates a directory (and parents) with mode 0700; an existing one is kept.
 pub fn create_dir_private(path: &Path) -> Result<(), HomeError> {
-    fs::DirBuilder::new().recursive(true).mode(0o700).create(path).map_err(io_err(path))
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .map_err(io_err(path))
 }
 
 /// Writes `bytes` to `path` atomically: a temporary file in the same directory is written,
 /// fsynced, given `mode`, renamed over `path`, and the directory is fsynced.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), HomeError> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
     let result = (|| {
-        let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp)?;
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)?;
         f.set_permissions(fs::Permissions::from_mode(mode))?;
         f.write_all(bytes)?;
         f.sync_all()?;
@@ -142,7 +169,9 @@ pub struct FileLock {
 
 impl std::fmt::Debug for FileLock {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FileLock").field("path", &self.path).finish()
+        f.debug_struct("FileLock")
+            .field("path", &self.path)
+            .finish()
     }
 }
 
@@ -167,12 +196,20 @@ impl FileLock {
                     lock.seek(SeekFrom::Start(0)).map_err(io_err(path))?;
                     lock.write_all(stamp.as_bytes()).map_err(io_err(path))?;
                     lock.sync_data().map_err(io_err(path))?;
-                    return Ok(FileLock { path: path.to_path_buf(), _lock: lock });
+                    return Ok(FileLock {
+                        path: path.to_path_buf(),
+                        _lock: lock,
+                    });
                 }
                 Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
                     if start.elapsed() >= timeout {
                         let (holder, what) = read_holder(path);
-                        return Err(HomeError::Locked { path: path.to_path_buf(), holder, what, waited: start.elapsed() });
+                        return Err(HomeError::Locked {
+                            path: path.to_path_buf(),
+                            holder,
+                            what,
+                            waited: start.elapsed(),
+                        });
                     }
                     std::thread::sleep(Duration::from_millis(20));
                 }
@@ -193,7 +230,14 @@ pub fn read_holder(path: &Path) -> (String, Option<String>) {
     let mut lines = s.lines();
     let pid = lines.next().unwrap_or("").trim().to_string();
     let what = lines.next().map(str::to_string).filter(|w| !w.is_empty());
-    (if pid.is_empty() { "unknown".into() } else { pid }, what)
+    (
+        if pid.is_empty() {
+            "unknown".into()
+        } else {
+            pid
+        },
+        what,
+    )
 }
 
 #[cfg(test)]
@@ -207,7 +251,10 @@ mod tests {
         write_atomic(&p, b"one", 0o600).unwrap();
         write_atomic(&p, b"two", 0o600).unwrap();
         assert_eq!(fs::read_to_string(&p).unwrap(), "two");
-        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         let leftovers: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "no temporary file is left behind");
     }
@@ -217,7 +264,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let home = Home::at(dir.path().join("h"));
         home.ensure().unwrap();
-        assert_eq!(fs::metadata(home.root()).unwrap().permissions().mode() & 0o777, 0o700);
+        assert_eq!(
+            fs::metadata(home.root()).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
         for sub in LAYOUT {
             assert!(home.root().join(sub).is_dir(), "{sub}");
         }

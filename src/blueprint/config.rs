@@ -44,7 +44,10 @@ impl SourceDefaults {
     /// Fills the blueprint's unset fields from these defaults. Idempotent.
     pub fn apply_to(&self, bp: &mut Blueprint) {
         for (k, v) in &self.labels {
-            bp.metadata.labels.entry(k.clone()).or_insert_with(|| v.clone());
+            bp.metadata
+                .labels
+                .entry(k.clone())
+                .or_insert_with(|| v.clone());
         }
         let r = &mut bp.resources;
         let d = &self.resources;

@@ -100,7 +100,11 @@ impl<'de> Deserialize<'de> for CredentialRef {
                     }
                     found = Some(r);
                 }
-                found.ok_or_else(|| de::Error::custom("empty credential reference: write {env: VARIABLE} or {file: NAME}"))
+                found.ok_or_else(|| {
+                    de::Error::custom(
+                        "empty credential reference: write {env: VARIABLE} or {file: NAME}",
+                    )
+                })
             }
         }
         d.deserialize_any(V)
@@ -133,7 +137,9 @@ impl CredentialRef {
             }),
             CredentialRef::Env(name) => {
                 let ok = !name.is_empty()
-                    && name.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+                    && name
+                        .chars()
+                        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
                     && !name.starts_with(|c: char| c.is_ascii_digit());
                 if ok {
                     Ok(())
@@ -150,7 +156,9 @@ impl CredentialRef {
                     && name.len() <= 128
                     && name != "."
                     && name != ".."
-                    && name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+                    && name
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
                 if ok {
                     Ok(())
                 } else if looks_like_secret(name) {
@@ -176,9 +184,31 @@ impl CredentialRef {
 
 /// Well-known prefixes of API keys and tokens.
 const SECRET_PREFIXES: &[&str] = &[
-    "sk-", "sk_live_", "sk_test_", "rk_live_", "nvapi-", "ghp_", "gho_", "ghu_", "ghs_", "ghr_",
-    "github_pat_", "glpat-", "xoxb-", "xoxp-", "xoxa-", "xapp-", "hf_", "AKIA", "ASIA", "AIza",
-    "ya29.", "pk_live_", "SG.", "npm_", "pypi-",
+    "sk-",
+    "sk_live_",
+    "sk_test_",
+    "rk_live_",
+    "nvapi-",
+    "ghp_",
+    "gho_",
+    "ghu_",
+    "ghs_",
+    "ghr_",
+    "github_pat_",
+    "glpat-",
+    "xoxb-",
+    "xoxp-",
+    "xoxa-",
+    "xapp-",
+    "hf_",
+    "AKIA",
+    "ASIA",
+    "AIza",
+    "ya29.",
+    "pk_live_",
+    "SG.",
+    "npm_",
+    "pypi-",
 ];
 
 /// Returns true when `value` has the shape of a credential: a known key prefix followed by a
@@ -205,15 +235,32 @@ pub fn env_entry_is_secret(name: &str, value: &str) -> bool {
         return true;
     }
     let upper = name.to_ascii_uppercase();
-    let secret_name = ["TOKEN", "SECRET", "PASSWORD", "PASSWD", "API_KEY", "APIKEY", "PRIVATE_KEY", "ACCESS_KEY"]
-        .iter()
-        .any(|w| upper.contains(w));
+    let secret_name = [
+        "TOKEN",
+        "SECRET",
+        "PASSWORD",
+        "PASSWD",
+        "API_KEY",
+        "APIKEY",
+        "PRIVATE_KEY",
+        "ACCESS_KEY",
+    ]
+    .iter()
+    .any(|w| upper.contains(w));
     let v = value.trim();
     let placeholder = v.is_empty()
         || v.starts_with("${")
         || v.starts_with('<')
-        || ["changeme", "placeholder", "none", "unused", "dummy", "test", "x"]
-            .contains(&v.to_ascii_lowercase().as_str());
+        || [
+            "changeme",
+            "placeholder",
+            "none",
+            "unused",
+            "dummy",
+            "test",
+            "x",
+        ]
+        .contains(&v.to_ascii_lowercase().as_str());
     secret_name && !placeholder && v.len() >= 8
 }
 
@@ -223,7 +270,10 @@ fn is_high_entropy_token(v: &str) -> bool {
     if v.len() < 32 || v.contains('/') && v.starts_with('/') || v.contains("://") {
         return false;
     }
-    if !v.chars().all(|c| c.is_ascii_alphanumeric() || "+/=_-.".contains(c)) {
+    if !v
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "+/=_-.".contains(c))
+    {
         return false;
     }
     let has_digit = v.chars().any(|c| c.is_ascii_digit());
@@ -259,9 +309,13 @@ mod tests {
     fn known_shapes_are_secrets() {
         assert!(looks_like_secret("nvapi-AbCdEf0123456789abcdefGHIJ"));
         assert!(looks_like_secret("sk-proj-abcdefghijklmnop1234"));
-        assert!(looks_like_secret("ghp_abcdefghijklmnopqrstuvwxyz0123456789"));
+        assert!(looks_like_secret(
+            "ghp_abcdefghijklmnopqrstuvwxyz0123456789"
+        ));
         assert!(looks_like_secret("AKIAIOSFODNN7EXAMPLE"));
-        assert!(looks_like_secret("-----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRIVATE KEY-----"));
+        assert!(looks_like_secret(
+            "-----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRIVATE KEY-----"
+        ));
         assert!(looks_like_secret("q8Zr3LkP0vXw9Tn2Yb7Hc4Md1Fg6Js5A"));
     }
 
@@ -272,7 +326,9 @@ mod tests {
         assert!(!looks_like_secret("/workspace/state/config.yaml"));
         assert!(!looks_like_secret("meta/llama-3.1-8b-instruct"));
         assert!(!looks_like_secret("info"));
-        assert!(!looks_like_secret("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"));
+        assert!(!looks_like_secret(
+            "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+        ));
     }
 
     #[test]
@@ -280,14 +336,19 @@ mod tests {
         assert!(env_entry_is_secret("GITHUB_TOKEN", "abcdefgh12345"));
         assert!(!env_entry_is_secret("GITHUB_TOKEN", "${GITHUB_TOKEN}"));
         assert!(!env_entry_is_secret("LOG_LEVEL", "debug"));
-        assert!(env_entry_is_secret("ANYTHING", "nvapi-AbCdEf0123456789abcdefGHIJ"));
+        assert!(env_entry_is_secret(
+            "ANYTHING",
+            "nvapi-AbCdEf0123456789abcdefGHIJ"
+        ));
     }
 
     #[test]
     fn reference_syntax() {
         assert!(CredentialRef::Env("NVIDIA_API_KEY".into()).check().is_ok());
         assert!(CredentialRef::Env("nvidia key".into()).check().is_err());
-        let e = CredentialRef::Env("nvapi-AbCdEf0123456789abcdefGHIJ".into()).check().unwrap_err();
+        let e = CredentialRef::Env("nvapi-AbCdEf0123456789abcdefGHIJ".into())
+            .check()
+            .unwrap_err();
         assert!(e.contains("looks like the secret"), "{e}");
         assert!(CredentialRef::File("nvidia".into()).check().is_ok());
         assert!(CredentialRef::File("../etc/shadow".into()).check().is_err());

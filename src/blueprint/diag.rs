@@ -83,7 +83,10 @@ impl Diagnostic {
 
 /// Renders diagnostics the way a compiler does: headline, the offending line, a caret, a hint.
 /// `source_of` returns a file's text when it was read.
-pub fn render_human<'a>(diags: &[Diagnostic], source_of: impl Fn(&Path) -> Option<&'a str>) -> String {
+pub fn render_human<'a>(
+    diags: &[Diagnostic],
+    source_of: impl Fn(&Path) -> Option<&'a str>,
+) -> String {
     let mut out = String::new();
     for d in diags {
         out.push_str(&d.headline());
@@ -92,7 +95,11 @@ pub fn render_human<'a>(diags: &[Diagnostic], source_of: impl Fn(&Path) -> Optio
             if let Some(text) = source_of(&d.file).and_then(|s| s.lines().nth(line - 1)) {
                 let num = line.to_string();
                 let pad = " ".repeat(num.len());
-                let shown: String = text.chars().take(200).map(|c| if c == '\t' { ' ' } else { c }).collect();
+                let shown: String = text
+                    .chars()
+                    .take(200)
+                    .map(|c| if c == '\t' { ' ' } else { c })
+                    .collect();
                 let caret_at = col.saturating_sub(1).min(shown.chars().count());
                 let _ = writeln!(out, " {pad} |");
                 let _ = writeln!(out, " {num} | {shown}");
@@ -129,7 +136,9 @@ pub fn render_github(diags: &[Diagnostic]) -> String {
 }
 
 fn gh_data(s: &str) -> String {
-    s.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A")
+    s.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
 }
 
 fn gh_property(s: &str) -> String {
@@ -137,12 +146,20 @@ fn gh_property(s: &str) -> String {
 }
 
 /// Suggests the closest of `candidates` to `word`, when one is close enough to be a typo.
-pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     let lower = word.to_ascii_lowercase();
+    let max_edits = (lower.chars().count() / 3).max(1);
     candidates
         .into_iter()
-        .map(|c| (strsim::jaro_winkler(&lower, &c.to_ascii_lowercase()), c))
-        .filter(|(score, _)| *score >= 0.8)
+        .filter_map(|c| {
+            let cl = c.to_ascii_lowercase();
+            let close = strsim::damerau_levenshtein(&lower, &cl) <= max_edits
+                || strsim::jaro_winkler(&lower, &cl) >= 0.85;
+            close.then(|| (strsim::jaro_winkler(&lower, &cl), c))
+        })
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .map(|(_, c)| c)
 }
@@ -152,16 +169,22 @@ mod tests {
     use super::*;
 
     fn sample() -> Diagnostic {
-        Diagnostic::error(Path::new("bp/a.yaml"), "schema.unknown-field", "unknown field `allowedDomain`")
-            .at(2, 3)
-            .hint("did you mean `allowedDomains`?")
+        Diagnostic::error(
+            Path::new("bp/a.yaml"),
+            "schema.unknown-field",
+            "unknown field `allowedDomain`",
+        )
+        .at(2, 3)
+        .hint("did you mean `allowedDomains`?")
     }
 
     #[test]
     fn human_form_has_caret_under_the_column() {
         let src = "egress:\n  allowedDomain: [x]\n";
         let out = render_human(&[sample()], |_| Some(src));
-        assert!(out.starts_with("bp/a.yaml:2:3: error[schema.unknown-field]: unknown field `allowedDomain`\n"));
+        assert!(out.starts_with(
+            "bp/a.yaml:2:3: error[schema.unknown-field]: unknown field `allowedDomain`\n"
+        ));
         assert!(out.contains(" 2 |   allowedDomain: [x]\n"), "{out}");
         assert!(out.contains("   |   ^\n"), "{out}");
         assert!(out.contains("= help: did you mean `allowedDomains`?"));
@@ -188,7 +211,15 @@ mod tests {
 
     #[test]
     fn suggestions() {
-        assert_eq!(did_you_mean("allowedDomain", ["allowedDomains", "blockedPorts"]), Some("allowedDomains"));
-        assert_eq!(did_you_mean("zzz", ["allowedDomains", "blockedPorts"]), None);
+        assert_eq!(
+            did_you_mean("allowedDomain", ["allowedDomains", "blockedPorts"]),
+            Some("allowedDomains")
+        );
+        assert_eq!(
+            did_you_mean("zzz", ["allowedDomains", "blockedPorts"]),
+            None
+        );
+        assert_eq!(did_you_mean("nmi", ["local", "nim"]), Some("nim"));
+        assert_eq!(did_you_mean("githbu", ["github", "gitlab"]), Some("github"));
     }
 }

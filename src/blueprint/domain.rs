@@ -71,7 +71,10 @@ pub fn parse_rule(rule: &DomainRule) -> Result<DomainSpec, String> {
         DomainRule::Name(s) => split_host_port(s)?,
         DomainRule::WithPorts(w) => {
             if w.ports.is_empty() {
-                return Err(format!("`{}` lists no ports: remove `ports` for the defaults 80 and 443", w.host));
+                return Err(format!(
+                    "`{}` lists no ports: remove `ports` for the defaults 80 and 443",
+                    w.host
+                ));
             }
             let mut ports = Vec::with_capacity(w.ports.len());
             for &p in &w.ports {
@@ -90,7 +93,10 @@ pub fn parse_rule(rule: &DomainRule) -> Result<DomainSpec, String> {
 fn split_host_port(s: &str) -> Result<(String, Option<Vec<u16>>), String> {
     let s = s.trim();
     if s.contains("://") {
-        return Err(format!("`{s}` is a URL: write the host name only, e.g. `{}`", host_of_url(s)));
+        return Err(format!(
+            "`{s}` is a URL: write the host name only, e.g. `{}`",
+            host_of_url(s)
+        ));
     }
     match s.rsplit_once(':') {
         Some((host, port)) if !host.contains(':') => {
@@ -123,9 +129,16 @@ pub fn parse_host_pattern(host: &str) -> Result<HostPattern, String> {
         return Err("empty domain".into());
     }
     if h == "*" || h == "*.*" {
-        return Err("`*` would allow every domain: list the domains the agent needs, or use a preset".into());
+        return Err(
+            "`*` would allow every domain: list the domains the agent needs, or use a preset"
+                .into(),
+        );
     }
-    if h.parse::<std::net::IpAddr>().is_ok() || h.trim_matches(['[', ']']).parse::<std::net::Ipv6Addr>().is_ok() {
+    if h.parse::<std::net::IpAddr>().is_ok()
+        || h.trim_matches(['[', ']'])
+            .parse::<std::net::Ipv6Addr>()
+            .is_ok()
+    {
         return Err(format!("`{h}` is an IP address: allowedDomains takes names; list addresses in network.egress.allowAddresses"));
     }
     if let Some(suffix) = h.strip_prefix("*.") {
@@ -136,7 +149,9 @@ pub fn parse_host_pattern(host: &str) -> Result<HostPattern, String> {
         return Ok(HostPattern::Wildcard(suffix.to_string()));
     }
     if h.contains('*') {
-        return Err(format!("`{h}`: a wildcard is only allowed as the whole first label, as in `*.example.com`"));
+        return Err(format!(
+            "`{h}`: a wildcard is only allowed as the whole first label, as in `*.example.com`"
+        ));
     }
     check_domain_name(&h)?;
     Ok(HostPattern::Exact(h))
@@ -150,16 +165,27 @@ pub fn check_domain_name(name: &str) -> Result<(), String> {
     }
     for label in name.split('.') {
         if label.is_empty() {
-            return Err(format!("domain `{name}` has an empty label (two dots in a row?)"));
+            return Err(format!(
+                "domain `{name}` has an empty label (two dots in a row?)"
+            ));
         }
         if label.len() > 63 {
-            return Err(format!("label `{label}` in `{name}` is longer than 63 characters"));
+            return Err(format!(
+                "label `{label}` in `{name}` is longer than 63 characters"
+            ));
         }
-        if !label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-            return Err(format!("domain `{name}` has characters other than letters, digits, `-` and `.`"));
+        if !label
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(format!(
+                "domain `{name}` has characters other than letters, digits, `-` and `.`"
+            ));
         }
         if label.starts_with('-') || label.ends_with('-') {
-            return Err(format!("label `{label}` in `{name}` starts or ends with `-`"));
+            return Err(format!(
+                "label `{label}` in `{name}` starts or ends with `-`"
+            ));
         }
     }
     Ok(())
@@ -189,10 +215,16 @@ mod tests {
     #[test]
     fn ports() {
         assert_eq!(rule("example.com:8443").unwrap().ports, vec![8443]);
-        let d = parse_rule(&DomainRule::WithPorts(DomainWithPorts { host: "x.example.com".into(), ports: vec![443, 22, 443] })).unwrap();
+        let d = parse_rule(&DomainRule::WithPorts(DomainWithPorts {
+            host: "x.example.com".into(),
+            ports: vec![443, 22, 443],
+        }))
+        .unwrap();
         assert_eq!(d.ports, vec![22, 443]);
         assert!(rule("example.com:0").unwrap_err().contains("out of range"));
-        assert!(rule("example.com:70000").unwrap_err().contains("out of range"));
+        assert!(rule("example.com:70000")
+            .unwrap_err()
+            .contains("out of range"));
     }
 
     #[test]
@@ -200,7 +232,9 @@ mod tests {
         assert!(rule("*").unwrap_err().contains("every domain"));
         assert!(rule("*.com").unwrap_err().contains("top-level"));
         assert!(rule("api.*.com").unwrap_err().contains("first label"));
-        assert!(rule("https://api.github.com/v3").unwrap_err().contains("`api.github.com`"));
+        assert!(rule("https://api.github.com/v3")
+            .unwrap_err()
+            .contains("`api.github.com`"));
         assert!(rule("10.0.0.1").unwrap_err().contains("allowAddresses"));
         assert!(rule("bad..name").is_err());
         assert!(rule("-bad.com").is_err());

@@ -32,9 +32,11 @@ pub const SOURCE_CONFIG_NAMES: [&str; 2] = ["nemoclaw.yaml", "nemoclaw.yml"];
 #[derive(Debug, Clone)]
 pub enum Document {
     Blueprint(Box<Blueprint>),
-    SourceConfig(SourceConfig),
+    SourceConfig(Box<SourceConfig>),
     /// A YAML file of another kind (a Kubernetes manifest, a CI file): not ours, skipped.
-    Other { kind: Option<String> },
+    Other {
+        kind: Option<String>,
+    },
 }
 
 /// A file that was read and parsed, with its text kept for diagnostics and diffs.
@@ -128,13 +130,21 @@ pub fn yaml_options() -> Options {
 pub fn read_text(path: &Path) -> Result<Arc<str>, Diagnostic> {
     let meta = fs::metadata(path).map_err(|e| io_diag(path, &e))?;
     if meta.is_dir() {
-        return Err(Diagnostic::error(path, "file.unreadable", "is a directory, not a blueprint file"));
+        return Err(Diagnostic::error(
+            path,
+            "file.unreadable",
+            "is a directory, not a blueprint file",
+        ));
     }
     if meta.len() > MAX_FILE_BYTES {
         return Err(Diagnostic::error(
             path,
             "file.too-large",
-            format!("file is {} bytes; blueprint files are limited to {} bytes (1 MiB)", meta.len(), MAX_FILE_BYTES),
+            format!(
+                "file is {} bytes; blueprint files are limited to {} bytes (1 MiB)",
+                meta.len(),
+                MAX_FILE_BYTES
+            ),
         )
         .hint("a blueprint is a few kilobytes: check that this is the right file"));
     }
@@ -143,7 +153,11 @@ pub fn read_text(path: &Path) -> Result<Arc<str>, Diagnostic> {
         .and_then(|f| f.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes))
         .map_err(|e| io_diag(path, &e))?;
     if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Err(Diagnostic::error(path, "file.too-large", "file grew past 1 MiB while being read"));
+        return Err(Diagnostic::error(
+            path,
+            "file.too-large",
+            "file grew past 1 MiB while being read",
+        ));
     }
     match String::from_utf8(bytes) {
         Ok(s) => Ok(Arc::from(s)),
@@ -166,7 +180,8 @@ fn io_diag(path: &Path, e: &std::io::Error) -> Diagnostic {
 
 /// Parses text into a typed value with nemoclaw's YAML options, mapping errors to diagnostics.
 pub fn parse_as<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, Diagnostic> {
-    serde_saphyr::from_str_with_options::<T>(text, yaml_options()).map_err(|e| yaml_diag(path, text, &e))
+    serde_saphyr::from_str_with_options::<T>(text, yaml_options())
+        .map_err(|e| yaml_diag(path, text, &e))
 }
 
 /// Reads and parses one file.
@@ -203,9 +218,9 @@ pub fn parse_document(path: &Path, text: &str) -> Result<Document, Diagnostic> {
         }
         Some(KIND_SOURCE_CONFIG) => {
             check_api_version(path, api.as_deref(), &map)?;
-            Ok(Document::SourceConfig(parse_as(path, text)?))
+            Ok(Document::SourceConfig(Box::new(parse_as(path, text)?)))
         }
-        None if is_config_name => Ok(Document::SourceConfig(parse_as(path, text)?)),
+        None if is_config_name => Ok(Document::SourceConfig(Box::new(parse_as(path, text)?))),
         None if api.as_deref() == Some(API_VERSION) => {
             let pos = map().value("");
             let mut d = Diagnostic::error(path, "schema.missing-field", "missing field `kind`")
@@ -217,11 +232,19 @@ pub fn parse_document(path: &Path, text: &str) -> Result<Document, Diagnostic> {
         }
         Some(other) if api.as_deref() == Some(API_VERSION) => {
             let pos = map().value("kind");
-            let mut d = Diagnostic::error(path, "schema.unknown-kind", format!("unknown kind `{other}` for {API_VERSION}"));
-            d.hint = Some(match did_you_mean(other, [KIND_BLUEPRINT, KIND_SOURCE_CONFIG]) {
-                Some(s) => format!("did you mean `{s}`?"),
-                None => format!("nemoclaw reads `kind: {KIND_BLUEPRINT}` and `kind: {KIND_SOURCE_CONFIG}`"),
-            });
+            let mut d = Diagnostic::error(
+                path,
+                "schema.unknown-kind",
+                format!("unknown kind `{other}` for {API_VERSION}"),
+            );
+            d.hint = Some(
+                match did_you_mean(other, [KIND_BLUEPRINT, KIND_SOURCE_CONFIG]) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => format!(
+                        "nemoclaw reads `kind: {KIND_BLUEPRINT}` and `kind: {KIND_SOURCE_CONFIG}`"
+                    ),
+                },
+            );
             if let Some(p) = pos {
                 d = d.at(p.line, p.column);
             }
@@ -231,16 +254,24 @@ pub fn parse_document(path: &Path, text: &str) -> Result<Document, Diagnostic> {
     }
 }
 
-fn check_api_version(path: &Path, api: Option<&str>, map: &dyn Fn() -> SourceMap) -> Result<(), Diagnostic> {
+fn check_api_version(
+    path: &Path,
+    api: Option<&str>,
+    map: &dyn Fn() -> SourceMap,
+) -> Result<(), Diagnostic> {
     if api == Some(API_VERSION) {
         return Ok(());
     }
     let m = map();
     let (msg, pos) = match api {
         None => ("missing field `apiVersion`".to_string(), m.value("")),
-        Some(a) => (format!("unsupported apiVersion `{a}`"), m.value("apiVersion")),
+        Some(a) => (
+            format!("unsupported apiVersion `{a}`"),
+            m.value("apiVersion"),
+        ),
     };
-    let mut d = Diagnostic::error(path, "schema.api-version", msg).hint(format!("this release reads `apiVersion: {API_VERSION}`"));
+    let mut d = Diagnostic::error(path, "schema.api-version", msg)
+        .hint(format!("this release reads `apiVersion: {API_VERSION}`"));
     if let Some(p) = pos {
         d = d.at(p.line, p.column);
     }
@@ -288,12 +319,44 @@ fn yaml_diag(path: &Path, text: &str, err: &YamlError) -> Diagnostic {
         | YamlError::Message { .. } => ("schema.invalid", None),
         _ => ("yaml.syntax", None),
     };
-    let mut message = strip_location(&inner.to_string());
+    let found = || {
+        err.location()
+            .and_then(|l| {
+                Some((
+                    l.span().byte_offset()? as usize,
+                    l.span().byte_len()? as usize,
+                ))
+            })
+            .and_then(|(start, len)| text.get(start..start + len))
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty() && t.len() <= 80)
+    };
+    let mut message = match inner {
+        YamlError::DuplicateMappingKey { key: Some(k), .. } => format!("duplicate key `{k}`"),
+        YamlError::DuplicateMappingKey { key: None, .. } => "duplicate key".to_string(),
+        YamlError::MultipleDocuments { .. } => {
+            "the file holds more than one YAML document (`---`)".to_string()
+        }
+        YamlError::InvalidScalar { ty, .. } => {
+            let want = match *ty {
+                t if t.starts_with('u') => "a whole number of 0 or more",
+                t if t.starts_with('i') => "a whole number",
+                t if t.starts_with('f') => "a number",
+                "bool" => "true or false",
+                other => other,
+            };
+            match found() {
+                Some(v) => format!("`{v}` is not {want}"),
+                None => format!("expected {want}"),
+            }
+        }
+        _ => strip_location(&inner.to_string()),
+    };
     if code == "yaml.syntax" && message.contains("tab") {
         message.push_str(" (YAML indents with spaces, never tabs)");
     }
-    if code == "yaml.too-complex" && !message.to_lowercase().contains("limit") && !message.contains("budget") {
-        message = format!("document too complex: {message}");
+    if code == "yaml.too-complex" {
+        message = format!("document exceeds nemoclaw's YAML limits ({message})");
     }
     let mut d = Diagnostic::error(path, code, message);
     d.hint = hint;
@@ -314,15 +377,20 @@ fn yaml_diag(path: &Path, text: &str, err: &YamlError) -> Diagnostic {
 }
 
 fn line_has_secret(line: &str) -> bool {
-    line.split(|c: char| c.is_whitespace() || c == ':' || c == '"' || c == '\'' || c == ',' || c == '{' || c == '}')
-        .any(super::credential::looks_like_secret)
+    line.split(|c: char| {
+        c.is_whitespace() || c == ':' || c == '"' || c == '\'' || c == ',' || c == '{' || c == '}'
+    })
+    .any(super::credential::looks_like_secret)
 }
 
 /// Removes serde-saphyr's trailing ` at line N, column M` (the diagnostic carries it already).
 fn strip_location(msg: &str) -> String {
     if let Some(i) = msg.rfind(" at line ") {
         let tail = &msg[i + " at line ".len()..];
-        if tail.split(", column ").all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit())) {
+        if tail
+            .split(", column ")
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
+        {
             return msg[..i].to_string();
         }
     }
@@ -356,7 +424,9 @@ mod tests {
         let mut s = String::from("apiVersion: nemoclaw.dev/v1\nkind: Blueprint\nmetadata:\n  name: a\n  version: 1\n  labels:\n    a0: &a0 [x,x,x,x,x,x,x,x,x,x]\n");
         for i in 1..10 {
             let p = i - 1;
-            s.push_str(&format!("    a{i}: &a{i} [*a{p},*a{p},*a{p},*a{p},*a{p},*a{p},*a{p},*a{p},*a{p},*a{p}]\n"));
+            s.push_str(&format!(
+                "    a{i}: &a{i} [*a{p},*a{p},*a{p},*a{p},*a{p},*a{p},*a{p},*a{p},*a{p},*a{p}]\n"
+            ));
         }
         let t = std::time::Instant::now();
         let e = doc(&s).unwrap_err();
@@ -366,15 +436,30 @@ mod tests {
 
     #[test]
     fn other_kinds_are_skipped_and_empty_files_refused() {
-        assert!(matches!(doc("apiVersion: v1\nkind: ConfigMap\n").unwrap(), Document::Other { .. }));
+        assert!(matches!(
+            doc("apiVersion: v1\nkind: ConfigMap\n").unwrap(),
+            Document::Other { .. }
+        ));
         assert_eq!(doc("# nothing\n\n").unwrap_err().code, "file.empty");
-        assert_eq!(doc("apiVersion: nemoclaw.dev/v2\nkind: Blueprint\n").unwrap_err().code, "schema.api-version");
-        assert_eq!(doc("apiVersion: nemoclaw.dev/v1\nkind: Bluprint\n").unwrap_err().hint.as_deref(), Some("did you mean `Blueprint`?"));
+        assert_eq!(
+            doc("apiVersion: nemoclaw.dev/v2\nkind: Blueprint\n")
+                .unwrap_err()
+                .code,
+            "schema.api-version"
+        );
+        assert_eq!(
+            doc("apiVersion: nemoclaw.dev/v1\nkind: Bluprint\n")
+                .unwrap_err()
+                .hint
+                .as_deref(),
+            Some("did you mean `Blueprint`?")
+        );
     }
 
     #[test]
     fn tabs_and_duplicates() {
-        let e = doc("apiVersion: nemoclaw.dev/v1\nkind: Blueprint\nmetadata:\n\tname: a\n").unwrap_err();
+        let e = doc("apiVersion: nemoclaw.dev/v1\nkind: Blueprint\nmetadata:\n\tname: a\n")
+            .unwrap_err();
         assert_eq!(e.code, "yaml.syntax");
         assert!(e.message.contains("tab"));
         let e = doc("apiVersion: nemoclaw.dev/v1\nkind: Blueprint\nkind: Blueprint\n").unwrap_err();

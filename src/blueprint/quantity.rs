@@ -97,7 +97,9 @@ impl Cpu {
             m.round() as u64
         };
         if millis == 0 {
-            return Err(format!("cpu `{t}` is zero: give at least 1m (a thousandth of a core)"));
+            return Err(format!(
+                "cpu `{t}` is zero: give at least 1m (a thousandth of a core)"
+            ));
         }
         Ok(Cpu(millis))
     }
@@ -129,7 +131,12 @@ impl Dur {
 
 impl fmt::Display for ByteSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const UNITS: [(&str, u64); 4] = [("Ti", 1 << 40), ("Gi", 1 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)];
+        const UNITS: [(&str, u64); 4] = [
+            ("Ti", 1 << 40),
+            ("Gi", 1 << 30),
+            ("Mi", 1 << 20),
+            ("Ki", 1 << 10),
+        ];
         for (unit, size) in UNITS {
             if self.0 >= size && self.0 % size == 0 {
                 return write!(f, "{}{unit}", self.0 / size);
@@ -244,7 +251,9 @@ mod tests {
         assert_eq!(ByteSize::parse("4096").unwrap().bytes(), 4096);
         assert_eq!(ByteSize::parse("1.5Gi").unwrap().bytes(), 3 << 29);
         assert!(ByteSize::parse("-1Gi").unwrap_err().contains("negative"));
-        assert!(ByteSize::parse("2Gb").unwrap_err().contains("unknown size unit"));
+        assert!(ByteSize::parse("2Gb")
+            .unwrap_err()
+            .contains("unknown size unit"));
         assert!(ByteSize::parse("lots").is_err());
         assert!(ByteSize::parse("").is_err());
         assert!(ByteSize::parse("1.5").unwrap_err().contains("whole number"));
@@ -266,9 +275,18 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(Dur::parse("30s").unwrap().as_duration(), Duration::from_secs(30));
-        assert_eq!(Dur::parse("1h30m").unwrap().as_duration(), Duration::from_secs(5400));
-        assert_eq!(Dur::parse("250ms").unwrap().as_duration(), Duration::from_millis(250));
+        assert_eq!(
+            Dur::parse("30s").unwrap().as_duration(),
+            Duration::from_secs(30)
+        );
+        assert_eq!(
+            Dur::parse("1h30m").unwrap().as_duration(),
+            Duration::from_secs(5400)
+        );
+        assert_eq!(
+            Dur::parse("250ms").unwrap().as_duration(),
+            Duration::from_millis(250)
+        );
         assert!(Dur::parse("30").unwrap_err().contains("no unit"));
         assert!(Dur::parse("soon").is_err());
         assert!(Dur::parse("-5s").unwrap_err().contains("negative"));

@@ -24,10 +24,19 @@ pub struct SourceMap {
 }
 
 enum Frame {
-    Map { path: String, key: Option<String>, expecting_key: bool },
-    Seq { path: String, index: usize },
+    Map {
+        path: String,
+        key: Option<String>,
+        expecting_key: bool,
+    },
+    Seq {
+        path: String,
+        index: usize,
+    },
     /// A complex (non-scalar) mapping key; its content is not addressable.
-    Opaque { depth: usize },
+    Opaque {
+        depth: usize,
+    },
 }
 
 fn child(path: &str, key: &str) -> String {
@@ -47,7 +56,10 @@ impl SourceMap {
         let mut started = false;
         for item in Parser::new_from_str(source) {
             let Ok((event, span)) = item else { break };
-            let pos = Pos { line: span.start.line(), column: span.start.col() + 1 };
+            let pos = Pos {
+                line: span.start.line(),
+                column: span.start.col() + 1,
+            };
             let opens = matches!(event, Event::MappingStart(..) | Event::SequenceStart(..));
             let closes = matches!(event, Event::MappingEnd | Event::SequenceEnd);
             match event {
@@ -59,7 +71,10 @@ impl SourceMap {
                     continue;
                 }
                 Event::DocumentEnd => break,
-                Event::Scalar(..) | Event::Alias(..) | Event::MappingStart(..) | Event::SequenceStart(..) => {}
+                Event::Scalar(..)
+                | Event::Alias(..)
+                | Event::MappingStart(..)
+                | Event::SequenceStart(..) => {}
                 Event::MappingEnd | Event::SequenceEnd => {}
                 _ => continue,
             }
@@ -83,7 +98,11 @@ impl SourceMap {
             // A node: a key, or a value at a path.
             let path = match stack.last_mut() {
                 None => String::new(),
-                Some(Frame::Map { path, key, expecting_key }) if *expecting_key => {
+                Some(Frame::Map {
+                    path,
+                    key,
+                    expecting_key,
+                }) if *expecting_key => {
                     if let Event::Scalar(text, ..) = &event {
                         let full = child(path, text);
                         map.keys.entry(full).or_insert(pos);
@@ -109,7 +128,11 @@ impl SourceMap {
             };
             map.values.entry(path.clone()).or_insert(pos);
             match event {
-                Event::MappingStart(..) => stack.push(Frame::Map { path, key: None, expecting_key: true }),
+                Event::MappingStart(..) => stack.push(Frame::Map {
+                    path,
+                    key: None,
+                    expecting_key: true,
+                }),
                 Event::SequenceStart(..) => stack.push(Frame::Seq { path, index: 0 }),
                 _ => map.finish_value(&mut stack),
             }
@@ -174,9 +197,24 @@ network:
         let m = SourceMap::build(DOC);
         assert_eq!(m.value("metadata.name"), Some(Pos { line: 3, column: 9 }));
         assert_eq!(m.key("metadata.name"), Some(Pos { line: 3, column: 3 }));
-        assert_eq!(m.value("network.egress.allowedDomains[0]"), Some(Pos { line: 7, column: 9 }));
-        assert_eq!(m.value("network.egress.allowedDomains[1].ports[0]"), Some(Pos { line: 8, column: 37 }));
-        assert_eq!(m.value("network.egress.blockedPorts[1]"), Some(Pos { line: 9, column: 24 }));
+        assert_eq!(
+            m.value("network.egress.allowedDomains[0]"),
+            Some(Pos { line: 7, column: 9 })
+        );
+        assert_eq!(
+            m.value("network.egress.allowedDomains[1].ports[0]"),
+            Some(Pos {
+                line: 8,
+                column: 37
+            })
+        );
+        assert_eq!(
+            m.value("network.egress.blockedPorts[1]"),
+            Some(Pos {
+                line: 9,
+                column: 24
+            })
+        );
     }
 
     #[test]

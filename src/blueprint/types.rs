@@ -14,6 +14,14 @@ use serde::{Deserialize, Serialize};
 use super::credential::CredentialRef;
 use super::quantity::{ByteSize, Cpu, Dur};
 
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
+}
+
+fn is_true(v: &bool) -> bool {
+    *v
+}
+
 /// The only `apiVersion` this release reads.
 pub const API_VERSION: &str = "nemoclaw.dev/v1";
 /// The `kind` of a blueprint document.
@@ -25,25 +33,27 @@ pub const KIND_BLUEPRINT: &str = "Blueprint";
 #[schemars(title = "nemoclaw Blueprint (nemoclaw.dev/v1)")]
 pub struct Blueprint {
     /// Always `nemoclaw.dev/v1`.
+    #[schemars(extend("const" = "nemoclaw.dev/v1"))]
     pub api_version: String,
     /// Always `Blueprint`.
+    #[schemars(extend("const" = "Blueprint"))]
     pub kind: String,
     pub metadata: Metadata,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_default")]
     pub agent: Agent,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inference: Option<Inference>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_default")]
     pub network: Network,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_default")]
     pub filesystem: Filesystem,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_default")]
     pub resources: Resources,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_default")]
     pub lifecycle: Lifecycle,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub migrations: Option<Migrations>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_default")]
     pub sandbox: SandboxSettings,
     /// Names of blueprints that must be running (and healthy) before this one starts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -118,14 +128,14 @@ pub struct Inference {
     pub routes: Vec<Route>,
     /// Models the agent may request. An entry ending in `*` allows a prefix (`nim/*`).
     pub allowed_models: Vec<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_default")]
     pub limits: InferenceLimits,
     /// Rhai guard scripts run on every request (and optionally response).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub guards: Vec<Guard>,
     /// The built-in guard that refuses requests carrying a credential the gateway holds and
     /// redacts common secret shapes. Default true.
-    #[serde(default = "defaults::yes")]
+    #[serde(default = "defaults::yes", skip_serializing_if = "is_true")]
     pub secret_guard: bool,
     /// Log request and response bodies (credentials redacted). Default false.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -183,7 +193,7 @@ pub struct Route {
     /// Backend names, tried in order on connect error, timeout or 5xx.
     pub backends: Vec<String>,
     /// Strip the matched prefix before sending the model name upstream. Default true.
-    #[serde(default = "defaults::yes")]
+    #[serde(default = "defaults::yes", skip_serializing_if = "is_true")]
     pub strip_prefix: bool,
     /// Send this model name upstream instead.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -237,9 +247,9 @@ pub struct Guard {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Network {
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_default")]
     pub egress: Egress,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_default")]
     pub dns: Dns,
     /// Host loopback ports forwarded into the sandbox (e.g. an agent's dashboard).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -267,7 +277,7 @@ pub struct Egress {
 }
 
 /// An allowed domain: a string (`host` or `host:port`) or a map with explicit ports.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum DomainRule {
     Name(String),
@@ -284,7 +294,7 @@ pub struct DomainWithPorts {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Dns {
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_default")]
     pub resolver: DnsResolver,
 }
 
@@ -325,7 +335,7 @@ pub struct Mount {
     /// Absolute path inside the sandbox.
     pub path: String,
     /// Default true.
-    #[serde(default = "defaults::yes")]
+    #[serde(default = "defaults::yes", skip_serializing_if = "is_true")]
     pub read_only: bool,
 }
 
@@ -349,7 +359,7 @@ pub struct Resources {
 }
 
 /// GPUs: a count, `all`, or a list of device indexes or UUIDs.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum Gpu {
     Count(u32),
@@ -363,7 +373,7 @@ pub enum GpuAll {
     All,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum GpuDevice {
     Index(u32),
@@ -373,7 +383,7 @@ pub enum GpuDevice {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Lifecycle {
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_default")]
     pub restart: RestartPolicy,
     /// Time between SIGTERM and SIGKILL on stop. Default 30s.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -387,7 +397,7 @@ pub struct Lifecycle {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crash_window: Option<Dur>,
     /// Let `watch` restart a sandbox that died or changed outside nemoclaw. Default true.
-    #[serde(default = "defaults::yes")]
+    #[serde(default = "defaults::yes", skip_serializing_if = "is_true")]
     pub restart_on_drift: bool,
 }
 
@@ -458,7 +468,7 @@ pub struct Migrations {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SandboxSettings {
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_default")]
     pub seccomp: Seccomp,
     /// Size of the sandbox's /tmp (tmpfs). Default 64Mi.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -480,6 +490,96 @@ pub struct Seccomp {
     /// Extra syscall names to deny (EPERM) beyond the built-in list.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub deny: Vec<String>,
+}
+
+// Hand-written deserializers for the values that take several shapes: serde's untagged enums
+// would answer "data did not match any variant"; these say what is wrong, and the map form keeps
+// `deny_unknown_fields` with its did-you-mean.
+mod shapes {
+    use std::fmt;
+
+    use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
+    use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+    use serde::Deserialize;
+
+    use super::{DomainRule, DomainWithPorts, Gpu, GpuAll, GpuDevice};
+
+    impl<'de> Deserialize<'de> for DomainRule {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = DomainRule;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("a domain (`example.com`, `*.example.com`, `example.com:8443`) or {host, ports}")
+                }
+                fn visit_str<E: de::Error>(self, v: &str) -> Result<DomainRule, E> {
+                    Ok(DomainRule::Name(v.to_string()))
+                }
+                fn visit_map<A: MapAccess<'de>>(self, m: A) -> Result<DomainRule, A::Error> {
+                    DomainWithPorts::deserialize(MapAccessDeserializer::new(m))
+                        .map(DomainRule::WithPorts)
+                }
+            }
+            d.deserialize_any(V)
+        }
+    }
+
+    const GPU_HELP: &str =
+        "a GPU count such as 1, `all`, or a list of device indexes or GPU-/MIG- UUIDs";
+
+    impl<'de> Deserialize<'de> for Gpu {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = Gpu;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str(GPU_HELP)
+                }
+                fn visit_u64<E: de::Error>(self, v: u64) -> Result<Gpu, E> {
+                    u32::try_from(v)
+                        .map(Gpu::Count)
+                        .map_err(|_| E::custom(format!("gpu count {v} is too large")))
+                }
+                fn visit_i64<E: de::Error>(self, v: i64) -> Result<Gpu, E> {
+                    Err(E::custom(format!(
+                        "gpu count {v} is negative: write {GPU_HELP}"
+                    )))
+                }
+                fn visit_str<E: de::Error>(self, v: &str) -> Result<Gpu, E> {
+                    if v == "all" {
+                        Ok(Gpu::All(GpuAll::All))
+                    } else {
+                        Err(E::custom(format!("`{v}` is not a GPU request: write {GPU_HELP} (a single UUID goes in a list)")))
+                    }
+                }
+                fn visit_seq<A: SeqAccess<'de>>(self, s: A) -> Result<Gpu, A::Error> {
+                    Vec::<GpuDevice>::deserialize(SeqAccessDeserializer::new(s)).map(Gpu::Devices)
+                }
+            }
+            d.deserialize_any(V)
+        }
+    }
+
+    impl<'de> Deserialize<'de> for GpuDevice {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl Visitor<'_> for V {
+                type Value = GpuDevice;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("a device index such as 0 or a UUID such as GPU-8d3f...")
+                }
+                fn visit_u64<E: de::Error>(self, v: u64) -> Result<GpuDevice, E> {
+                    u32::try_from(v)
+                        .map(GpuDevice::Index)
+                        .map_err(|_| E::custom(format!("device index {v} is too large")))
+                }
+                fn visit_str<E: de::Error>(self, v: &str) -> Result<GpuDevice, E> {
+                    Ok(GpuDevice::Uuid(v.to_string()))
+                }
+            }
+            d.deserialize_any(V)
+        }
+    }
 }
 
 /// Default values, in one place so the runtime and the docs agree.

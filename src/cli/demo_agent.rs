@@ -57,16 +57,24 @@ pub fn run(a: DemoAgentArgs) -> anyhow::Result<Exit> {
                 }
                 Err(e) => state.last_error = Some(format!("{e:#}")),
             },
-            Err(_) => state.last_error = Some("OPENAI_BASE_URL is not set: no inference configured".into()),
+            Err(_) => {
+                state.last_error =
+                    Some("OPENAI_BASE_URL is not set: no inference configured".into())
+            }
         }
         let json = serde_json::to_vec_pretty(&state)?;
-        crate::home::write_atomic(&file, &json, 0o644).with_context(|| format!("cannot write {}", file.display()))?;
+        crate::home::write_atomic(&file, &json, 0o644)
+            .with_context(|| format!("cannot write {}", file.display()))?;
         println!(
             "{}",
             serde_json::json!({"agent": "demo", "run": state.runs, "reply": state.last_reply, "error": state.last_error})
         );
         if a.once {
-            return Ok(if state.last_error.is_some() { Exit::Failure } else { Exit::Ok });
+            return Ok(if state.last_error.is_some() {
+                Exit::Failure
+            } else {
+                Exit::Ok
+            });
         }
         std::thread::sleep(Duration::from_secs(a.interval.max(1)));
     }
@@ -74,9 +82,15 @@ pub fn run(a: DemoAgentArgs) -> anyhow::Result<Exit> {
 
 /// One chat completion over plain HTTP/1.1.
 fn ask(base: &str, model: &str, run: u64) -> anyhow::Result<String> {
-    let rest = base.strip_prefix("http://").context("OPENAI_BASE_URL must be http:// (the gateway is local)")?;
+    let rest = base
+        .strip_prefix("http://")
+        .context("OPENAI_BASE_URL must be http:// (the gateway is local)")?;
     let (authority, prefix) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
-    let addr = if authority.contains(':') { authority.to_string() } else { format!("{authority}:80") };
+    let addr = if authority.contains(':') {
+        authority.to_string()
+    } else {
+        format!("{authority}:80")
+    };
     let path = format!("/{}/chat/completions", prefix.trim_end_matches('/')).replace("//", "/");
     let body = serde_json::json!({
         "model": model,
@@ -94,13 +108,26 @@ fn ask(base: &str, model: &str, run: u64) -> anyhow::Result<String> {
     let mut resp = Vec::new();
     s.read_to_end(&mut resp)?;
     let text = String::from_utf8_lossy(&resp);
-    let (head, body) = text.split_once("\r\n\r\n").context("malformed HTTP response")?;
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .context("malformed HTTP response")?;
     let status = head.split_whitespace().nth(1).unwrap_or("?");
     if status != "200" {
-        bail!("inference answered {status}: {}", body.chars().take(300).collect::<String>());
+        bail!(
+            "inference answered {status}: {}",
+            body.chars().take(300).collect::<String>()
+        );
     }
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_string() };
-    let v: serde_json::Value = serde_json::from_str(&body).context("inference reply is not JSON")?;
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    let v: serde_json::Value =
+        serde_json::from_str(&body).context("inference reply is not JSON")?;
     v["choices"][0]["message"]["content"]
         .as_str()
         .map(str::to_string)

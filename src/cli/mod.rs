@@ -12,13 +12,24 @@ use clap::{ArgAction, Args, Parser, Subcommand};
 
 use crate::home::Home;
 
+pub mod apply;
 pub mod completions;
 pub mod demo_agent;
 pub mod init;
+pub mod lifecycle;
+pub mod logs;
 pub mod pending;
+pub mod plan;
 pub mod presets;
+pub mod progress;
+pub mod run;
 pub mod schema;
+pub mod source_args;
+pub mod start;
+pub mod status;
+pub mod stop;
 pub mod validate;
+pub mod watch;
 
 /// Exit codes shared by every command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,7 +61,10 @@ pub enum Flavor {
 
 impl Flavor {
     pub fn from_argv0(argv0: &str) -> Flavor {
-        let base = std::path::Path::new(argv0).file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let base = std::path::Path::new(argv0)
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("");
         if base.starts_with("nemohermes") {
             Flavor::Nemohermes
         } else {
@@ -70,7 +84,12 @@ impl Flavor {
 /// nemoclaw runs persistent AI agents in hardened Linux sandboxes, driven by declarative
 /// blueprints.
 #[derive(Debug, Parser)]
-#[command(name = "nemoclaw", version, propagate_version = true, disable_help_subcommand = true)]
+#[command(
+    name = "nemoclaw",
+    version,
+    propagate_version = true,
+    disable_help_subcommand = true
+)]
 pub struct Cli {
     /// More output (repeat for more).
     #[arg(short, long, action = ArgAction::Count, global = true)]
@@ -90,31 +109,31 @@ pub enum Command {
     /// Create the nemoclaw home with an example blueprint.
     Init(init::InitArgs),
     /// Check blueprints for errors without touching the host (for CI).
-    Validate(pending::PendingArgs),
+    Validate(validate::ValidateArgs),
     /// Print the blueprint JSON Schema.
     Schema(schema::SchemaArgs),
     /// Show what apply would change.
-    Plan(pending::PendingArgs),
+    Plan(plan::PlanArgs),
     /// Make the running sandboxes match the blueprints.
-    Apply(pending::PendingArgs),
+    Apply(apply::ApplyArgs),
     /// Reconcile on every change to the blueprints (for systemd, cron, GitOps).
-    Watch(pending::PendingArgs),
+    Watch(watch::WatchArgs),
     /// Start a sandbox.
-    Start(pending::PendingArgs),
+    Start(start::StartArgs),
     /// Stop a sandbox (state is kept).
-    Stop(pending::PendingArgs),
+    Stop(stop::StopArgs),
     /// Restart a sandbox.
-    Restart(pending::PendingArgs),
+    Restart(lifecycle::RestartArgs),
     /// Stop a sandbox and remove it from the inventory.
-    Destroy(pending::PendingArgs),
+    Destroy(lifecycle::DestroyArgs),
     /// Show sandboxes and their health.
-    Status(pending::PendingArgs),
+    Status(status::StatusArgs),
     /// Show a sandbox's logs.
-    Logs(pending::PendingArgs),
+    Logs(logs::LogsArgs),
     /// Run a command inside a running sandbox.
     Exec(pending::PendingArgs),
     /// Run a command in a blueprint's sandbox in the foreground.
-    Run(pending::PendingArgs),
+    Run(run::RunArgs),
     /// Export blueprints to other formats (Kubernetes).
     Export(pending::PendingArgs),
     /// Run the inference gateway alone.
@@ -137,6 +156,16 @@ pub struct Context {
 }
 
 impl Context {
+    /// The same context with progress output silenced (for machine-readable callers).
+    pub fn silenced(&self) -> Context {
+        Context {
+            flavor: self.flavor,
+            verbose: 0,
+            quiet: true,
+            home_override: self.home_override.clone(),
+        }
+    }
+
     /// The nemoclaw home (not created).
     pub fn home(&self) -> anyhow::Result<Home> {
         Ok(match &self.home_override {
@@ -164,7 +193,23 @@ pub struct JsonFlag {
 
 /// Parses arguments and runs the command; returns the process exit code.
 pub fn main_with_args(args: Vec<std::ffi::OsString>) -> ExitCode {
-    let argv0 = args.first().and_then(|a| a.to_str()).unwrap_or("nemoclaw").to_string();
+    let argv0 = args
+        .first()
+        .and_then(|a| a.to_str())
+        .unwrap_or("nemoclaw")
+        .to_string();
+    if args
+        .get(1)
+        .is_some_and(|a| a == crate::sandbox::init::INIT_ARG)
+    {
+        return crate::sandbox::init::main(&args[2..]);
+    }
+    if args
+        .get(1)
+        .is_some_and(|a| a == crate::supervisor::SUPERVISE_ARG)
+    {
+        return crate::supervisor::main(&args[2..]);
+    }
     let flavor = Flavor::from_argv0(&argv0);
     let cli = match Cli::try_parse_from(&args) {
         Ok(c) => c,
@@ -173,12 +218,19 @@ pub fn main_with_args(args: Vec<std::ffi::OsString>) -> ExitCode {
             return match e.kind() {
                 clap::error::ErrorKind::DisplayHelp
                 | clap::error::ErrorKind::DisplayVersion
-                | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => Exit::Ok.into(),
+                | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+                    Exit::Ok.into()
+                }
                 _ => Exit::Usage.into(),
             };
         }
     };
-    let ctx = Context { flavor, verbose: cli.verbose, quiet: cli.quiet, home_override: cli.home.clone() };
+    let ctx = Context {
+        flavor,
+        verbose: cli.verbose,
+        quiet: cli.quiet,
+        home_override: cli.home.clone(),
+    };
     match run(cli.command, &ctx) {
         Ok(code) => code.into(),
         Err(e) => {
@@ -194,27 +246,31 @@ pub fn main_with_args(args: Vec<std::ffi::OsString>) -> ExitCode {
 }
 
 fn one_line(s: &str) -> String {
-    s.split('\n').map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("; ")
+    s.split('\n')
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 fn run(cmd: Command, ctx: &Context) -> anyhow::Result<Exit> {
     match cmd {
         Command::Init(a) => init::run(a, ctx),
-        Command::Validate(_) => pending::not_yet("validate", "foundation"),
+        Command::Validate(a) => validate::run(a, ctx),
         Command::Schema(a) => schema::run(a, ctx),
         Command::Completions(a) => completions::run(a),
         Command::DemoAgent(a) => demo_agent::run(a),
-        Command::Plan(_) => pending::not_yet("plan", "the reconciler"),
-        Command::Apply(_) => pending::not_yet("apply", "the reconciler"),
-        Command::Watch(_) => pending::not_yet("watch", "the reconciler"),
-        Command::Start(_) => pending::not_yet("start", "the sandbox supervisor"),
-        Command::Stop(_) => pending::not_yet("stop", "the sandbox supervisor"),
-        Command::Restart(_) => pending::not_yet("restart", "the reconciler"),
-        Command::Destroy(_) => pending::not_yet("destroy", "the reconciler"),
-        Command::Status(_) => pending::not_yet("status", "the reconciler"),
-        Command::Logs(_) => pending::not_yet("logs", "the reconciler"),
+        Command::Plan(a) => plan::run(a, ctx),
+        Command::Apply(a) => apply::run(a, ctx),
+        Command::Watch(a) => watch::run(a, ctx),
+        Command::Start(a) => lifecycle::start(a, ctx),
+        Command::Stop(a) => lifecycle::stop(a, ctx),
+        Command::Restart(a) => lifecycle::restart(a, ctx),
+        Command::Destroy(a) => lifecycle::destroy(a, ctx),
+        Command::Status(a) => status::run(a, ctx),
+        Command::Logs(a) => logs::run(a, ctx),
         Command::Exec(_) => pending::not_yet("exec", "the sandbox supervisor"),
-        Command::Run(_) => pending::not_yet("run", "the sandbox runtime"),
+        Command::Run(a) => run::run(a, ctx),
         Command::Export(_) => pending::not_yet("export", "Kubernetes export"),
         Command::Gateway(_) => pending::not_yet("gateway", "routed inference"),
         Command::Presets(a) => presets::run(a, ctx),

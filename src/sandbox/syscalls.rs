@@ -389,7 +389,10 @@ pub const X86_64: &[(&str, i64)] = &[
 
 /// The x86_64 number of a syscall, by name.
 pub fn number(name: &str) -> Option<i64> {
-    X86_64.binary_search_by(|(n, _)| n.cmp(&name)).ok().map(|i| X86_64[i].1)
+    X86_64
+        .binary_search_by(|(n, _)| n.cmp(&name))
+        .ok()
+        .map(|i| X86_64[i].1)
 }
 
 /// All syscall names (for did-you-mean suggestions).
@@ -403,7 +406,10 @@ mod tests {
 
     #[test]
     fn lookup_matches_libc() {
-        assert!(X86_64.windows(2).all(|w| w[0].0 < w[1].0), "sorted and unique");
+        assert!(
+            X86_64.windows(2).all(|w| w[0].0 < w[1].0),
+            "sorted and unique"
+        );
         assert_eq!(number("mount"), Some(libc::SYS_mount));
         assert_eq!(number("fsopen"), Some(libc::SYS_fsopen));
         assert_eq!(number("clone3"), Some(libc::SYS_clone3));

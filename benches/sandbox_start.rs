@@ -1,0 +1,283 @@
+//! Sandbox start latency: from invoking the launcher to the exit of `/bin/true`, median of at
+//! least 50 runs (after warm-ups), side by side:
+//!
+//! - plain fork/exec of /bin/true;
+//! - `nemoclaw run` with bubblewrap-equivalent isolation (namespaces and binds, no cgroup, no
+//!   seccomp: the hidden `--bench-no-*` switches);
+//! - `nemoclaw run` with everything on (cgroups, seccomp, network namespace);
+//! - `bwrap --unshare-all` with equivalent binds (skipped, and said so, when bwrap is missing).
+//!
+//! Plus the resident memory of an idle supervisor (`nemoclaw start`), when it works here.
+//!
+//! Run as root: `cargo bench --bench sandbox_start` (NEMOCLAW_BENCH_RUNS overrides the count).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_nemoclaw");
+
+fn main() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("sandbox_start: needs root (namespaces, cgroups); run it with sudo");
+        std::process::exit(1);
+    }
+    let runs: usize = std::env::var("NEMOCLAW_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50)
+        .max(50);
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let bp = dir.path().join("bench.yaml");
+    std::fs::write(&bp, "apiVersion: nemoclaw.dev/v1\nkind: Blueprint\nmetadata:\n  name: bench-start\n  version: 1\nagent:\n  command: /bin/true\nresources:\n  memory: 256Mi\n  pids: 64\n  cpu: 1\n").unwrap();
+    let state = home.join("state/bench-start");
+
+    let nemoclaw = |extra: &[&str]| {
+        let mut c = Command::new(BIN);
+        c.arg("run")
+            .args(extra)
+            .arg(&bp)
+            .args(["--", "/bin/true"])
+            .env("NEMOCLAW_HOME", &home);
+        c
+    };
+    // Prime the home (ids, state dir) so every measured run does the same work.
+    assert!(
+        nemoclaw(&[]).status().unwrap().success(),
+        "nemoclaw run failed; run the escape tests first"
+    );
+
+    let mut rows: Vec<(String, Option<Stats>)> = Vec::new();
+    rows.push((
+        "fork/exec /bin/true".into(),
+        Some(measure(runs, || {
+            Command::new("/bin/true").status().unwrap().success()
+        })),
+    ));
+    let ns_only = measure(runs, || {
+        nemoclaw(&["--bench-no-cgroups", "--bench-no-seccomp"])
+            .status()
+            .unwrap()
+            .success()
+    });
+    rows.push((
+        "nemoclaw run: namespaces+binds (bwrap-equivalent)".into(),
+        Some(ns_only),
+    ));
+    let full = measure(runs, || nemoclaw(&[]).status().unwrap().success());
+    rows.push(("nemoclaw run: everything on".into(), Some(full)));
+    let bwrap = which("bwrap");
+    match &bwrap {
+        Some(b) => {
+            let args = bwrap_args(&state);
+            rows.push((
+                "bwrap --unshare-all (equivalent binds)".into(),
+                Some(measure(runs, || {
+                    Command::new(b).args(&args).status().unwrap().success()
+                })),
+            ));
+        }
+        None => rows.push((
+            "bwrap --unshare-all: NOT FOUND (apt-get install bubblewrap)".into(),
+            None,
+        )),
+    }
+
+    let bwrap_median = rows
+        .iter()
+        .find(|(n, _)| n.starts_with("bwrap"))
+        .and_then(|(_, s)| s.as_ref())
+        .map(|s| s.median);
+    println!(
+        "\nsandbox start-to-exit of /bin/true, {runs} runs each (after 5 warm-ups), {}",
+        if cfg!(debug_assertions) {
+            "DEBUG build"
+        } else {
+            "release build"
+        }
+    );
+    println!(
+        "{:<52} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "launcher", "median", "p90", "min", "max", "vs bwrap"
+    );
+    for (name, s) in &rows {
+        match s {
+            Some(s) => {
+                let ratio = bwrap_median
+                    .map(|b| format!("{:.2}x", s.median / b))
+                    .unwrap_or_else(|| "-".into());
+                println!(
+                    "{name:<52} {:>7.2}ms {:>7.2}ms {:>7.2}ms {:>7.2}ms {ratio:>9}",
+                    s.median, s.p90, s.min, s.max
+                );
+            }
+            None => println!("{name:<52} {:>9}", "-"),
+        }
+    }
+    if let Some(b) = bwrap_median {
+        let eq = ns_only.median / b;
+        println!(
+            "goal: bwrap-equivalent <= 1.20x bwrap: {:.2}x {}",
+            eq,
+            if eq <= 1.2 { "MET" } else { "NOT MET" }
+        );
+    }
+    println!(
+        "goal: everything on < 25 ms median: {:.2} ms {}",
+        full.median,
+        if full.median < 25.0 { "MET" } else { "NOT MET" }
+    );
+    supervisor_rss(&home, dir.path());
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Stats {
+    median: f64,
+    p90: f64,
+    min: f64,
+    max: f64,
+}
+
+fn measure(runs: usize, mut f: impl FnMut() -> bool) -> Stats {
+    for _ in 0..5 {
+        assert!(f(), "warm-up run failed");
+    }
+    let mut xs: Vec<f64> = (0..runs)
+        .map(|_| {
+            let t = Instant::now();
+            assert!(f(), "measured run failed");
+            t.elapsed().as_secs_f64() * 1000.0
+        })
+        .collect();
+    xs.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let at = |q: f64| xs[((xs.len() - 1) as f64 * q).round() as usize];
+    Stats {
+        median: at(0.5),
+        p90: at(0.9),
+        min: xs[0],
+        max: xs[xs.len() - 1],
+    }
+}
+
+/// The same file system bwrap would need to match `nemoclaw run`: system dirs, generated-ish
+/// /etc pieces, /proc, /dev, /tmp, the state dir and the nemoclaw binary.
+fn bwrap_args(state: &Path) -> Vec<String> {
+    let mut a: Vec<String> = Vec::new();
+    let mut push = |xs: &[&str]| a.extend(xs.iter().map(|s| s.to_string()));
+    for d in ["usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32"] {
+        let p = PathBuf::from("/").join(d);
+        match std::fs::symlink_metadata(&p) {
+            Ok(m) if m.file_type().is_symlink() => {
+                let t = std::fs::read_link(&p).unwrap();
+                push(&["--symlink", t.to_str().unwrap(), p.to_str().unwrap()]);
+            }
+            Ok(m) if m.is_dir() => push(&["--ro-bind", p.to_str().unwrap(), p.to_str().unwrap()]),
+            _ => {}
+        }
+    }
+    for etc in [
+        "/etc/ssl/certs",
+        "/etc/alternatives",
+        "/etc/passwd",
+        "/etc/group",
+        "/etc/hosts",
+        "/etc/nsswitch.conf",
+    ] {
+        if Path::new(etc).exists() {
+            push(&["--ro-bind", etc, etc]);
+        }
+    }
+    push(&[
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "--tmpfs",
+        "/tmp",
+        "--bind",
+        state.to_str().unwrap(),
+        "/workspace/state",
+    ]);
+    push(&[
+        "--ro-bind",
+        BIN,
+        "/opt/nemoclaw/bin/nemoclaw",
+        "--hostname",
+        "bench-start",
+        "--chdir",
+        "/workspace/state",
+    ]);
+    push(&[
+        "--unshare-all",
+        "--die-with-parent",
+        "--new-session",
+        "--clearenv",
+        "--uid",
+        "1000",
+        "--gid",
+        "1000",
+        "/bin/true",
+    ]);
+    a
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")
+        .map(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join(name))
+                .find(|c| c.is_file())
+        })
+        .unwrap_or(None)
+}
+
+/// Starts a detached supervisor with an idle agent and reads its resident memory.
+fn supervisor_rss(home: &Path, dir: &Path) {
+    let bp = dir.join("idle.yaml");
+    std::fs::write(&bp, "apiVersion: nemoclaw.dev/v1\nkind: Blueprint\nmetadata:\n  name: bench-idle\n  version: 1\nagent:\n  command: /bin/sleep\n  args: ['3600']\n").unwrap();
+    let st = Command::new(BIN)
+        .arg("start")
+        .arg(&bp)
+        .env("NEMOCLAW_HOME", home)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    if !st.status.success() {
+        println!(
+            "supervisor RSS: not measured (`nemoclaw start` failed: {})",
+            String::from_utf8_lossy(&st.stderr).trim()
+        );
+        return;
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let pid = std::fs::read_to_string(home.join("run/bench-idle/supervisor.pid"))
+        .ok()
+        .and_then(|s| s.lines().next()?.trim().parse::<u32>().ok());
+    let rss = pid.and_then(|p| {
+        let s = std::fs::read_to_string(format!("/proc/{p}/status")).ok()?;
+        s.lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .map(|v| v.trim().to_string())
+    });
+    match rss {
+        Some(r) => {
+            let kb: f64 = r
+                .split_whitespace()
+                .next()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0.0);
+            println!(
+                "supervisor RSS per idle sandbox: {:.1} MB (goal < 15 MB: {})",
+                kb / 1024.0,
+                if kb < 15.0 * 1024.0 { "MET" } else { "NOT MET" }
+            );
+        }
+        None => println!("supervisor RSS: not measured (no supervisor pid)"),
+    }
+    let _ = Command::new(BIN)
+        .args(["stop", "bench-idle"])
+        .env("NEMOCLAW_HOME", home)
+        .status();
+}

@@ -1,0 +1,210 @@
+//! `nemoclaw apply [PLANFILE]`: makes the sandboxes match the blueprints. Asks for `yes` unless
+//! `--auto-approve` (or a saved plan is given); refuses a stale saved plan; holds the apply lock;
+//! executes in dependency order, each start health-gated; idempotent and crash-safe.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use clap::Args;
+
+use super::plan::{describe_source, prepare_or_report};
+use super::source_args::{PlanFlags, SourceArgs};
+use super::{Context, Exit, UsageError};
+use crate::home::{FileLock, Home};
+use crate::reconcile::apply::{execute, Progress, Runtime};
+use crate::reconcile::plan::PlanOptions;
+use crate::reconcile::render::render_human;
+use crate::reconcile::saved::SavedPlan;
+use crate::supervisor::{self, client::Client, protocol::Request};
+
+#[derive(Debug, Clone, Args)]
+pub struct ApplyArgs {
+    /// A plan saved by `nemoclaw plan -o FILE`: applies exactly that, or refuses if stale.
+    pub planfile: Option<PathBuf>,
+    #[command(flatten)]
+    pub source: SourceArgs,
+    #[command(flatten)]
+    pub plan: PlanFlags,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub auto_approve: bool,
+    /// How long to wait for another apply to finish.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub lock_timeout: Duration,
+    /// How long each sandbox may take to come up (the health gate).
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub wait: Duration,
+    /// How many independent sandboxes to change at once.
+    #[arg(long, default_value_t = 4)]
+    pub parallel: usize,
+}
+
+/// The real sandbox runtime: supervisors started and stopped through the lifecycle commands.
+pub struct SupervisorRuntime<'a> {
+    pub ctx: &'a Context,
+    pub home: Home,
+    pub wait: Duration,
+}
+
+impl Runtime for SupervisorRuntime<'_> {
+    fn start(&self, name: &str) -> Result<(), String> {
+        let target = crate::reconcile::apply::deployed_file(&self.home, name);
+        let args = super::start::StartArgs {
+            target: target.display().to_string(),
+            wait: self.wait,
+        };
+        match super::start::run(args, self.ctx) {
+            Ok(Exit::Ok) => Ok(()),
+            Ok(code) => Err(format!("start failed (exit {})", code as u8)),
+            Err(e) => Err(format!("{e:#}")),
+        }
+    }
+
+    fn stop(&self, name: &str) -> Result<(), String> {
+        let args = super::stop::StopArgs {
+            name: name.to_string(),
+            timeout: None,
+        };
+        super::stop::run(args, self.ctx)
+            .map(|_| ())
+            .map_err(|e| format!("{e:#}"))
+    }
+
+    fn reload(&self, name: &str) -> Result<(), String> {
+        let mut c = Client::connect(&supervisor::control_socket(&self.home, name))
+            .map_err(|e| e.to_string())?;
+        let r = c
+            .request(Request::ReloadPolicy)
+            .map_err(|e| e.to_string())?;
+        if r.ok {
+            Ok(())
+        } else {
+            Err(r.error.unwrap_or_else(|| "reload refused".into()))
+        }
+    }
+
+    fn is_running(&self, name: &str) -> bool {
+        supervisor::is_running(&self.home, name)
+    }
+}
+
+/// Takes the apply lock, naming its holder when it is taken.
+pub fn lock(home: &Home, timeout: Duration, what: &str) -> anyhow::Result<FileLock> {
+    home.ensure()?;
+    let path = home.root().join("run").join("apply.lock");
+    Ok(FileLock::acquire(&path, what, timeout)?)
+}
+
+fn confirm() -> anyhow::Result<bool> {
+    if !std::io::stdin().is_terminal() {
+        return Err(UsageError("apply asks for confirmation, but stdin is not a terminal: pass --auto-approve (or apply a saved plan)".into()).into());
+    }
+    print!("\nDo you want to apply these changes? Only 'yes' will be accepted: ");
+    std::io::stdout().flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(line.trim() == "yes")
+}
+
+pub fn run(a: ApplyArgs, ctx: &Context) -> anyhow::Result<Exit> {
+    let home = ctx.home()?;
+    home.ensure()?;
+    let home = Home::at(std::fs::canonicalize(home.root())?);
+    let _lock = lock(&home, a.lock_timeout, "nemoclaw apply")?;
+    let (prepared, approved) = match &a.planfile {
+        Some(file) => {
+            let saved = SavedPlan::read(file)?;
+            let source = match saved.source.kind.as_str() {
+                "git" => SourceArgs {
+                    dir: None,
+                    git: Some(saved.source.location.clone()),
+                    reference: saved
+                        .source
+                        .commit
+                        .clone()
+                        .context("saved git plan without a commit")?,
+                    path: saved.git_path.clone(),
+                },
+                _ => SourceArgs {
+                    dir: Some(saved.source_dir.clone()),
+                    git: None,
+                    reference: "main".into(),
+                    path: None,
+                },
+            };
+            let opts = PlanOptions {
+                prune: saved.prune,
+                allow_empty: saved.allow_empty,
+                targets: saved.targets.clone(),
+                replace: saved.replace.clone(),
+            };
+            let p = prepare_or_report(ctx, &source, opts)?;
+            if p.loaded.fingerprint != saved.fingerprint {
+                bail!("the saved plan {} is stale: the blueprints changed since it was made; run `nemoclaw plan` again", file.display());
+            }
+            if p.inventory.generation != saved.inventory_generation {
+                bail!(
+                    "the saved plan {} is stale: the deployed sandboxes changed since it was made (generation {} → {}); run `nemoclaw plan` again",
+                    file.display(),
+                    saved.inventory_generation,
+                    p.inventory.generation
+                );
+            }
+            (p, true)
+        }
+        None => (
+            prepare_or_report(ctx, &a.source, a.plan.options())?,
+            a.auto_approve,
+        ),
+    };
+    let plan = &prepared.plan;
+    if !plan.has_changes() {
+        if !ctx.quiet {
+            println!("No changes. Sandboxes match the blueprints.");
+        }
+        return Ok(Exit::Ok);
+    }
+    if !ctx.quiet || !approved {
+        print!(
+            "{}",
+            render_human(
+                plan,
+                Some(&describe_source(&prepared)),
+                std::io::stdout().is_terminal()
+            )
+        );
+    }
+    if !approved && !confirm()? {
+        println!("Apply cancelled.");
+        return Ok(Exit::Failure);
+    }
+    let silenced = ctx.silenced();
+    let runtime = SupervisorRuntime {
+        ctx: &silenced,
+        home: home.clone(),
+        wait: a.wait,
+    };
+    let quiet = ctx.quiet;
+    let reporter = super::progress::Reporter::new(quiet, std::io::stderr().is_terminal());
+    let progress = |p: Progress<'_>| reporter.report(p);
+    let outcomes = execute(
+        &home,
+        plan,
+        &prepared.origins(),
+        &runtime,
+        a.parallel,
+        &progress,
+    );
+    reporter.finish();
+    let failed = outcomes.iter().filter(|o| o.result.is_err()).count();
+    if failed > 0 {
+        eprintln!("Apply incomplete: {failed} of {} changes failed (the rest were applied; run apply again after fixing).", outcomes.len());
+        return Ok(Exit::Failure);
+    }
+    if !quiet {
+        println!("Apply complete: {} changes applied.", outcomes.len());
+    }
+    Ok(Exit::Ok)
+}

@@ -1,0 +1,195 @@
+//! `nemoclaw run BLUEPRINT.yaml [-- CMD ARGS...]`: run a command (or the blueprint's agent) in
+//! the blueprint's sandbox in the foreground. The sandbox gets its own session and pipes, never
+//! the caller's terminal; its stdout and stderr are streamed; `run` exits with the command's
+//! exit code (128 + signal when it was killed). SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to
+//! `run` are forwarded to the sandbox.
+
+use std::io::{IsTerminal, Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context as _};
+use clap::Args;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+
+use super::{Context, Exit};
+use crate::home::{FileLock, HomeError};
+use crate::sandbox::{instance, spawn, LoopbackOnly, SpawnOptions, Stdio};
+
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// The blueprint file.
+    pub blueprint: PathBuf,
+    /// The command to run instead of the blueprint's agent (after `--`).
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+    /// Benchmark only: no cgroup (weakens the sandbox).
+    #[arg(long, hide = true)]
+    pub bench_no_cgroups: bool,
+    /// Benchmark only: no seccomp filter (weakens the sandbox).
+    #[arg(long, hide = true)]
+    pub bench_no_seccomp: bool,
+}
+
+const FORWARDED: [Signal; 4] = [
+    Signal::SIGINT,
+    Signal::SIGTERM,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+];
+
+pub fn run(a: RunArgs, ctx: &Context) -> anyhow::Result<Exit> {
+    let entry = match crate::blueprint::set::load_one(&a.blueprint) {
+        Ok(e) => e,
+        Err(diags) => {
+            eprint!("{}", crate::blueprint::diag::render_human(&diags, |_| None));
+            return Ok(Exit::Failure);
+        }
+    };
+    let bp = &entry.blueprint;
+    let name = bp.metadata.name.clone();
+    let home = ctx.home()?;
+    home.ensure()?;
+    let run_dir = home.run_dir(&name);
+    crate::home::create_dir_private(&run_dir)?;
+    // One sandbox per name at a time: `run` holds the same lock a supervisor holds.
+    let _lock = match FileLock::acquire(&run_dir.join("supervisor.pid"), "nemoclaw run", Duration::ZERO) {
+        Ok(l) => l,
+        Err(HomeError::Locked { holder, what, .. }) => {
+            return Err(anyhow!(
+                "sandbox `{name}` is already running (process {holder}{}): stop it first, or use `nemoclaw exec {name} -- CMD`",
+                what.map(|w| format!(", {w}")).unwrap_or_default()
+            ))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let command = (!a.command.is_empty()).then(|| a.command.clone());
+    let spec = instance::spec_for(&home, bp, command)
+        .with_context(|| format!("{}", a.blueprint.display()))?;
+
+    let (out_r, out_w) = spawn::output_pipe()?;
+    let (err_r, err_w) = spawn::output_pipe()?;
+    let stdin_is_tty = std::io::stdin().is_terminal();
+    let (stdin_child, stdin_feed): (OwnedFd, Option<OwnedFd>) = if stdin_is_tty {
+        (spawn::dev_null()?, None)
+    } else {
+        let (r, w) = spawn::output_pipe()?;
+        (r, Some(w))
+    };
+
+    let mut mask = SigSet::empty();
+    for s in FORWARDED {
+        mask.add(s);
+    }
+    mask.thread_block().context("cannot block signals")?;
+    let sigfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC).context("signalfd")?;
+
+    let opts = SpawnOptions {
+        cgroups: !a.bench_no_cgroups,
+        seccomp: !a.bench_no_seccomp,
+    };
+    let stdio = Stdio {
+        stdin: stdin_child,
+        stdout: out_w,
+        stderr: err_w,
+    };
+    let result = spawn::spawn(&spec, &opts, stdio, &mut LoopbackOnly);
+    let mut sandbox = match result {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&mask), None);
+            return Err(anyhow!(e).context(format!("cannot start sandbox `{name}`")));
+        }
+    };
+    if let Some(w) = stdin_feed {
+        std::thread::spawn(move || copy_stdin(w));
+    }
+    pump(&out_r, &err_r, &sigfd, &sandbox);
+    let status = sandbox.wait()?;
+    let oom = sandbox.teardown()?;
+    if oom {
+        eprintln!(
+            "nemoclaw: sandbox `{name}` reached its memory limit (resources.memory: {}); the kernel killed a process",
+            bp.resources.memory.map(|m| m.to_string()).unwrap_or_default()
+        );
+    }
+    let _ = std::io::stdout().flush();
+    drop(_lock);
+    std::process::exit(status.code());
+}
+
+/// Copies the sandbox's stdout/stderr to ours until both close; forwards signals meanwhile.
+fn pump(out: &OwnedFd, err: &OwnedFd, sigfd: &SignalFd, sandbox: &crate::sandbox::Sandbox) {
+    let mut open = [true, true];
+    let mut buf = vec![0u8; 64 * 1024];
+    let pair = [out, err];
+    while open[0] || open[1] {
+        let mut fds = Vec::with_capacity(3);
+        let mut which = Vec::with_capacity(3);
+        for (i, fd) in pair.iter().enumerate() {
+            if open[i] {
+                fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
+                which.push(i);
+            }
+        }
+        fds.push(PollFd::new(sigfd.as_fd(), PollFlags::POLLIN));
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return,
+        }
+        let ready: Vec<bool> = fds
+            .iter()
+            .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+            .collect();
+        if ready[fds.len() - 1] {
+            if let Ok(Some(info)) = sigfd.read_signal() {
+                if let Ok(sig) = Signal::try_from(info.ssi_signo as i32) {
+                    let _ = sandbox.signal(sig);
+                }
+            }
+        }
+        for (k, &i) in which.iter().enumerate() {
+            if !ready[k] {
+                continue;
+            }
+            let fd = if i == 0 { out } else { err };
+            match nix::unistd::read(fd, &mut buf) {
+                Ok(0) => open[i] = false,
+                Ok(n) => {
+                    let r = if i == 0 {
+                        std::io::stdout()
+                            .write_all(&buf[..n])
+                            .and_then(|_| std::io::stdout().flush())
+                    } else {
+                        std::io::stderr().write_all(&buf[..n])
+                    };
+                    if r.is_err() {
+                        // Our reader went away; keep draining so the sandbox is not blocked.
+                    }
+                }
+                Err(nix::errno::Errno::EINTR) | Err(nix::errno::Errno::EAGAIN) => {}
+                Err(_) => open[i] = false,
+            }
+        }
+    }
+}
+
+fn copy_stdin(w: OwnedFd) {
+    let mut f = std::fs::File::from(w);
+    let mut buf = [0u8; 16 * 1024];
+    let mut stdin = std::io::stdin().lock();
+    loop {
+        match stdin.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                if f.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}

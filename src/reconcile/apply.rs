@@ -1,0 +1,469 @@
+//! Executing a plan: each change in dependency order, independent sandboxes in parallel
+//! (bounded), each step recorded in the inventory so that a crash at any point converges on the
+//! next apply.
+//!
+//! Crash safety comes from the order of effects: a record is written (atomically) before the
+//! sandbox it describes is started, and removed only after its sandbox is stopped. A crash
+//! between the two leaves either a record whose supervisor is down (the next plan restarts it)
+//! or a running sandbox the record already names; agent state lives on the host throughout.
+//!
+//! The sandbox side sits behind [`Runtime`], so this logic is tested without root.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use super::inventory::{
+    self, blueprint_hash, Deployed, Inventory, InventoryError, SourceRef, RECORD_FORMAT,
+};
+use super::plan::{Change, ChangeKind, Plan};
+use super::render::canonical_yaml;
+use crate::blueprint::Blueprint;
+use crate::home::{write_atomic, Home};
+
+/// What apply needs from the sandbox runtime.
+pub trait Runtime: Sync {
+    /// Starts the supervisor of `name` from `run/<name>/blueprint.yaml` and waits until the
+    /// agent runs (the health gate).
+    fn start(&self, name: &str) -> Result<(), String>;
+    /// Stops the sandbox (SIGTERM, stop timeout, SIGKILL) and its supervisor; state is kept.
+    fn stop(&self, name: &str) -> Result<(), String>;
+    /// Applies a changed network, inference or lifecycle policy without restarting the agent.
+    fn reload(&self, name: &str) -> Result<(), String>;
+    fn is_running(&self, name: &str) -> bool;
+}
+
+/// What `execute` reports as it goes.
+#[derive(Debug, Clone, Copy)]
+pub enum Progress<'a> {
+    Started { name: &'a str, kind: ChangeKind },
+    Finished(&'a Outcome),
+}
+
+/// The result of one change.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub name: String,
+    pub kind: ChangeKind,
+    pub result: Result<(), String>,
+    pub elapsed: Duration,
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// The deployed blueprint file the supervisor reads.
+pub fn deployed_file(home: &Home, name: &str) -> std::path::PathBuf {
+    home.run_dir(name).join("blueprint.yaml")
+}
+
+/// Makes the blueprint's source-relative paths (guards, mock replies, migrations) absolute, so
+/// the deployed copy in `run/<name>/` reads the same files.
+pub fn resolve_paths(bp: &Blueprint, base: &Path) -> Blueprint {
+    let mut bp = bp.clone();
+    let abs = |p: &mut std::path::PathBuf| {
+        if p.is_relative() {
+            *p = base.join(&*p);
+        }
+    };
+    if let Some(inf) = &mut bp.inference {
+        for g in &mut inf.guards {
+            abs(&mut g.script);
+        }
+        for b in &mut inf.backends {
+            if let Some(r) = b.mock.as_mut().and_then(|m| m.replies.as_mut()) {
+                abs(r);
+            }
+        }
+    }
+    if let Some(m) = &mut bp.migrations {
+        abs(&mut m.dir);
+    }
+    bp
+}
+
+/// Where each desired blueprint came from, and the directory its relative paths are relative to.
+#[derive(Debug, Clone, Default)]
+pub struct Origins {
+    pub by_name: BTreeMap<String, (SourceRef, std::path::PathBuf)>,
+}
+
+struct Ctx<'a> {
+    home: &'a Home,
+    runtime: &'a dyn Runtime,
+    origins: &'a Origins,
+    /// Serialises inventory writes (records and the generation).
+    inventory: Mutex<()>,
+}
+
+impl Ctx<'_> {
+    fn record(&self, c: &Change, stopped: bool) -> Result<(), String> {
+        let bp = c.after.as_ref().ok_or("internal: no desired blueprint")?;
+        let (source, base) = self
+            .origins
+            .by_name
+            .get(&c.name)
+            .cloned()
+            .unwrap_or_default();
+        let _g = self.inventory.lock().unwrap_or_else(|p| p.into_inner());
+        let existing = Inventory::load(self.home)
+            .map_err(|e| e.to_string())?
+            .get(&c.name)
+            .cloned();
+        let rec = Deployed {
+            format: RECORD_FORMAT,
+            name: c.name.clone(),
+            hash: blueprint_hash(bp),
+            version: bp.metadata.version,
+            blueprint: bp.clone(),
+            source,
+            created_at: existing.as_ref().map_or_else(now, |e| e.created_at),
+            applied_at: now(),
+            stopped,
+        };
+        crate::home::create_dir_private(&self.home.run_dir(&c.name)).map_err(|e| e.to_string())?;
+        let deployed = canonical_yaml(&resolve_paths(bp, &base));
+        write_atomic(
+            &deployed_file(self.home, &c.name),
+            deployed.as_bytes(),
+            0o600,
+        )
+        .map_err(|e| e.to_string())?;
+        inventory::save_record(self.home, &rec).map_err(|e: InventoryError| e.to_string())?;
+        inventory::bump_generation(self.home).map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
+    fn forget(&self, name: &str) -> Result<(), String> {
+        let _g = self.inventory.lock().unwrap_or_else(|p| p.into_inner());
+        inventory::remove_record(self.home, name).map_err(|e| e.to_string())?;
+        let _ = std::fs::remove_file(deployed_file(self.home, name));
+        inventory::bump_generation(self.home).map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
+    fn execute(&self, c: &Change) -> Result<(), String> {
+        let rt = self.runtime;
+        match c.kind {
+            ChangeKind::Refused => Err(c.reasons.join("; ")),
+            _ if c.stays_stopped => self.record(c, true),
+            ChangeKind::Create => {
+                self.record(c, false)?;
+                if rt.is_running(&c.name) {
+                    // A crash after a start but before the record: the sandbox is ours already.
+                    rt.reload(&c.name)
+                } else {
+                    rt.start(&c.name)
+                }
+            }
+            ChangeKind::Update => {
+                self.record(c, false)?;
+                if rt.is_running(&c.name) {
+                    rt.reload(&c.name)
+                } else {
+                    rt.start(&c.name)
+                }
+            }
+            ChangeKind::Upgrade | ChangeKind::Replace => {
+                rt.stop(&c.name)?;
+                self.record(c, false)?;
+                rt.start(&c.name)
+            }
+            ChangeKind::Restart => {
+                // Bring a crashed or drifted sandbox back to its recorded blueprint.
+                if rt.is_running(&c.name) {
+                    rt.stop(&c.name)?;
+                }
+                if c.after.is_some() {
+                    self.record(c, false)?;
+                }
+                rt.start(&c.name)
+            }
+            ChangeKind::Destroy => {
+                rt.stop(&c.name)?;
+                self.forget(&c.name)
+            }
+        }
+    }
+}
+
+/// Executes `plan`. Changes run level by level of the dependency graph; within a level up to
+/// `parallel` at a time. A change whose dependency failed is skipped. `progress` hears of each
+/// change as it starts and as it finishes.
+pub fn execute(
+    home: &Home,
+    plan: &Plan,
+    origins: &Origins,
+    runtime: &dyn Runtime,
+    parallel: usize,
+    progress: &(dyn Fn(Progress<'_>) + Sync),
+) -> Vec<Outcome> {
+    let ctx = Ctx {
+        home,
+        runtime,
+        origins,
+        inventory: Mutex::new(()),
+    };
+    let deps: BTreeMap<&str, BTreeSet<&str>> = plan
+        .changes
+        .iter()
+        .map(|c| {
+            let d = c
+                .after
+                .as_ref()
+                .map(|b| b.depends_on.iter().map(String::as_str).collect())
+                .unwrap_or_default();
+            (c.name.as_str(), d)
+        })
+        .collect();
+    let mut done: BTreeMap<String, bool> = BTreeMap::new();
+    let mut outcomes = Vec::new();
+    let mut pending: Vec<&Change> = plan.changes.iter().collect();
+    while !pending.is_empty() {
+        // Ready: no dependency is still pending. (Validation refuses cycles; should one slip
+        // through, everything left runs rather than looping forever.)
+        let waiting: BTreeSet<&str> = pending.iter().map(|c| c.name.as_str()).collect();
+        let (mut ready, mut rest): (Vec<&Change>, Vec<&Change>) = pending.iter().partition(|c| {
+            deps[c.name.as_str()]
+                .iter()
+                .all(|d| *d == c.name || !waiting.contains(d))
+        });
+        if ready.is_empty() {
+            ready = std::mem::take(&mut rest);
+        }
+        for chunk in ready.chunks(parallel.max(1)) {
+            let results: Vec<Outcome> = std::thread::scope(|s| {
+                let handles: Vec<_> = chunk
+                    .iter()
+                    .map(|c| {
+                        let ctx = &ctx;
+                        let failed_dep = deps[c.name.as_str()]
+                            .iter()
+                            .find(|d| done.get(**d) == Some(&false))
+                            .map(|d| d.to_string());
+                        s.spawn(move || {
+                            progress(Progress::Started {
+                                name: &c.name,
+                                kind: c.kind,
+                            });
+                            let t = Instant::now();
+                            let result = match failed_dep {
+                                Some(d) => Err(format!("skipped: its dependency `{d}` failed")),
+                                None => ctx.execute(c),
+                            };
+                            let o = Outcome {
+                                name: c.name.clone(),
+                                kind: c.kind,
+                                result,
+                                elapsed: t.elapsed(),
+                            };
+                            progress(Progress::Finished(&o));
+                            o
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().expect("apply worker panicked"))
+                    .collect()
+            });
+            for o in results {
+                done.insert(o.name.clone(), o.result.is_ok());
+                outcomes.push(o);
+            }
+        }
+        pending = rest;
+    }
+    outcomes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::blueprint::load::parse_str;
+    use crate::reconcile::plan::{plan, DesiredEntry, Live, PlanOptions};
+
+    /// A runtime that records calls and keeps "running" sandboxes in memory.
+    #[derive(Default)]
+    struct Fake {
+        running: Mutex<BTreeSet<String>>,
+        calls: Mutex<Vec<String>>,
+        fail_start: BTreeSet<String>,
+    }
+
+    impl Runtime for Fake {
+        fn start(&self, name: &str) -> Result<(), String> {
+            self.calls.lock().unwrap().push(format!("start {name}"));
+            if self.fail_start.contains(name) {
+                return Err("agent exited with 1".into());
+            }
+            self.running.lock().unwrap().insert(name.into());
+            Ok(())
+        }
+        fn stop(&self, name: &str) -> Result<(), String> {
+            self.calls.lock().unwrap().push(format!("stop {name}"));
+            self.running.lock().unwrap().remove(name);
+            Ok(())
+        }
+        fn reload(&self, name: &str) -> Result<(), String> {
+            self.calls.lock().unwrap().push(format!("reload {name}"));
+            Ok(())
+        }
+        fn is_running(&self, name: &str) -> bool {
+            self.running.lock().unwrap().contains(name)
+        }
+    }
+
+    fn bp(name: &str, extra: &str) -> DesiredEntry {
+        let blueprint = parse_str(&format!("apiVersion: nemoclaw.dev/v1\nkind: Blueprint\nmetadata:\n  name: {name}\n  version: 1\nagent:\n  type: demo\n{extra}")).unwrap();
+        DesiredEntry {
+            blueprint,
+            migration_steps: vec![],
+        }
+    }
+
+    fn actual(home: &Home, rt: &Fake) -> Vec<(Deployed, Live)> {
+        Inventory::load(home)
+            .unwrap()
+            .records
+            .into_iter()
+            .map(|r| {
+                let live = if rt.is_running(&r.name) {
+                    Live::Running {
+                        healthy: Some(true),
+                        hash: None,
+                    }
+                } else {
+                    Live::Down
+                };
+                (r, live)
+            })
+            .collect()
+    }
+
+    fn apply(home: &Home, rt: &Fake, desired: &[DesiredEntry], opts: &PlanOptions) -> Vec<Outcome> {
+        let p = plan(desired, &actual(home, rt), opts).unwrap();
+        execute(home, &p, &Origins::default(), rt, 4, &|_| {})
+    }
+
+    #[test]
+    fn create_update_replace_destroy_converge_and_apply_twice_is_a_no_op() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::at(dir.path());
+        let rt = Fake::default();
+        let v1 = [bp("db", ""), bp("web", "dependsOn: [db]\n")];
+        let out = apply(&home, &rt, &v1, &PlanOptions::default());
+        assert!(out.iter().all(|o| o.result.is_ok()));
+        assert_eq!(
+            *rt.calls.lock().unwrap(),
+            ["start db", "start web"],
+            "dependencies first"
+        );
+        assert!(deployed_file(&home, "web").is_file());
+        assert!(
+            apply(&home, &rt, &v1, &PlanOptions::default()).is_empty(),
+            "second apply is a no-op"
+        );
+
+        rt.calls.lock().unwrap().clear();
+        let v2 = [
+            bp(
+                "db",
+                "network:\n  egress:\n    allowedDomains: [pypi.org]\n",
+            ),
+            bp("web", "dependsOn: [db]\nresources:\n  memory: 1Gi\n"),
+        ];
+        apply(&home, &rt, &v2, &PlanOptions::default());
+        assert_eq!(
+            *rt.calls.lock().unwrap(),
+            ["reload db", "stop web", "start web"]
+        );
+
+        rt.calls.lock().unwrap().clear();
+        apply(
+            &home,
+            &rt,
+            &v2[..1],
+            &PlanOptions {
+                prune: true,
+                ..Default::default()
+            },
+        );
+        assert_eq!(*rt.calls.lock().unwrap(), ["stop web"]);
+        assert!(Inventory::load(&home).unwrap().get("web").is_none());
+        assert!(apply(
+            &home,
+            &rt,
+            &v2[..1],
+            &PlanOptions {
+                prune: true,
+                ..Default::default()
+            }
+        )
+        .is_empty());
+    }
+
+    #[test]
+    fn a_crash_between_record_and_start_converges() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::at(dir.path());
+        let rt = Fake::default();
+        let want = [bp("a", "")];
+        // Simulate a crash after the record was written and before the start: record only.
+        let p = plan(&want, &[], &PlanOptions::default()).unwrap();
+        let ctx = Ctx {
+            home: &home,
+            runtime: &rt,
+            origins: &Origins::default(),
+            inventory: Mutex::new(()),
+        };
+        ctx.record(&p.changes[0], false).unwrap();
+        // The next apply sees the record with no supervisor and restarts it.
+        let out = apply(&home, &rt, &want, &PlanOptions::default());
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].kind, ChangeKind::Restart);
+        assert!(rt.is_running("a"));
+        assert!(apply(&home, &rt, &want, &PlanOptions::default()).is_empty());
+    }
+
+    #[test]
+    fn a_failed_start_skips_its_dependents_and_generation_moves() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::at(dir.path());
+        let rt = Fake {
+            fail_start: ["db".to_string()].into(),
+            ..Default::default()
+        };
+        let before = inventory::read_generation(&home).unwrap();
+        let out = apply(
+            &home,
+            &rt,
+            &[bp("db", ""), bp("web", "dependsOn: [db]\n")],
+            &PlanOptions::default(),
+        );
+        assert_eq!(out[0].result, Err("agent exited with 1".into()));
+        assert_eq!(
+            out[1].result,
+            Err("skipped: its dependency `db` failed".into())
+        );
+        assert!(!rt.calls.lock().unwrap().contains(&"start web".to_string()));
+        assert!(inventory::read_generation(&home).unwrap() > before);
+    }
+
+    #[test]
+    fn relative_paths_are_resolved_in_the_deployed_copy() {
+        let e = bp("a", "inference:\n  backends:\n    - name: m\n      kind: mock\n      mock: {replies: replies.yaml}\n  allowedModels: [m]\n  guards:\n    - script: guards/g.rhai\n");
+        let r = resolve_paths(&e.blueprint, Path::new("/src"));
+        let inf = r.inference.unwrap();
+        assert_eq!(inf.guards[0].script, Path::new("/src/guards/g.rhai"));
+        assert_eq!(
+            inf.backends[0].mock.as_ref().unwrap().replies.as_deref(),
+            Some(Path::new("/src/replies.yaml"))
+        );
+    }
+}

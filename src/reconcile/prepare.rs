@@ -1,0 +1,87 @@
+//! The effectful front of plan, apply and watch: load the source, read the inventory and the
+//! live facts, and plan.
+
+use crate::blueprint::set::LoadOptions;
+use crate::home::Home;
+use crate::source::{self, Loaded, SourceSpec};
+
+use super::apply::Origins;
+use super::inventory::{Inventory, InventoryError};
+use super::live;
+use super::plan::{plan, Plan, PlanError, PlanOptions};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    #[error(transparent)]
+    Source(#[from] source::SourceError),
+    #[error(transparent)]
+    Inventory(#[from] InventoryError),
+    #[error("{errors} error(s) in the blueprints (shown above); nothing was planned")]
+    Invalid { errors: usize },
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+}
+
+impl Prepared {
+    /// Where each desired blueprint came from and the directory its relative paths start at.
+    pub fn origins(&self) -> Origins {
+        let mut o = Origins::default();
+        for e in &self.loaded.set.blueprints {
+            let base = e
+                .path
+                .parent()
+                .map(std::path::Path::to_path_buf)
+                .unwrap_or_default();
+            let base = std::fs::canonicalize(&base).unwrap_or(base);
+            o.by_name.insert(
+                e.blueprint.metadata.name.clone(),
+                (self.loaded.source_for(&e.path), base),
+            );
+        }
+        o
+    }
+}
+
+/// Everything a plan was computed from, kept for apply.
+pub struct Prepared {
+    pub loaded: Loaded,
+    pub inventory: Inventory,
+    pub plan: Plan,
+    /// Prune in effect (flag or the source config).
+    pub prune: bool,
+}
+
+/// Loads the source and the inventory and plans. Invalid blueprints stop here, with the
+/// diagnostics in `loaded` for the caller to show.
+pub fn prepare(
+    home: &Home,
+    spec: &SourceSpec,
+    load_opts: &LoadOptions,
+    mut opts: PlanOptions,
+) -> Result<Prepared, (PrepareError, Option<Loaded>)> {
+    let loaded = source::load(spec, &home.cache(), load_opts).map_err(|e| (e.into(), None))?;
+    if loaded.set.error_count() > 0 {
+        let errors = loaded.set.error_count();
+        return Err((PrepareError::Invalid { errors }, Some(loaded)));
+    }
+    opts.prune |= loaded.set.prune();
+    let inventory = match Inventory::load(home) {
+        Ok(i) => i,
+        Err(e) => return Err((e.into(), Some(loaded))),
+    };
+    let actual: Vec<_> = inventory
+        .records
+        .iter()
+        .map(|r| (r.clone(), live::observe(home, r)))
+        .collect();
+    let prune = opts.prune;
+    match plan(&loaded.desired(), &actual, &opts) {
+        Ok(plan) => Ok(Prepared {
+            loaded,
+            inventory,
+            plan,
+            prune,
+        }),
+        Err(e) => Err((e.into(), Some(loaded))),
+    }
+}

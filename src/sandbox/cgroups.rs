@@ -1,0 +1,647 @@
+//! cgroup limits for a sandbox, on cgroup v1 (one hierarchy per controller), v2 (unified) and
+//! hybrid hosts (v1 controllers plus a mostly empty v2 mount, like the CI machine).
+//!
+//! The pure core: [`limit_files`] says which file gets which value for each controller and
+//! version, and [`parse_layout`] finds, from `/proc/self/mountinfo` and `/proc/self/cgroup`,
+//! where each controller lives. The thin effectful shell ([`SandboxCgroup`]) creates
+//! `<own cgroup>/nemoclaw/<name>` in each controller's hierarchy (never at a hierarchy root),
+//! writes the limits, moves the sandbox in, and removes it.
+//!
+//! The files are written directly rather than through cgroups-rs: cgroups-rs 0.5 detects the
+//! version with a statfs of `/sys/fs/cgroup` only (it picks v1 on hybrid hosts but never looks
+//! at which controllers the v2 mount holds), creates groups at the hierarchy roots unless given
+//! relative paths, and pulls zbus (D-Bus) and a second nix into the build. The three
+//! controllers we need are a handful of files.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CgroupError {
+    #[error("no cgroup hierarchy offers the `{0}` controller on this host (needed for resources limits)")]
+    NoController(&'static str),
+    #[error("cgroup {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot write {value} to {path}: {source}")]
+    Write {
+        path: PathBuf,
+        value: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cgroup {path} still has processes after {waited:?}; it was not removed")]
+    Busy { path: PathBuf, waited: Duration },
+}
+
+/// The limits of one sandbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct CgroupLimits {
+    /// CPU quota in thousandths of a core.
+    pub cpu_millis: Option<u64>,
+    /// Memory limit in bytes (swap off).
+    pub memory: Option<u64>,
+    /// Maximum number of tasks.
+    pub pids: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Controller {
+    Cpu,
+    Memory,
+    Pids,
+}
+
+impl Controller {
+    pub const ALL: [Controller; 3] = [Controller::Cpu, Controller::Memory, Controller::Pids];
+    pub fn name(self) -> &'static str {
+        match self {
+            Controller::Cpu => "cpu",
+            Controller::Memory => "memory",
+            Controller::Pids => "pids",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Version {
+    V1,
+    V2,
+}
+
+/// One limit: write `value` to `file` in the controller's cgroup directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitFile {
+    pub controller: Controller,
+    pub file: &'static str,
+    pub value: String,
+    /// Skipped when the file does not exist (e.g. `memory.memsw.*` without swap accounting).
+    pub optional: bool,
+}
+
+/// The CFS period used for CPU quotas (100 ms).
+pub const CPU_PERIOD_US: u64 = 100_000;
+
+/// Which file gets which value, in the order they must be written. Pure.
+pub fn limit_files(l: &CgroupLimits, v: Version) -> Vec<LimitFile> {
+    let f = |controller, file, value: String, optional| LimitFile {
+        controller,
+        file,
+        value,
+        optional,
+    };
+    let mut out = Vec::new();
+    let quota = l.cpu_millis.map(|m| (m * CPU_PERIOD_US / 1000).max(1000));
+    match v {
+        Version::V1 => {
+            if let Some(q) = quota {
+                out.push(f(
+                    Controller::Cpu,
+                    "cpu.cfs_period_us",
+                    CPU_PERIOD_US.to_string(),
+                    false,
+                ));
+                out.push(f(Controller::Cpu, "cpu.cfs_quota_us", q.to_string(), false));
+            }
+            if let Some(m) = l.memory {
+                out.push(f(
+                    Controller::Memory,
+                    "memory.limit_in_bytes",
+                    m.to_string(),
+                    false,
+                ));
+                // memsw >= limit must hold, so it is written after the limit.
+                out.push(f(
+                    Controller::Memory,
+                    "memory.memsw.limit_in_bytes",
+                    m.to_string(),
+                    true,
+                ));
+                out.push(f(Controller::Memory, "memory.swappiness", "0".into(), true));
+            }
+            out.push(f(Controller::Pids, "pids.max", l.pids.to_string(), false));
+        }
+        Version::V2 => {
+            if let Some(q) = quota {
+                out.push(f(
+                    Controller::Cpu,
+                    "cpu.max",
+                    format!("{q} {CPU_PERIOD_US}"),
+                    false,
+                ));
+            }
+            if let Some(m) = l.memory {
+                out.push(f(Controller::Memory, "memory.max", m.to_string(), false));
+                out.push(f(Controller::Memory, "memory.swap.max", "0".into(), true));
+            }
+            out.push(f(Controller::Pids, "pids.max", l.pids.to_string(), false));
+        }
+    }
+    out
+}
+
+/// Where one controller lives: its hierarchy's mount point, version, and this process's own
+/// cgroup in it (relative to the mount).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hierarchy {
+    pub version: Version,
+    pub mount: PathBuf,
+    /// This process's cgroup, relative to the hierarchy root, without a leading `/`.
+    pub own: String,
+}
+
+/// For each controller, the hierarchy that offers it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    pub hierarchies: Vec<(Controller, Hierarchy)>,
+}
+
+/// Finds the hierarchies from `/proc/self/mountinfo`, `/proc/self/cgroup` and the v2 mount's
+/// `cgroup.controllers` (passed in, so this is pure). v1 wins for a controller bound to a v1
+/// hierarchy (a controller is in at most one); otherwise v2 if it lists the controller.
+pub fn parse_layout(mountinfo: &str, self_cgroup: &str, v2_controllers: Option<&str>) -> Layout {
+    let mut v1_mounts: Vec<(Vec<String>, PathBuf, String)> = Vec::new();
+    let mut v2_mount: Option<(PathBuf, String)> = None;
+    for line in mountinfo.lines() {
+        let Some((pre, post)) = line.split_once(" - ") else {
+            continue;
+        };
+        let pre: Vec<&str> = pre.split_whitespace().collect();
+        let post: Vec<&str> = post.split_whitespace().collect();
+        if pre.len() < 5 || post.len() < 3 {
+            continue;
+        }
+        let (root, mnt) = (pre[3].to_string(), PathBuf::from(unescape(pre[4])));
+        match post[0] {
+            "cgroup" => {
+                let opts: Vec<String> = post[2].split(',').map(str::to_string).collect();
+                v1_mounts.push((opts, mnt, root));
+            }
+            "cgroup2" if v2_mount.is_none() => v2_mount = Some((mnt, root)),
+            _ => {}
+        }
+    }
+    let mut own_v1: Vec<(Vec<String>, String)> = Vec::new();
+    let mut own_v2 = String::from("/");
+    for line in self_cgroup.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (Some(_), Some(ctrls), Some(path)) = (parts.next(), parts.next(), parts.next()) else {
+            continue;
+        };
+        if ctrls.is_empty() {
+            own_v2 = path.to_string();
+        } else {
+            own_v1.push((
+                ctrls.split(',').map(str::to_string).collect(),
+                path.to_string(),
+            ));
+        }
+    }
+    let rel = |path: &str, root: &str| -> String {
+        let p = if root != "/" {
+            path.strip_prefix(root).unwrap_or(path)
+        } else {
+            path
+        };
+        p.trim_matches('/').to_string()
+    };
+    let mut hierarchies = Vec::new();
+    for c in Controller::ALL {
+        let name = c.name().to_string();
+        if let Some((_, mnt, root)) = v1_mounts.iter().find(|(o, _, _)| o.contains(&name)) {
+            let own = own_v1
+                .iter()
+                .find(|(cs, _)| cs.contains(&name))
+                .map(|(_, p)| p.as_str())
+                .unwrap_or("/");
+            hierarchies.push((
+                c,
+                Hierarchy {
+                    version: Version::V1,
+                    mount: mnt.clone(),
+                    own: rel(own, root),
+                },
+            ));
+        } else if let (Some((mnt, root)), Some(ctrls)) = (&v2_mount, v2_controllers) {
+            if ctrls.split_whitespace().any(|x| x == name) {
+                hierarchies.push((
+                    c,
+                    Hierarchy {
+                        version: Version::V2,
+                        mount: mnt.clone(),
+                        own: rel(&own_v2, root),
+                    },
+                ));
+            }
+        }
+    }
+    Layout { hierarchies }
+}
+
+fn unescape(s: &str) -> String {
+    s.replace("\\040", " ")
+        .replace("\\011", "\t")
+        .replace("\\012", "\n")
+        .replace("\\134", "\\")
+}
+
+/// The directory of sandbox `name` in a hierarchy: `<mount>/<own>/nemoclaw/<name>`.
+pub fn sandbox_dir(h: &Hierarchy, name: &str) -> PathBuf {
+    let mut p = h.mount.clone();
+    if !h.own.is_empty() {
+        p.push(&h.own);
+    }
+    p.join("nemoclaw").join(name)
+}
+
+/// Reads this host's layout.
+pub fn host_layout() -> Result<Layout, CgroupError> {
+    let read = |p: &str| {
+        fs::read_to_string(p).map_err(|source| CgroupError::Io {
+            path: p.into(),
+            source,
+        })
+    };
+    let mountinfo = read("/proc/self/mountinfo")?;
+    let own = read("/proc/self/cgroup")?;
+    let first = parse_layout(&mountinfo, &own, None);
+    // Only read the v2 controllers when some controller is still missing.
+    if first.hierarchies.len() == Controller::ALL.len() {
+        return Ok(first);
+    }
+    let v2 = mountinfo
+        .lines()
+        .filter_map(|l| {
+            l.split_once(" - ")
+                .filter(|(_, post)| post.starts_with("cgroup2 "))
+                .map(|(pre, _)| pre)
+        })
+        .filter_map(|pre| pre.split_whitespace().nth(4).map(unescape))
+        .next();
+    let ctrls = v2.and_then(|m| fs::read_to_string(Path::new(&m).join("cgroup.controllers")).ok());
+    Ok(parse_layout(&mountinfo, &own, ctrls.as_deref()))
+}
+
+/// A sandbox's cgroup directories (one per controller), as created; recorded so `stop` and the
+/// next `start` can remove them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SandboxCgroup {
+    pub dirs: Vec<(Controller, Version, PathBuf)>,
+}
+
+fn io_at(path: &Path) -> impl FnOnce(io::Error) -> CgroupError + '_ {
+    move |source| CgroupError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+impl SandboxCgroup {
+    /// The directories sandbox `name` uses on this layout (nothing is created).
+    pub fn locate(layout: &Layout, name: &str) -> Result<SandboxCgroup, CgroupError> {
+        let mut dirs = Vec::new();
+        for c in Controller::ALL {
+            let (_, h) = layout
+                .hierarchies
+                .iter()
+                .find(|(x, _)| *x == c)
+                .ok_or(CgroupError::NoController(c.name()))?;
+            let d = sandbox_dir(h, name);
+            if !dirs
+                .iter()
+                .any(|(_, _, x): &(Controller, Version, PathBuf)| *x == d)
+            {
+                dirs.push((c, h.version, d));
+            }
+        }
+        Ok(SandboxCgroup { dirs })
+    }
+
+    /// Creates the groups (removing leftovers of an earlier run first) and writes the limits.
+    /// On error, whatever was created is removed again.
+    pub fn create(&self, limits: &CgroupLimits) -> Result<(), CgroupError> {
+        self.remove()?;
+        let result = self.create_inner(limits);
+        if result.is_err() {
+            let _ = self.remove();
+        }
+        result
+    }
+
+    fn create_inner(&self, limits: &CgroupLimits) -> Result<(), CgroupError> {
+        for (c, v, dir) in &self.dirs {
+            if *v == Version::V2 {
+                enable_v2_controllers(dir)?;
+            }
+            fs::create_dir_all(dir).map_err(io_at(dir))?;
+            let _ = c;
+        }
+        for (c, v, dir) in &self.dirs {
+            for lf in limit_files(limits, *v) {
+                let belongs = lf.controller == *c || (*v == Version::V2);
+                if !belongs {
+                    continue;
+                }
+                let p = dir.join(lf.file);
+                if lf.optional && !p.exists() {
+                    continue;
+                }
+                fs::write(&p, &lf.value).map_err(|source| CgroupError::Write {
+                    path: p.clone(),
+                    value: lf.value.clone(),
+                    source,
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves process `pid` (and, later, its children) into every group.
+    pub fn join(&self, pid: i32) -> Result<(), CgroupError> {
+        for (_, _, dir) in &self.dirs {
+            let p = dir.join("cgroup.procs");
+            fs::write(&p, pid.to_string()).map_err(|source| CgroupError::Write {
+                path: p.clone(),
+                value: pid.to_string(),
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Kills whatever is left in the groups and removes them. Missing groups are fine.
+    pub fn remove(&self) -> Result<(), CgroupError> {
+        for (_, _, dir) in &self.dirs {
+            if !dir.exists() {
+                continue;
+            }
+            let start = Instant::now();
+            loop {
+                // Nested groups first (none are created, but a leftover could have them).
+                if let Ok(rd) = fs::read_dir(dir) {
+                    for e in rd.flatten() {
+                        if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                            let _ = fs::remove_dir(e.path());
+                        }
+                    }
+                }
+                match fs::remove_dir(dir) {
+                    Ok(()) => break,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => break,
+                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                        for pid in pids_in(dir) {
+                            let _ = nix::sys::signal::kill(
+                                nix::unistd::Pid::from_raw(pid),
+                                nix::sys::signal::Signal::SIGKILL,
+                            );
+                        }
+                        if start.elapsed() > Duration::from_secs(5) {
+                            return Err(CgroupError::Busy {
+                                path: dir.clone(),
+                                waited: start.elapsed(),
+                            });
+                        }
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    Err(e) => return Err(io_at(dir)(e)),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the memory controller recorded an OOM kill.
+    pub fn oom_killed(&self) -> bool {
+        self.dirs
+            .iter()
+            .filter(|(c, _, _)| *c == Controller::Memory)
+            .any(|(_, v, dir)| {
+                let file = if *v == Version::V1 {
+                    "memory.oom_control"
+                } else {
+                    "memory.events"
+                };
+                fs::read_to_string(dir.join(file))
+                    .map(|s| oom_kill_count(&s) > 0)
+                    .unwrap_or(false)
+            })
+    }
+
+    /// Current memory usage in bytes, when readable.
+    pub fn memory_usage(&self) -> Option<u64> {
+        let (_, v, dir) = self
+            .dirs
+            .iter()
+            .find(|(c, _, _)| *c == Controller::Memory)?;
+        let file = if *v == Version::V1 {
+            "memory.usage_in_bytes"
+        } else {
+            "memory.current"
+        };
+        fs::read_to_string(dir.join(file)).ok()?.trim().parse().ok()
+    }
+}
+
+/// The `oom_kill N` count in `memory.oom_control` (v1) or `memory.events` (v2).
+pub fn oom_kill_count(text: &str) -> u64 {
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix("oom_kill ")
+                .and_then(|n| n.trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// The pids listed in a group's `cgroup.procs`.
+pub fn pids_in(dir: &Path) -> Vec<i32> {
+    fs::read_to_string(dir.join("cgroup.procs"))
+        .map(|s| s.lines().filter_map(|l| l.trim().parse().ok()).collect())
+        .unwrap_or_default()
+}
+
+/// v2: makes cpu, memory and pids available down to `dir`'s parent (`.../nemoclaw`), creating
+/// the intermediate directories. Fails with a clear error where the no-internal-processes rule
+/// forbids it (the caller's own cgroup holds processes and has no controllers delegated).
+fn enable_v2_controllers(dir: &Path) -> Result<(), CgroupError> {
+    let Some(nemoclaw) = dir.parent() else {
+        return Ok(());
+    };
+    let Some(own) = nemoclaw.parent() else {
+        return Ok(());
+    };
+    fs::create_dir_all(nemoclaw).map_err(io_at(nemoclaw))?;
+    for d in [own, nemoclaw] {
+        let p = d.join("cgroup.subtree_control");
+        let have = fs::read_to_string(&p).unwrap_or_default();
+        for c in Controller::ALL {
+            if have.split_whitespace().any(|x| x == c.name()) {
+                continue;
+            }
+            let v = format!("+{}", c.name());
+            fs::write(&p, &v).map_err(|source| CgroupError::Write {
+                path: p.clone(),
+                value: v.clone(),
+                source,
+            })?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HYBRID_MOUNTINFO: &str = "\
+25 20 0:23 / /sys/fs/cgroup ro,nosuid,nodev,noexec shared:9 - tmpfs tmpfs ro,mode=755
+26 25 0:24 / /sys/fs/cgroup/unified rw,nosuid,nodev,noexec,relatime shared:10 - cgroup2 cgroup2 rw
+27 25 0:25 / /sys/fs/cgroup/cpu rw,relatime shared:11 - cgroup cgroup rw,cpu
+28 25 0:26 / /sys/fs/cgroup/memory rw,relatime shared:12 - cgroup cgroup rw,memory
+29 25 0:27 / /sys/fs/cgroup/pids rw,relatime shared:13 - cgroup cgroup rw,pids
+30 25 0:28 / /sys/fs/cgroup/cpuacct rw,relatime shared:14 - cgroup cgroup rw,cpuacct
+";
+    const HYBRID_SELF: &str =
+        "9:name=systemd:/\n8:pids:/\n4:memory:/process_api/abc\n1:cpu:/\n0::/\n";
+
+    const V2_MOUNTINFO: &str = "\
+30 24 0:26 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:4 - cgroup2 cgroup2 rw,nsdelegate,memory_recursiveprot
+";
+    const V2_SELF: &str = "0::/user.slice/user-1000.slice/session-3.scope\n";
+
+    #[test]
+    fn hybrid_host_uses_v1_for_every_controller() {
+        let l = parse_layout(HYBRID_MOUNTINFO, HYBRID_SELF, Some("hugetlb"));
+        assert_eq!(l.hierarchies.len(), 3);
+        let mem = &l
+            .hierarchies
+            .iter()
+            .find(|(c, _)| *c == Controller::Memory)
+            .unwrap()
+            .1;
+        assert_eq!(mem.version, Version::V1);
+        assert_eq!(mem.mount, PathBuf::from("/sys/fs/cgroup/memory"));
+        assert_eq!(mem.own, "process_api/abc");
+        assert_eq!(
+            sandbox_dir(mem, "a"),
+            PathBuf::from("/sys/fs/cgroup/memory/process_api/abc/nemoclaw/a")
+        );
+        let cpu = &l
+            .hierarchies
+            .iter()
+            .find(|(c, _)| *c == Controller::Cpu)
+            .unwrap()
+            .1;
+        assert_eq!(
+            sandbox_dir(cpu, "a"),
+            PathBuf::from("/sys/fs/cgroup/cpu/nemoclaw/a"),
+            "never at the hierarchy root itself"
+        );
+    }
+
+    #[test]
+    fn unified_host_uses_v2_under_own_cgroup() {
+        let l = parse_layout(
+            V2_MOUNTINFO,
+            V2_SELF,
+            Some("cpuset cpu io memory hugetlb pids rdma misc"),
+        );
+        assert_eq!(l.hierarchies.len(), 3);
+        for (_, h) in &l.hierarchies {
+            assert_eq!(h.version, Version::V2);
+            assert_eq!(
+                sandbox_dir(h, "bot"),
+                PathBuf::from(
+                    "/sys/fs/cgroup/user.slice/user-1000.slice/session-3.scope/nemoclaw/bot"
+                )
+            );
+        }
+        let cg = SandboxCgroup::locate(&l, "bot").unwrap();
+        assert_eq!(cg.dirs.len(), 1, "one directory on a unified host");
+    }
+
+    #[test]
+    fn v2_without_controllers_is_reported() {
+        let l = parse_layout(V2_MOUNTINFO, V2_SELF, Some("cpu io"));
+        let err = SandboxCgroup::locate(&l, "x").unwrap_err();
+        assert!(err.to_string().contains("memory"), "{err}");
+    }
+
+    #[test]
+    fn v1_limit_files() {
+        let l = CgroupLimits {
+            cpu_millis: Some(500),
+            memory: Some(256 << 20),
+            pids: 64,
+        };
+        let f = limit_files(&l, Version::V1);
+        let get = |name: &str| f.iter().find(|x| x.file == name).map(|x| x.value.clone());
+        assert_eq!(get("cpu.cfs_quota_us").as_deref(), Some("50000"));
+        assert_eq!(get("cpu.cfs_period_us").as_deref(), Some("100000"));
+        assert_eq!(get("memory.limit_in_bytes").as_deref(), Some("268435456"));
+        assert_eq!(
+            get("memory.memsw.limit_in_bytes").as_deref(),
+            Some("268435456")
+        );
+        assert_eq!(get("pids.max").as_deref(), Some("64"));
+        let lim = f
+            .iter()
+            .position(|x| x.file == "memory.limit_in_bytes")
+            .unwrap();
+        let sw = f
+            .iter()
+            .position(|x| x.file == "memory.memsw.limit_in_bytes")
+            .unwrap();
+        assert!(lim < sw, "memsw must follow the memory limit");
+    }
+
+    #[test]
+    fn v2_limit_files() {
+        let l = CgroupLimits {
+            cpu_millis: Some(1500),
+            memory: Some(1 << 30),
+            pids: 512,
+        };
+        let f = limit_files(&l, Version::V2);
+        let get = |name: &str| f.iter().find(|x| x.file == name).map(|x| x.value.clone());
+        assert_eq!(get("cpu.max").as_deref(), Some("150000 100000"));
+        assert_eq!(get("memory.max").as_deref(), Some("1073741824"));
+        assert_eq!(get("memory.swap.max").as_deref(), Some("0"));
+        assert_eq!(get("pids.max").as_deref(), Some("512"));
+        assert!(f.iter().all(|x| !x.file.contains("cfs")));
+    }
+
+    #[test]
+    fn no_cpu_or_memory_means_only_pids() {
+        let l = CgroupLimits {
+            cpu_millis: None,
+            memory: None,
+            pids: 100,
+        };
+        for v in [Version::V1, Version::V2] {
+            let f = limit_files(&l, v);
+            assert_eq!(f.len(), 1);
+            assert_eq!(f[0].file, "pids.max");
+        }
+    }
+
+    #[test]
+    fn oom_count_parses_both_formats() {
+        assert_eq!(
+            oom_kill_count("oom_kill_disable 0\nunder_oom 0\noom_kill 2\n"),
+            2
+        );
+        assert_eq!(
+            oom_kill_count("low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n"),
+            1
+        );
+        assert_eq!(oom_kill_count("oom_kill_disable 0\n"), 0);
+    }
+}

@@ -1,0 +1,501 @@
+//! The sandbox's first process, from clone() to the exec of its init.
+//!
+//! Everything this code touches is prepared by the parent beforehand ([`Prepared`]: C strings,
+//! file contents, the seccomp programs), so the child makes raw syscalls only: no allocation,
+//! no locks, nothing that is unsafe after fork in a multithreaded parent (the supervisor).
+//!
+//! Order (youki / bubblewrap / Firecracker): wait for the parent (cgroup joined, network set
+//! up) -> cgroup namespace -> mounts, pivot_root, read-only root -> hostname -> rlimits ->
+//! user namespace (the parent writes the id maps) -> drop every capability, switch to the
+//! agent's uid/gid, verify (fail closed) -> no_new_privs -> seccomp, last -> exec init.
+//!
+//! The mount, pid, net, uts and ipc namespaces come from clone() and belong to the host's
+//! user namespace: the mounts are made as real root (which can read the 0700 home), and the
+//! user namespace created afterwards only holds the unprivileged agent. Nothing inside ever
+//! has a capability over those namespaces.
+
+use std::ffi::CString;
+use std::os::fd::RawFd;
+
+use super::seccomp::{self, Filters};
+
+/// A message from the child to the parent on the report pipe: `[kind, step, errno]` as u32s.
+pub const MSG_READY: u32 = 1;
+pub const MSG_NEED_MAPS: u32 = 2;
+pub const MSG_ERROR: u32 = 3;
+
+/// Fixed steps (op steps are the op's index).
+pub const STEP_SETSID: u32 = 10_000;
+pub const STEP_STDIO: u32 = 10_001;
+pub const STEP_LOOPBACK: u32 = 10_002;
+pub const STEP_WAIT: u32 = 10_003;
+pub const STEP_CGROUPNS: u32 = 10_004;
+pub const STEP_HOSTNAME: u32 = 10_005;
+pub const STEP_RLIMIT: u32 = 10_006;
+pub const STEP_SETGROUPS: u32 = 10_007;
+pub const STEP_USERNS: u32 = 10_008;
+pub const STEP_CAPS: u32 = 10_009;
+pub const STEP_SETID: u32 = 10_010;
+pub const STEP_VERIFY: u32 = 10_011;
+pub const STEP_WORKDIR: u32 = 10_012;
+pub const STEP_NNP: u32 = 10_013;
+pub const STEP_SECCOMP: u32 = 10_014;
+pub const STEP_EXEC: u32 = 10_015;
+pub const STEP_PDEATHSIG: u32 = 10_016;
+
+/// Describes a fixed step for error messages.
+pub fn step_name(step: u32) -> &'static str {
+    match step {
+        STEP_SETSID => "setsid",
+        STEP_STDIO => "set up stdin/stdout/stderr",
+        STEP_LOOPBACK => "bring up the loopback interface",
+        STEP_WAIT => "wait for the supervisor",
+        STEP_CGROUPNS => "create the cgroup namespace",
+        STEP_HOSTNAME => "set the hostname",
+        STEP_RLIMIT => "set rlimits (sandbox.nofile)",
+        STEP_SETGROUPS => "clear supplementary groups",
+        STEP_USERNS => "create the user namespace",
+        STEP_CAPS => "drop capabilities",
+        STEP_SETID => "switch to the agent's uid/gid (sandbox.uid, sandbox.gid)",
+        STEP_VERIFY => "verify that no capability is left",
+        STEP_WORKDIR => "enter the working directory (agent.workdir)",
+        STEP_NNP => "set no_new_privs",
+        STEP_SECCOMP => "install the seccomp filter",
+        STEP_EXEC => "execute the sandbox init",
+        STEP_PDEATHSIG => "set the parent-death signal",
+        _ => "sandbox setup",
+    }
+}
+
+/// One file-system operation, relative to nothing: every path is absolute on the host before
+/// pivot_root (under the new root's mount point).
+#[derive(Debug)]
+pub enum Op {
+    Mount {
+        source: Option<CString>,
+        target: CString,
+        fstype: Option<CString>,
+        flags: libc::c_ulong,
+        data: Option<CString>,
+    },
+    Mkdir {
+        path: CString,
+        mode: libc::mode_t,
+    },
+    Touch {
+        path: CString,
+    },
+    WriteFile {
+        path: CString,
+        contents: Vec<u8>,
+        mode: libc::mode_t,
+    },
+    Symlink {
+        target: CString,
+        link: CString,
+    },
+    /// chdir(root); pivot_root(".", "."); umount2(".", MNT_DETACH); chdir("/").
+    PivotRoot {
+        root: CString,
+    },
+}
+
+/// Everything the child needs, prepared by the parent.
+#[derive(Debug)]
+pub struct Prepared {
+    pub ops: Vec<Op>,
+    /// A description of each op, for errors.
+    pub op_names: Vec<String>,
+    pub hostname: CString,
+    pub nofile: u64,
+    pub uid: libc::uid_t,
+    pub gid: libc::gid_t,
+    pub last_cap: u32,
+    pub workdir: CString,
+    pub seccomp: Option<Filters>,
+    pub init_path: CString,
+    pub argv: Vec<CString>,
+    pub envp: Vec<CString>,
+    /// Whether to create a cgroup namespace (after the parent joined the cgroup).
+    pub cgroupns: bool,
+}
+
+/// The child's file descriptors.
+#[derive(Debug, Clone, Copy)]
+pub struct ChildFds {
+    pub stdin: RawFd,
+    pub stdout: RawFd,
+    pub stderr: RawFd,
+    /// Read end of the parent's "go" pipe.
+    pub go: RawFd,
+    /// Write end of the report pipe (close-on-exec: EOF tells the parent the exec worked).
+    pub report: RawFd,
+}
+
+fn errno() -> i32 {
+    // SAFETY: __errno_location returns this thread's errno slot, always valid.
+    unsafe { *libc::__errno_location() }
+}
+
+fn report(fd: RawFd, kind: u32, step: u32, err: i32) {
+    let msg: [u32; 3] = [kind, step, err as u32];
+    // SAFETY: writes 12 bytes from a live stack array.
+    unsafe { libc::write(fd, msg.as_ptr().cast(), 12) };
+}
+
+fn fail(fds: &ChildFds, step: u32, err: i32) -> ! {
+    report(fds.report, MSG_ERROR, step, err);
+    // SAFETY: leaves the child at once, without running the parent's atexit handlers.
+    unsafe { libc::_exit(127) }
+}
+
+/// Waits for one "go" byte; a closed pipe (the parent died) ends the child.
+fn wait_go(fds: &ChildFds) {
+    let mut b = [0u8; 1];
+    loop {
+        // SAFETY: reads one byte into a live stack buffer.
+        let n = unsafe { libc::read(fds.go, b.as_mut_ptr().cast(), 1) };
+        if n == 1 {
+            return;
+        }
+        if n < 0 && errno() == libc::EINTR {
+            continue;
+        }
+        fail(fds, STEP_WAIT, if n == 0 { libc::EPIPE } else { errno() });
+    }
+}
+
+fn check(fds: &ChildFds, step: u32, r: libc::c_int) {
+    if r < 0 {
+        fail(fds, step, errno());
+    }
+}
+
+fn cptr(c: &Option<CString>) -> *const libc::c_char {
+    c.as_ref().map_or(std::ptr::null(), |c| c.as_ptr())
+}
+
+fn run_op(op: &Op) -> libc::c_int {
+    // SAFETY (whole function): every pointer passed is a NUL-terminated CString or a byte slice
+    // owned by `op`, alive for the duration of the call; null is passed only where the syscall
+    // accepts it.
+    unsafe {
+        match op {
+            Op::Mount {
+                source,
+                target,
+                fstype,
+                flags,
+                data,
+            } => libc::mount(
+                cptr(source),
+                target.as_ptr(),
+                cptr(fstype),
+                *flags,
+                cptr(data).cast(),
+            ),
+            Op::Mkdir { path, mode } => {
+                let r = libc::mkdir(path.as_ptr(), *mode);
+                if r < 0 && errno() == libc::EEXIST {
+                    0
+                } else {
+                    r
+                }
+            }
+            Op::Touch { path } => {
+                let fd = libc::open(
+                    path.as_ptr(),
+                    libc::O_WRONLY | libc::O_CREAT | libc::O_CLOEXEC,
+                    0o644,
+                );
+                if fd < 0 {
+                    return -1;
+                }
+                libc::close(fd)
+            }
+            Op::WriteFile {
+                path,
+                contents,
+                mode,
+            } => {
+                let fd = libc::open(
+                    path.as_ptr(),
+                    libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC,
+                    *mode,
+                );
+                if fd < 0 {
+                    return -1;
+                }
+                let mut off = 0;
+                while off < contents.len() {
+                    let n = libc::write(fd, contents[off..].as_ptr().cast(), contents.len() - off);
+                    if n <= 0 {
+                        libc::close(fd);
+                        return -1;
+                    }
+                    off += n as usize;
+                }
+                libc::fchmod(fd, *mode);
+                libc::close(fd)
+            }
+            Op::Symlink { target, link } => libc::symlink(target.as_ptr(), link.as_ptr()),
+            Op::PivotRoot { root } => {
+                if libc::chdir(root.as_ptr()) < 0 {
+                    return -1;
+                }
+                let dot = c".".as_ptr();
+                if libc::syscall(libc::SYS_pivot_root, dot, dot) < 0 {
+                    return -1;
+                }
+                if libc::umount2(dot, libc::MNT_DETACH) < 0 {
+                    return -1;
+                }
+                libc::chdir(c"/".as_ptr())
+            }
+        }
+    }
+}
+
+/// Brings `lo` up in the current network namespace.
+fn loopback_up() -> libc::c_int {
+    // SAFETY: a datagram socket and two ioctls on a zeroed, stack-allocated ifreq whose name is
+    // "lo" (NUL-terminated, within IFNAMSIZ).
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return -1;
+        }
+        let mut ifr: libc::ifreq = std::mem::zeroed();
+        ifr.ifr_name[0] = b'l' as libc::c_char;
+        ifr.ifr_name[1] = b'o' as libc::c_char;
+        let mut r = libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut ifr);
+        if r == 0 {
+            ifr.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+            r = libc::ioctl(fd, libc::SIOCSIFFLAGS, &ifr);
+        }
+        libc::close(fd);
+        r
+    }
+}
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: libc::c_int,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+const CAP_V3: u32 = 0x2008_0522;
+
+/// Clears the bounding and ambient sets (needs CAP_SETPCAP, so before the uid switch).
+fn drop_bounding(last_cap: u32) -> libc::c_int {
+    for cap in 0..=last_cap {
+        // SAFETY: prctl with integer arguments.
+        let r = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
+        if r < 0 && errno() != libc::EINVAL {
+            return -1;
+        }
+    }
+    // SAFETY: prctl with integer arguments.
+    unsafe {
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    }
+}
+
+/// Clears the effective, permitted and inheritable sets.
+fn clear_caps() -> libc::c_int {
+    let hdr = CapHeader {
+        version: CAP_V3,
+        pid: 0,
+    };
+    let data = [CapData::default(); 2];
+    // SAFETY: capset reads a v3 header and two data structs from live stack values.
+    unsafe {
+        libc::syscall(libc::SYS_capset, &hdr as *const CapHeader, data.as_ptr()) as libc::c_int
+    }
+}
+
+/// True when no capability is left in any set and uid 0 cannot be regained.
+fn verify_no_caps(last_cap: u32) -> bool {
+    let mut hdr = CapHeader {
+        version: CAP_V3,
+        pid: 0,
+    };
+    let mut data = [CapData::default(); 2];
+    // SAFETY: capget writes two data structs into a live stack array.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_capget,
+            &mut hdr as *mut CapHeader,
+            data.as_mut_ptr(),
+        )
+    };
+    if r != 0
+        || data
+            .iter()
+            .any(|d| d.effective != 0 || d.permitted != 0 || d.inheritable != 0)
+    {
+        return false;
+    }
+    for cap in 0..=last_cap {
+        // SAFETY: prctl with integer arguments.
+        if unsafe { libc::prctl(libc::PR_CAPBSET_READ, cap as libc::c_ulong, 0, 0, 0) } == 1 {
+            return false;
+        }
+        // SAFETY: prctl with integer arguments.
+        if unsafe {
+            libc::prctl(
+                libc::PR_CAP_AMBIENT,
+                libc::PR_CAP_AMBIENT_IS_SET as libc::c_ulong,
+                cap as libc::c_ulong,
+                0,
+                0,
+            )
+        } == 1
+        {
+            return false;
+        }
+    }
+    // SAFETY: setresuid with integers; it must fail now.
+    unsafe { libc::setresuid(0, 0, 0) != 0 }
+}
+
+/// The child's whole life. Never returns: it execs the init or exits 127 after reporting.
+///
+/// # Safety
+/// Must run in a freshly cloned child (its own copy of the parent's memory, one thread) and
+/// `p` and `fds` must come from the parent's [`Prepared`] state.
+pub unsafe fn child_main(p: &Prepared, fds: ChildFds) -> ! {
+    // SAFETY: prctl with integer arguments.
+    check(&fds, STEP_PDEATHSIG, unsafe {
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    });
+    // SAFETY: setsid takes no arguments.
+    check(&fds, STEP_SETSID, unsafe { libc::setsid() });
+    for (from, to) in [(fds.stdin, 0), (fds.stdout, 1), (fds.stderr, 2)] {
+        if from != to {
+            // SAFETY: dup2 of descriptors the parent handed us.
+            check(&fds, STEP_STDIO, unsafe { libc::dup2(from, to) });
+        }
+    }
+    // Nothing else the parent had open may reach the sandbox.
+    // SAFETY: close_range with integer arguments; CLOEXEC keeps our pipes until exec.
+    check(&fds, STEP_STDIO, unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        ) as libc::c_int
+    });
+    check(&fds, STEP_LOOPBACK, loopback_up());
+
+    report(fds.report, MSG_READY, 0, 0);
+    wait_go(&fds);
+
+    if p.cgroupns {
+        // SAFETY: unshare with an integer flag.
+        check(&fds, STEP_CGROUPNS, unsafe {
+            libc::unshare(libc::CLONE_NEWCGROUP)
+        });
+    }
+    for (i, op) in p.ops.iter().enumerate() {
+        check(&fds, i as u32, run_op(op));
+    }
+    // SAFETY: the hostname is a live CString.
+    check(&fds, STEP_HOSTNAME, unsafe {
+        libc::sethostname(p.hostname.as_ptr(), p.hostname.as_bytes().len())
+    });
+    for (res, v) in [(libc::RLIMIT_CORE, 0), (libc::RLIMIT_NOFILE, p.nofile)] {
+        let lim = libc::rlimit {
+            rlim_cur: v,
+            rlim_max: v,
+        };
+        // SAFETY: setrlimit reads a live stack struct.
+        check(&fds, STEP_RLIMIT, unsafe { libc::setrlimit(res, &lim) });
+    }
+    // SAFETY: setgroups with an empty list.
+    check(&fds, STEP_SETGROUPS, unsafe {
+        libc::setgroups(0, std::ptr::null())
+    });
+    // SAFETY: unshare with an integer flag.
+    check(&fds, STEP_USERNS, unsafe {
+        libc::unshare(libc::CLONE_NEWUSER)
+    });
+
+    report(fds.report, MSG_NEED_MAPS, 0, 0);
+    wait_go(&fds);
+
+    check(&fds, STEP_CAPS, drop_bounding(p.last_cap));
+    // SAFETY: setresgid/setresuid with integers (mapped ids).
+    check(&fds, STEP_SETID, unsafe {
+        libc::setresgid(p.gid, p.gid, p.gid)
+    });
+    // SAFETY: as above.
+    check(&fds, STEP_SETID, unsafe {
+        libc::setresuid(p.uid, p.uid, p.uid)
+    });
+    check(&fds, STEP_CAPS, clear_caps());
+    if !verify_no_caps(p.last_cap) {
+        fail(&fds, STEP_VERIFY, libc::EPERM);
+    }
+    // The uid change cleared the parent-death signal; set it again.
+    // SAFETY: prctl with integer arguments.
+    check(&fds, STEP_PDEATHSIG, unsafe {
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    });
+    // SAFETY: chdir to a live CString.
+    check(&fds, STEP_WORKDIR, unsafe {
+        libc::chdir(p.workdir.as_ptr())
+    });
+    // SAFETY: prctl with integer arguments.
+    check(&fds, STEP_NNP, unsafe {
+        libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+    });
+    if let Some(f) = &p.seccomp {
+        if let Err(e) = seccomp::install(f) {
+            fail(&fds, STEP_SECCOMP, e);
+        }
+    }
+    // argv/envp as NULL-terminated pointer arrays on the stack (no allocation).
+    const MAX_ARGS: usize = 4096;
+    let mut argv: [*const libc::c_char; MAX_ARGS + 1] = [std::ptr::null(); MAX_ARGS + 1];
+    let mut envp: [*const libc::c_char; MAX_ARGS + 1] = [std::ptr::null(); MAX_ARGS + 1];
+    if p.argv.len() > MAX_ARGS || p.envp.len() > MAX_ARGS {
+        fail(&fds, STEP_EXEC, libc::E2BIG);
+    }
+    for (slot, a) in argv.iter_mut().zip(&p.argv) {
+        *slot = a.as_ptr();
+    }
+    for (slot, e) in envp.iter_mut().zip(&p.envp) {
+        *slot = e.as_ptr();
+    }
+    // SAFETY: NULL-terminated arrays of pointers to live CStrings.
+    unsafe { libc::execve(p.init_path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+    fail(&fds, STEP_EXEC, errno())
+}

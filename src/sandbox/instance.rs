@@ -1,0 +1,126 @@
+//! From a blueprint and the home to a checked [`SandboxSpec`]: the glue `run`, `start` and the
+//! supervisor share (id range, state dir, secrets, host probe, host checks).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::blueprint::credential::CredentialRef;
+use crate::blueprint::types::Blueprint;
+use crate::home::Home;
+
+use super::ids::{self, IdsError};
+use super::spawn::{self, SpawnError};
+use super::spec::{self, HostView, SandboxSpec, SpecError, SpecInput};
+
+#[derive(Debug, thiserror::Error)]
+pub enum InstanceError {
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    #[error(transparent)]
+    Ids(#[from] IdsError),
+    #[error(transparent)]
+    Spawn(#[from] SpawnError),
+    #[error("agent.secrets[{index}] ({name}): cannot read {what}: {message}")]
+    Secret {
+        index: usize,
+        name: String,
+        what: String,
+        message: String,
+    },
+    #[error("cannot find the nemoclaw executable to mount into the sandbox: {0}")]
+    Exe(std::io::Error),
+}
+
+/// The directory the sandbox root is mounted on (inside the sandbox's own mount namespace).
+pub fn root_dir(home: &Home, name: &str) -> PathBuf {
+    home.run_dir(name).join("root")
+}
+
+/// Reads `agent.secrets` on the host.
+pub fn resolve_secrets(
+    home: &Home,
+    bp: &Blueprint,
+) -> Result<BTreeMap<String, String>, InstanceError> {
+    let mut out = BTreeMap::new();
+    for (index, s) in bp.agent.secrets.iter().enumerate() {
+        let err = |what: String, message: String| InstanceError::Secret {
+            index,
+            name: s.name.clone(),
+            what,
+            message,
+        };
+        let value = match &s.from {
+            CredentialRef::Env(v) => {
+                std::env::var(v).map_err(|_| err(s.from.describe(), "it is not set".into()))?
+            }
+            CredentialRef::File(f) => {
+                let p = home.credentials().join(f);
+                std::fs::read_to_string(&p)
+                    .map_err(|e| err(s.from.describe(), e.to_string()))?
+                    .trim_end_matches('\n')
+                    .to_string()
+            }
+            CredentialRef::Inline(_) => {
+                return Err(err(
+                    "an inline value".into(),
+                    "secrets must be referenced, not written inline".into(),
+                ))
+            }
+        };
+        out.insert(s.name.clone(), value);
+    }
+    Ok(out)
+}
+
+/// Builds and checks the spec; creates the state dir (owned by the sandbox's uid). Nothing
+/// else is created, so a failure here leaves nothing behind.
+pub fn spec_for(
+    home: &Home,
+    bp: &Blueprint,
+    command: Option<Vec<String>>,
+) -> Result<SandboxSpec, InstanceError> {
+    let name = bp.metadata.name.as_str();
+    let ids = ids::allocate(home, name)?;
+    let exe = std::fs::canonicalize("/proc/self/exe").map_err(InstanceError::Exe)?;
+    let sys_root = bp
+        .filesystem
+        .rootfs
+        .as_deref()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/"));
+    if bp.filesystem.rootfs.is_some() && !sys_root.is_dir() {
+        return Err(SpecError::Field {
+            field: "filesystem.rootfs".into(),
+            message: format!("{} is not a directory", sys_root.display()),
+        }
+        .into());
+    }
+    let host = HostView::probe(&sys_root);
+    let user_home = std::env::var_os("HOME").map(PathBuf::from);
+    let state_dir = home.state(name);
+    let root = root_dir(home, name);
+    let secrets = resolve_secrets(home, bp)?;
+    let spec = spec::build(&SpecInput {
+        blueprint: bp,
+        state_dir: &state_dir,
+        nemoclaw_exe: &exe,
+        root_dir: &root,
+        user_home: user_home.as_deref(),
+        ids,
+        host: &host,
+        command,
+        secrets,
+    })?;
+    spec::check_host(&spec)?;
+    spawn::prepare_host(&spec).map_err(|e| SpecError::Field {
+        field: "state directory".into(),
+        message: e.to_string(),
+    })?;
+    spec::check_state_dir(&spec)?;
+    Ok(spec)
+}
+
+/// Whether `p` exists (helper for callers reporting leftovers).
+pub fn exists(p: &Path) -> bool {
+    p.symlink_metadata().is_ok()
+}

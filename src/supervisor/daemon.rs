@@ -1,0 +1,586 @@
+//! The supervisor process (`nemoclaw __supervise NAME`, started detached by `nemoclaw start`).
+//!
+//! Single-threaded and poll-driven (a few MB resident; and since it never has a second thread,
+//! forking the sandbox from it is safe). It holds the exclusive lock on `run/<name>/supervisor.pid`
+//! for its whole life, so "the lock is held" means "the supervisor is alive", whatever pid the
+//! file names after a crash or a reboot. It starts the sandbox from the deployed blueprint
+//! (`run/<name>/blueprint.yaml`), copies the agent's output into `logs/<name>/agent.log`
+//! (capped), restarts the agent per the lifecycle policy with exponential backoff, watches the
+//! state dir's size against `resources.disk`, and answers the control socket.
+
+use std::io::Write;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+
+use super::logcap::{CappedLog, AGENT_LOG_CAP};
+use super::policy::{Decision, Policy, Tracker};
+use super::protocol::{self, ExecInfo, Request, Response, State, Status, PROTOCOL_VERSION};
+use super::SupervisorError;
+use crate::blueprint::types::Blueprint;
+use crate::home::{FileLock, Home};
+use crate::sandbox::cgroups::{self, SandboxCgroup};
+use crate::sandbox::{instance, spawn, LoopbackOnly, Sandbox, SandboxSpec, SpawnOptions, Stdio};
+
+/// How often the state dir's size is checked against `resources.disk`.
+const DISK_CHECK: Duration = Duration::from_secs(10);
+
+struct Client {
+    stream: UnixStream,
+    buf: Vec<u8>,
+    greeted: bool,
+}
+
+struct Daemon {
+    name: String,
+    bp_path: PathBuf,
+    spec: SandboxSpec,
+    disk_cap: Option<u64>,
+    policy: Policy,
+    tracker: Tracker,
+    sandbox: Option<Sandbox>,
+    output: Option<OwnedFd>,
+    log: CappedLog,
+    state: State,
+    message: Option<String>,
+    restarts: u32,
+    last_exit: Option<i32>,
+    next_start: Option<Instant>,
+    stop_deadline: Option<Instant>,
+    exit_when_down: bool,
+    /// The state to settle in when the agent goes down (instead of the restart policy).
+    down_state: Option<State>,
+    next_disk_check: Instant,
+}
+
+/// Logs one supervisor event as a JSON line on stderr (`logs/<name>/supervisor.jsonl`).
+pub fn event(name: &str, what: &str, detail: serde_json::Value) {
+    let ts = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    let line = serde_json::json!({"ts": ts, "sandbox": name, "event": what, "detail": detail});
+    eprintln!("{line}");
+}
+
+/// The deployed blueprint the supervisor runs.
+pub fn deployed_blueprint(home: &Home, name: &str) -> PathBuf {
+    home.run_dir(name).join("blueprint.yaml")
+}
+
+/// Removes what a killed supervisor may have left: the sandbox's cgroups (killing anything in
+/// them) and the control socket. State and logs are kept.
+pub fn clean_leftovers(home: &Home, name: &str) -> Result<(), SupervisorError> {
+    if let Ok(layout) = cgroups::host_layout() {
+        if let Ok(cg) = SandboxCgroup::locate(&layout, name) {
+            cg.remove()
+                .map_err(|e| SupervisorError::Sandbox(e.to_string()))?;
+        }
+    }
+    let _ = std::fs::remove_file(home.run_dir(name).join("control.sock"));
+    Ok(())
+}
+
+fn load(path: &Path) -> Result<Blueprint, SupervisorError> {
+    crate::blueprint::set::load_one(path)
+        .map(|e| e.blueprint)
+        .map_err(|d| {
+            SupervisorError::Blueprint(
+                d.iter()
+                    .map(|x| x.headline())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )
+        })
+}
+
+/// Runs the supervisor for `name` until it is stopped. Returns the process exit code.
+pub fn run(home: &Home, name: &str) -> Result<i32, SupervisorError> {
+    let run_dir = home.run_dir(name);
+    let lock = FileLock::acquire(
+        &run_dir.join("supervisor.pid"),
+        "nemoclaw supervisor",
+        Duration::ZERO,
+    )
+    .map_err(|e| SupervisorError::AlreadyRunning(e.to_string()))?;
+    clean_leftovers(home, name)?;
+    let bp_path = deployed_blueprint(home, name);
+    let bp = load(&bp_path)?;
+    let spec =
+        instance::spec_for(home, &bp, None).map_err(|e| SupervisorError::Sandbox(e.to_string()))?;
+    let logs = home.logs(name);
+    crate::home::create_dir_private(&logs)?;
+    let log = CappedLog::open(&logs.join("agent.log"), AGENT_LOG_CAP)
+        .map_err(|e| sup_io(logs.join("agent.log"), e))?;
+
+    let mut mask = SigSet::empty();
+    for s in [
+        Signal::SIGCHLD,
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+    ] {
+        mask.add(s);
+    }
+    mask.thread_block()
+        .map_err(|e| sup_io("signals", e.into()))?;
+    let sigfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+        .map_err(|e| sup_io("signalfd", e.into()))?;
+    let sock_path = run_dir.join("control.sock");
+    let _ = std::fs::remove_file(&sock_path);
+    let listener = UnixListener::bind(&sock_path).map_err(|e| sup_io(sock_path.clone(), e))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| sup_io(sock_path.clone(), e))?;
+    std::fs::set_permissions(
+        &sock_path,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .map_err(|e| sup_io(sock_path.clone(), e))?;
+
+    let mut d = Daemon {
+        name: name.to_string(),
+        bp_path,
+        disk_cap: bp.resources.disk.map(|b| b.bytes()),
+        policy: Policy::from_lifecycle(&bp.lifecycle),
+        spec,
+        tracker: Tracker::default(),
+        sandbox: None,
+        output: None,
+        log,
+        state: State::Starting,
+        message: None,
+        restarts: 0,
+        last_exit: None,
+        next_start: Some(Instant::now()),
+        stop_deadline: None,
+        exit_when_down: false,
+        down_state: None,
+        next_disk_check: Instant::now() + DISK_CHECK,
+    };
+    event(
+        name,
+        "supervisor-started",
+        serde_json::json!({"pid": std::process::id()}),
+    );
+    let mut clients: Vec<Client> = Vec::new();
+    loop {
+        if d.exit_when_down && d.sandbox.is_none() {
+            break;
+        }
+        d.tick();
+        let timeout = d
+            .next_wakeup()
+            .map(|t| t.saturating_duration_since(Instant::now()));
+        let ms = timeout
+            .map(|t| t.as_millis().min(60_000) as u16 as i32)
+            .unwrap_or(60_000)
+            .max(0);
+        let mut fds = vec![
+            PollFd::new(sigfd.as_fd(), PollFlags::POLLIN),
+            PollFd::new(listener.as_fd(), PollFlags::POLLIN),
+        ];
+        let has_out = d.output.is_some();
+        if let Some(o) = &d.output {
+            fds.push(PollFd::new(o.as_fd(), PollFlags::POLLIN));
+        }
+        for c in &clients {
+            fds.push(PollFd::new(c.stream.as_fd(), PollFlags::POLLIN));
+        }
+        let _ = poll(
+            &mut fds,
+            PollTimeout::try_from(ms.min(60_000)).unwrap_or(PollTimeout::NONE),
+        );
+        let ready: Vec<bool> = fds
+            .iter()
+            .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+            .collect();
+        drop(fds);
+        if ready[0] {
+            while let Ok(Some(info)) = sigfd.read_signal() {
+                match Signal::try_from(info.ssi_signo as i32) {
+                    Ok(Signal::SIGCHLD) => d.reap(),
+                    Ok(_) => d.begin_stop(None),
+                    Err(_) => {}
+                }
+            }
+        }
+        if ready[1] {
+            while let Ok((stream, _)) = listener.accept() {
+                let _ = stream.set_nonblocking(true);
+                clients.push(Client {
+                    stream,
+                    buf: Vec::new(),
+                    greeted: false,
+                });
+            }
+        }
+        let base = if has_out { 3 } else { 2 };
+        if has_out && ready[2] {
+            d.pump_output();
+        }
+        let mut keep = Vec::with_capacity(clients.len());
+        for (i, mut c) in clients.drain(..).enumerate() {
+            if ready.get(base + i).copied().unwrap_or(false) && !d.serve(&mut c) {
+                continue;
+            }
+            keep.push(c);
+        }
+        clients = keep;
+        d.reap();
+    }
+    event(
+        name,
+        "supervisor-exiting",
+        serde_json::json!({"last_exit": d.last_exit}),
+    );
+    let _ = std::fs::remove_file(&sock_path);
+    drop(lock);
+    Ok(0)
+}
+
+impl Daemon {
+    fn status(&self) -> Status {
+        Status {
+            name: self.name.clone(),
+            state: self.state,
+            pid: self.sandbox.as_ref().map(|s| s.pid.as_raw()),
+            supervisor_pid: std::process::id(),
+            restarts: self.restarts,
+            recent_crashes: self.tracker.recent(),
+            last_exit: self.last_exit,
+            message: self.message.clone(),
+            memory_bytes: self
+                .sandbox
+                .as_ref()
+                .and_then(|s| s.cgroup.as_ref())
+                .and_then(|c| c.memory_usage()),
+        }
+    }
+
+    fn next_wakeup(&self) -> Option<Instant> {
+        [
+            self.next_start,
+            self.stop_deadline,
+            self.disk_cap.map(|_| self.next_disk_check),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Timers: start or restart, escalate a stop, check the disk cap.
+    fn tick(&mut self) {
+        let now = Instant::now();
+        if self.next_start.is_some_and(|t| t <= now)
+            && self.sandbox.is_none()
+            && !self.exit_when_down
+        {
+            self.next_start = None;
+            self.start();
+        }
+        if self.stop_deadline.is_some_and(|t| t <= now) {
+            self.stop_deadline = None;
+            if let Some(s) = &self.sandbox {
+                event(
+                    &self.name,
+                    "stop-timeout",
+                    serde_json::json!({"signal": "SIGKILL"}),
+                );
+                let _ = s.signal(Signal::SIGKILL);
+            }
+        }
+        if let Some(cap) = self.disk_cap {
+            if self.next_disk_check <= now {
+                self.next_disk_check = now + DISK_CHECK;
+                let used = dir_size(&self.spec.state_dir);
+                if used > cap && self.sandbox.is_some() && self.state == State::Running {
+                    self.message = Some(format!("the state directory uses {used} bytes, over resources.disk ({cap} bytes): agent stopped"));
+                    event(
+                        &self.name,
+                        "disk-cap",
+                        serde_json::json!({"used": used, "cap": cap}),
+                    );
+                    self.down_state = Some(State::Failed);
+                    self.terminate(None);
+                }
+            }
+        }
+    }
+
+    fn start(&mut self) {
+        self.state = State::Starting;
+        let result = (|| -> Result<(Sandbox, OwnedFd), String> {
+            let (r, w) = spawn::output_pipe().map_err(|e| e.to_string())?;
+            let w2 = w.try_clone().map_err(|e| e.to_string())?;
+            let stdio = Stdio {
+                stdin: spawn::dev_null().map_err(|e| e.to_string())?,
+                stdout: w,
+                stderr: w2,
+            };
+            let sb = spawn::spawn(
+                &self.spec,
+                &SpawnOptions::default(),
+                stdio,
+                &mut LoopbackOnly,
+            )
+            .map_err(|e| e.to_string())?;
+            Ok((sb, r))
+        })();
+        match result {
+            Ok((sb, out)) => {
+                event(
+                    &self.name,
+                    "agent-started",
+                    serde_json::json!({"pid": sb.pid.as_raw(), "restarts": self.restarts}),
+                );
+                self.sandbox = Some(sb);
+                self.output = Some(out);
+                self.state = State::Running;
+                self.message = None;
+            }
+            Err(e) => {
+                event(&self.name, "start-failed", serde_json::json!({"error": e}));
+                self.message = Some(format!("cannot start the sandbox: {e}"));
+                self.after_exit(127);
+            }
+        }
+    }
+
+    fn pump_output(&mut self) {
+        let Some(out) = &self.output else { return };
+        let mut buf = [0u8; 16 * 1024];
+        match nix::unistd::read(out, &mut buf) {
+            Ok(0) => self.output = None,
+            Ok(n) => {
+                let _ = self.log.write(&buf[..n]);
+            }
+            Err(nix::errno::Errno::EINTR) | Err(nix::errno::Errno::EAGAIN) => {}
+            Err(_) => self.output = None,
+        }
+    }
+
+    fn reap(&mut self) {
+        let Some(sb) = &mut self.sandbox else { return };
+        let exit = match sb.try_wait() {
+            Ok(Some(e)) => e,
+            Ok(None) => return,
+            Err(e) => {
+                event(
+                    &self.name,
+                    "wait-failed",
+                    serde_json::json!({"error": e.to_string()}),
+                );
+                return;
+            }
+        };
+        // Drain what the agent wrote before it died.
+        while self.output.is_some() {
+            self.pump_output();
+        }
+        let mut sb = self.sandbox.take().expect("checked above");
+        let oom = sb.teardown().unwrap_or(false);
+        let code = exit.code();
+        event(
+            &self.name,
+            "agent-exited",
+            serde_json::json!({"code": code, "oom": oom}),
+        );
+        if oom {
+            self.message = Some("the agent reached resources.memory and was killed".into());
+        }
+        self.after_exit(code);
+    }
+
+    fn after_exit(&mut self, code: i32) {
+        self.last_exit = Some(code);
+        self.stop_deadline = None;
+        if let Some(s) = self.down_state.take() {
+            self.state = s;
+            return;
+        }
+        if self.exit_when_down {
+            self.state = State::Exited;
+            return;
+        }
+        match self.tracker.on_exit(&self.policy, code, Instant::now()) {
+            Decision::Restart(delay) => {
+                self.restarts += 1;
+                self.state = State::Backoff;
+                self.next_start = Some(Instant::now() + delay);
+                event(
+                    &self.name,
+                    "restart-scheduled",
+                    serde_json::json!({"in_ms": delay.as_millis() as u64}),
+                );
+            }
+            Decision::StayDown => self.state = State::Exited,
+            Decision::GiveUp { crashes, window } => {
+                self.state = State::Failed;
+                self.message = Some(format!(
+                    "gave up after {crashes} crashes within {}",
+                    humantime::format_duration(window)
+                ));
+                event(
+                    &self.name,
+                    "gave-up",
+                    serde_json::json!({"crashes": crashes}),
+                );
+            }
+        }
+    }
+
+    /// SIGTERM now, SIGKILL after the stop timeout; the supervisor exits once the sandbox is gone.
+    fn begin_stop(&mut self, timeout: Option<Duration>) {
+        self.exit_when_down = true;
+        self.terminate(timeout);
+    }
+
+    fn terminate(&mut self, timeout: Option<Duration>) {
+        self.next_start = None;
+        if let Some(s) = &self.sandbox {
+            self.state = State::Stopping;
+            let _ = s.signal(Signal::SIGTERM);
+            self.stop_deadline = Some(Instant::now() + timeout.unwrap_or(self.policy.stop_timeout));
+            event(
+                &self.name,
+                "stopping",
+                serde_json::json!({"pid": s.pid.as_raw()}),
+            );
+        }
+    }
+
+    /// Reads and answers a client's lines; false when the client is gone.
+    fn serve(&mut self, c: &mut Client) -> bool {
+        let mut chunk = [0u8; 4096];
+        match std::io::Read::read(&mut c.stream, &mut chunk) {
+            Ok(0) => return false,
+            Ok(n) => c.buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
+            Err(_) => return false,
+        }
+        if c.buf.len() > 64 * 1024 {
+            return false;
+        }
+        while let Some(pos) = c.buf.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = c.buf.drain(..=pos).collect();
+            let text = String::from_utf8_lossy(&line);
+            let resp = self.answer(c, text.trim());
+            let mut out = serde_json::to_vec(&resp).unwrap_or_default();
+            out.push(b'\n');
+            let _ = c.stream.set_nonblocking(false);
+            let ok = c.stream.write_all(&out).is_ok();
+            let _ = c.stream.set_nonblocking(true);
+            if !ok || (!resp.ok && !c.greeted) {
+                return false;
+            }
+        }
+        true
+    }
+
+    fn answer(&mut self, c: &mut Client, line: &str) -> Response {
+        let env = match protocol::parse_request(line) {
+            Ok(e) => e,
+            Err(r) => return r,
+        };
+        let id = env.id;
+        match env.request {
+            Request::Hello { version, .. } => {
+                if version != PROTOCOL_VERSION {
+                    return Response::err(id, format!("protocol version {version} is not supported (this supervisor speaks {PROTOCOL_VERSION})"));
+                }
+                c.greeted = true;
+                Response {
+                    version: Some(PROTOCOL_VERSION),
+                    server: Some(format!("nemoclaw/{}", crate::VERSION)),
+                    ..Response::ok(id)
+                }
+            }
+            _ if !c.greeted => Response::err(id, "send hello first"),
+            Request::Status => Response {
+                status: Some(self.status()),
+                ..Response::ok(id)
+            },
+            Request::Stop { timeout_ms } => {
+                self.begin_stop(timeout_ms.map(Duration::from_millis));
+                Response {
+                    status: Some(self.status()),
+                    ..Response::ok(id)
+                }
+            }
+            Request::ReloadPolicy => match load(&self.bp_path) {
+                Ok(bp) => {
+                    self.policy = Policy::from_lifecycle(&bp.lifecycle);
+                    self.disk_cap = bp.resources.disk.map(|b| b.bytes());
+                    event(&self.name, "policy-reloaded", serde_json::json!({}));
+                    Response {
+                        status: Some(self.status()),
+                        ..Response::ok(id)
+                    }
+                }
+                Err(e) => Response::err(id, e.to_string()),
+            },
+            Request::ExecInfo => match &self.sandbox {
+                Some(sb) if self.state == State::Running => Response {
+                    exec: Some(ExecInfo {
+                        pid: sb.pid.as_raw(),
+                        uid: self.spec.uid,
+                        gid: self.spec.gid,
+                        workdir: self.spec.workdir.clone(),
+                        env: self
+                            .spec
+                            .env
+                            .iter()
+                            .map(|(k, v)| (k.clone(), v.clone()))
+                            .collect(),
+                        cgroup_dirs: sb
+                            .cgroup
+                            .as_ref()
+                            .map(|c| c.dirs.iter().map(|(_, _, p)| p.clone()).collect())
+                            .unwrap_or_default(),
+                        seccomp_deny: self.spec.seccomp_deny.clone(),
+                    }),
+                    ..Response::ok(id)
+                },
+                _ => Response::err(
+                    id,
+                    format!("the agent is not running (state: {:?})", self.state),
+                ),
+            },
+        }
+    }
+}
+
+/// Total size of the regular files under `dir` (not following symlinks).
+pub fn dir_size(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let Ok(m) = e.path().symlink_metadata() else {
+                continue;
+            };
+            if m.is_dir() {
+                stack.push(e.path());
+            } else if m.is_file() {
+                total += m.len();
+            }
+        }
+    }
+    total
+}
+
+fn sup_io(path: impl Into<std::path::PathBuf>, source: std::io::Error) -> SupervisorError {
+    SupervisorError::Io {
+        path: path.into(),
+        source,
+    }
+}
