@@ -337,6 +337,10 @@ fn dns_answers_only_allowed_names() {
     );
     let r = dns_query(&w, other, "inference.local.", RecordType::A, false).unwrap();
     assert_eq!(r.a, vec![std::net::Ipv4Addr::LOCALHOST]);
+    // A loopback resolver address (systemd-resolved's 127.0.0.53) lands on the gateway too.
+    let stub = SocketAddr::new(std::net::Ipv4Addr::new(127, 0, 0, 53).into(), 53);
+    let r = dns_query(&w, stub, "api.test.example.", RecordType::A, false).unwrap();
+    assert_eq!(r.a, vec![HOST_A], "{r:?}");
     // The system resolver (the sandbox's resolv.conf names 198.18.0.4) lands on the gateway.
     let o = w.exec_in(&w.sb, &["getent", "hosts", "api.test.example"]);
     assert!(stdout(&o).starts_with("198.18.0.2"), "{}", stdout(&o));

@@ -105,10 +105,9 @@ fn rule(conds: Vec<Cond>, verdict: Verdict) -> NftRule {
 /// The fence for `policy` with the gateway on `ports` (pure).
 pub fn render(policy: &NetworkPolicy, ports: &GatewayPorts) -> Ruleset {
     let blocked: Vec<u16> = policy.blocked_ports.iter().copied().collect();
-    let mut nat = vec![
-        rule(vec![Cond::Ip4DaddrPrefix("127.0.0.0", 8)], Verdict::Return),
-        rule(vec![Cond::Ip6Daddr("::1")], Verdict::Return),
-    ];
+    // DNS first, loopback included: a resolv.conf naming 127.0.0.53 (systemd-resolved hosts)
+    // must reach the gateway too.
+    let mut nat = Vec::new();
     if policy.dns == DnsResolver::Host {
         nat.push(rule(vec![Cond::UdpDport(53)], Verdict::Redirect(ports.dns)));
         nat.push(rule(
@@ -116,6 +115,11 @@ pub fn render(policy: &NetworkPolicy, ports: &GatewayPorts) -> Ruleset {
             Verdict::Redirect(ports.dns),
         ));
     }
+    nat.push(rule(
+        vec![Cond::Ip4DaddrPrefix("127.0.0.0", 8)],
+        Verdict::Return,
+    ));
+    nat.push(rule(vec![Cond::Ip6Daddr("::1")], Verdict::Return));
     if !blocked.is_empty() {
         nat.push(rule(vec![Cond::TcpDport(blocked.clone())], Verdict::Return));
     }
@@ -379,7 +383,7 @@ mod tests {
     }
 
     /// The ruleset verified on a Debian 12 host with a 6.18 kernel (issue 4), plus the IPv6
-    /// loopback return and DNS over TCP.
+    /// loopback return and DNS over TCP, with DNS redirected before the loopback return.
     #[test]
     fn matches_the_verified_ruleset() {
         let text = render(
@@ -390,10 +394,10 @@ mod tests {
         let expected = "table inet nemoclaw {
 \tchain nat_output {
 \t\ttype nat hook output priority -100; policy accept;
-\t\tip daddr 127.0.0.0/8 return
-\t\tip6 daddr ::1 return
 \t\tudp dport 53 redirect to :53
 \t\ttcp dport 53 redirect to :53
+\t\tip daddr 127.0.0.0/8 return
+\t\tip6 daddr ::1 return
 \t\ttcp dport { 22, 25 } return
 \t\tmeta l4proto tcp redirect to :15001
 \t}
