@@ -26,7 +26,7 @@ pub async fn serve_ingress(
     let mut serving = Serving::default();
     for r in rules {
         let at = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, r.host_port));
-        let listener = TcpListener::bind(at)
+        let listener = bind_retrying(at)
             .await
             .map_err(|e| IngressError::Bind(r.host_port, e))?;
         let (netns, rule, sandbox, log) = (netns.clone(), *r, sandbox.to_string(), log.clone());
@@ -41,6 +41,21 @@ pub async fn serve_ingress(
         }));
     }
     Ok(serving)
+}
+
+/// Binds, retrying for a second while the port is still held by a previous sandbox's forward
+/// (its accept loop is cancelled asynchronously on restart).
+async fn bind_retrying(at: SocketAddr) -> std::io::Result<TcpListener> {
+    let mut tries = 0;
+    loop {
+        match TcpListener::bind(at).await {
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && tries < 20 => {
+                tries += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Opens a TCP connection to `port` on the sandbox's loopback, from inside its netns.

@@ -7,9 +7,11 @@
 //! - [`transparent`]: every other TCP connection, redirected by the fence; the name comes from
 //!   the TLS SNI or the HTTP Host, and the gateway dials its own resolution of that name.
 //! - [`ingress`]: host loopback ports forwarded to ports inside the sandbox.
+//! - [`attach`]: [`SandboxGateway`], all of the above as the sandbox runtime's network hook.
 //! - [`relay`]: splice-based byte moving; [`sniff`]: SNI / Host parsing; [`resolve`]: the
 //!   injectable upstream resolver; [`log`]: `egress.jsonl`.
 
+pub mod attach;
 pub mod explicit;
 pub mod ingress;
 pub mod log;
@@ -25,6 +27,7 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
+pub use attach::SandboxGateway;
 pub use log::{EgressLog, EgressRecord};
 pub use resolve::{Resolve, StaticResolver, SystemResolver};
 
