@@ -100,6 +100,13 @@ impl SandboxGateway {
         }
     }
 
+    /// Drops the current sandbox's sockets, forwards and netns reference (call when the agent
+    /// stops and is not restarted).
+    pub fn detach(&mut self) {
+        self.current = None;
+        self.inference_listener = None;
+    }
+
     fn attach(&mut self, netns: &NetnsHandle<'_>) -> Result<(), String> {
         self.current = None; // the previous sandbox's sockets and forwards
         let policy = self.egress.policy.current();

@@ -10,7 +10,7 @@ use std::time::Instant;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
 use super::relay::relay_tcp;
-use super::{EgressError, EgressLog, EgressRecord, Serving};
+use super::{EgressLog, EgressRecord, Serving};
 use crate::sandbox::network::policy::IngressRule;
 use crate::sandbox::network::{tcp_socket_in_netns, NetError};
 
@@ -111,10 +111,4 @@ pub enum IngressError {
     Netns(NetError),
     #[error("connecting to port {0} inside the sandbox: {1} (is the agent listening on 127.0.0.1:{0} or 0.0.0.0:{0}?)")]
     Connect(u16, std::io::Error),
-}
-
-impl From<IngressError> for EgressError {
-    fn from(e: IngressError) -> EgressError {
-        EgressError::Register(std::io::Error::other(e.to_string()))
-    }
 }
