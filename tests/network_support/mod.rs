@@ -164,6 +164,8 @@ pub struct World {
     pub gw: Ns,
     pub inet: Ns,
     pub rt: Option<Runtime>,
+    /// The test hosts' servers run on their own threads, as on another machine.
+    hosts_rt: Option<Runtime>,
     pub policy: PolicyHandle,
     pub ports: GatewayPorts,
     pub dir: tempfile::TempDir,
@@ -216,7 +218,13 @@ impl World {
         let (ca_pem, acceptor) = test_tls();
         let ca_path = dir.path().join("ca.pem");
         std::fs::write(&ca_path, ca_pem).unwrap();
-        start_test_hosts(&rt, &inet, acceptor);
+        let hosts_rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("test-hosts")
+            .enable_all()
+            .build()
+            .unwrap();
+        start_test_hosts(&hosts_rt, &inet, acceptor);
 
         let policy_value = spec.policy();
         let ports = GatewayPorts::default();
@@ -250,6 +258,7 @@ impl World {
             gw,
             inet,
             rt: Some(rt),
+            hosts_rt: Some(hosts_rt),
             policy,
             ports,
             dir,
@@ -343,6 +352,9 @@ impl Drop for World {
     fn drop(&mut self) {
         self.serving.clear();
         self.dns.take();
+        if let Some(rt) = self.hosts_rt.take() {
+            rt.shutdown_timeout(Duration::from_secs(1));
+        }
         if let Some(rt) = self.rt.take() {
             rt.shutdown_timeout(Duration::from_secs(1));
         }
