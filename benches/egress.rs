@@ -15,7 +15,7 @@ use network_support::{stderr, stdout, Spec, World, HOST_A};
 
 /// Rounds; each round runs every path once (interleaved, so load from other processes hits
 /// all paths alike) and the best of each path is reported.
-const RUNS: usize = 5;
+const RUNS: usize = 7;
 const LATENCY_SAMPLES: usize = 300;
 
 /// CPU seconds used so far by this process (test server + gateway) and by waited-for children
