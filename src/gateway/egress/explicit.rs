@@ -17,7 +17,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
-use super::relay::{relay_copy, relay_tcp};
+use super::relay::{relay_copy, relay_pipelined};
 use super::{Egress, EgressRecord, Outcome};
 
 type ProxyBody = BoxBody<Bytes, hyper::Error>;
@@ -160,7 +160,7 @@ async fn tunnel(
                     return (Default::default(), Some(e));
                 }
             }
-            let (mut moved, err) = relay_tcp(&agent, &upstream).await;
+            let (mut moved, err) = relay_pipelined(agent, upstream).await;
             moved.out += early;
             (moved, err)
         }

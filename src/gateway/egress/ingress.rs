@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
-use super::relay::relay_tcp;
+use super::relay::relay_pipelined;
 use super::{EgressLog, EgressRecord, Serving};
 use crate::sandbox::network::policy::IngressRule;
 use crate::sandbox::network::{tcp_socket_in_netns, NetError};
@@ -90,7 +90,7 @@ async fn forward(
     let _ = client.set_nodelay(true);
     match dial_inside(netns, rule.port).await {
         Ok(inner) => {
-            let (moved, err) = relay_tcp(&client, &inner).await;
+            let (moved, err) = relay_pipelined(client, inner).await;
             rec.bytes_out = moved.in_;
             rec.bytes_in = moved.out;
             rec.error = err.map(|e| e.to_string());

@@ -1,12 +1,11 @@
-//! Moving bytes between the agent's connection and the upstream one: `splice(2)` through a
-//! pipe between two TCP sockets (no copy through user space), large buffers otherwise.
+//! Moving bytes between the agent's connection and the upstream one: large buffers, with the
+//! reading and the writing of each direction overlapped (measured faster here than `splice(2)`
+//! through a pipe, which carries the veth's small segments one pipe slot each and had to
+//! alternate between filling and draining).
 
 use std::io;
-use std::net::Shutdown;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use tokio::io::Interest;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
@@ -19,21 +18,6 @@ pub struct Moved {
 
 /// Buffer size of the generic copy (tokio's default 8 KiB is far too small for bulk data).
 const COPY_BUF: usize = 256 * 1024;
-/// Pipe capacity for splice.
-const PIPE_SIZE: i32 = 1024 * 1024;
-
-/// Relays two TCP connections until both directions end; a reset on either side ends both.
-/// Returns the byte counts, also on error (then with the error's text).
-pub async fn relay_tcp(agent: &TcpStream, upstream: &TcpStream) -> (Moved, Option<io::Error>) {
-    let out = AtomicU64::new(0);
-    let back = AtomicU64::new(0);
-    let res = tokio::try_join!(pump(agent, upstream, &out), pump(upstream, agent, &back));
-    let moved = Moved {
-        out: out.load(Ordering::Relaxed),
-        in_: back.load(Ordering::Relaxed),
-    };
-    (moved, res.err())
-}
 
 /// Relays any two streams with large buffers (for streams that are not plain sockets).
 pub async fn relay_copy<A, B>(a: &mut A, b: &mut B) -> (Moved, Option<io::Error>)
@@ -47,65 +31,83 @@ where
     }
 }
 
-fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
-    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)?;
-    // SAFETY: fcntl(F_SETPIPE_SZ) on a pipe fd we own; a failure (e.g. the pipe-max-size
-    // limit) leaves the default 64 KiB capacity, which still works.
-    unsafe { libc::fcntl(w.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_SIZE) };
-    Ok((r, w))
+/// Size of each buffer of the pipelined copy, and how many are in flight per direction.
+const CHUNK: usize = 256 * 1024;
+const DEPTH: usize = 4;
+
+/// Aborts a task when dropped (so cancelling a relay cancels its readers too).
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
-fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
-    // SAFETY: splice(2) between two fds that stay open for the whole call (borrowed from live
-    // sockets and pipe ends); null offsets because neither end is a seekable file.
-    let n = unsafe {
-        libc::splice(
-            from,
-            std::ptr::null_mut(),
-            to,
-            std::ptr::null_mut(),
-            len,
-            libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK,
-        )
+/// Relays two TCP connections with reading and writing of each direction overlapped: a
+/// reader task fills large buffers while the writer drains the previous ones, so a bulk
+/// transfer keeps both cores busy instead of alternating. Ends when both directions end; an
+/// error on either side ends both. Byte counts are returned also on error.
+pub async fn relay_pipelined(agent: TcpStream, upstream: TcpStream) -> (Moved, Option<io::Error>) {
+    let (ar, aw) = agent.into_split();
+    let (ur, uw) = upstream.into_split();
+    let out = std::sync::Arc::new(AtomicU64::new(0));
+    let back = std::sync::Arc::new(AtomicU64::new(0));
+    let mut up = AbortOnDrop(tokio::spawn(direction(ar, uw, out.clone())));
+    let mut down = AbortOnDrop(tokio::spawn(direction(ur, aw, back.clone())));
+    let joined = |r: Result<io::Result<()>, tokio::task::JoinError>| {
+        r.unwrap_or_else(|e| Err(io::Error::other(e)))
     };
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
-    }
+    // The first error ends both directions; a clean end waits for the other one.
+    let err = tokio::select! {
+        r = &mut up.0 => match joined(r) {
+            Ok(()) => joined((&mut down.0).await).err(),
+            Err(e) => Some(e),
+        },
+        r = &mut down.0 => match joined(r) {
+            Ok(()) => joined((&mut up.0).await).err(),
+            Err(e) => Some(e),
+        },
+    };
+    let moved = Moved {
+        out: out.load(Ordering::Relaxed),
+        in_: back.load(Ordering::Relaxed),
+    };
+    (moved, err)
 }
 
-/// One direction: socket -> pipe -> socket, then a half-close of `dst` at EOF.
-async fn pump(src: &TcpStream, dst: &TcpStream, count: &AtomicU64) -> io::Result<()> {
-    let (pr, pw) = pipe()?;
-    let (sfd, dfd) = (src.as_raw_fd(), dst.as_raw_fd());
-    loop {
-        // The pipe is empty here, so EAGAIN can only mean the source has no data.
-        let n = loop {
-            src.readable().await?;
-            match src.try_io(Interest::READABLE, || {
-                splice(sfd, pw.as_raw_fd(), PIPE_SIZE as usize)
-            }) {
-                Ok(n) => break n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Err(e),
-            }
-        };
-        if n == 0 {
-            let _ = socket2::SockRef::from(dst).shutdown(Shutdown::Write);
-            return Ok(());
-        }
-        let mut left = n;
-        while left > 0 {
-            dst.writable().await?;
-            match dst.try_io(Interest::WRITABLE, || splice(pr.as_raw_fd(), dfd, left)) {
-                Ok(m) => {
-                    left -= m;
-                    count.fetch_add(m as u64, Ordering::Relaxed);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Err(e),
+/// One direction: a reader task and this writer, `DEPTH` buffers in flight.
+async fn direction(
+    mut r: tokio::net::tcp::OwnedReadHalf,
+    mut w: tokio::net::tcp::OwnedWriteHalf,
+    count: std::sync::Arc<AtomicU64>,
+) -> io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::sync::mpsc;
+    let (full_tx, mut full_rx) = mpsc::channel::<(Box<[u8]>, usize)>(DEPTH);
+    let (empty_tx, mut empty_rx) = mpsc::channel::<Box<[u8]>>(DEPTH + 1);
+    let reader = AbortOnDrop(tokio::spawn(async move {
+        loop {
+            let mut buf = match empty_rx.try_recv() {
+                Ok(b) => b,
+                Err(_) => vec![0u8; CHUNK].into_boxed_slice(),
+            };
+            let n = r.read(&mut buf).await?;
+            if n == 0 || full_tx.send((buf, n)).await.is_err() {
+                return Ok::<(), io::Error>(());
             }
         }
+    }));
+    while let Some((buf, n)) = full_rx.recv().await {
+        w.write_all(&buf[..n]).await?;
+        count.fetch_add(n as u64, Ordering::Relaxed);
+        let _ = empty_tx.try_send(buf);
     }
+    // The reader has ended (EOF or an error): report which.
+    let mut reader = reader;
+    let res = (&mut reader.0)
+        .await
+        .unwrap_or_else(|e| Err(io::Error::other(e)));
+    let _ = w.shutdown().await;
+    res
 }

@@ -13,7 +13,7 @@ use nix::sys::socket::{getsockopt, sockopt::OriginalDst};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::relay::relay_tcp;
+use super::relay::relay_pipelined;
 use super::sniff::{sniff, Sniff, MAX_SNIFF};
 use super::{Egress, Outcome};
 
@@ -129,7 +129,7 @@ async fn handle(mut stream: TcpStream, own: Option<SocketAddr>, egress: Arc<Egre
         egress.log.write(&rec.took(started.elapsed()));
         return;
     }
-    let (moved, err) = relay_tcp(&stream, &upstream).await;
+    let (moved, err) = relay_pipelined(stream, upstream).await;
     rec.bytes_out = moved.out + head.len() as u64;
     rec.bytes_in = moved.in_;
     rec.error = err.map(|e| e.to_string());
