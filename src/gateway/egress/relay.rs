@@ -111,3 +111,48 @@ async fn direction(
     let _ = w.shutdown().await;
     res
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    async fn pair() -> (TcpStream, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let c = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (s, _) = l.accept().await.unwrap();
+        (c, s)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn half_close_and_counts() {
+        let (mut agent, agent_side) = pair().await;
+        let (upstream_side, mut server) = pair().await;
+        let relay = tokio::spawn(relay_pipelined(agent_side, upstream_side));
+        let payload = vec![7u8; 3 * CHUNK + 123];
+        let sent = payload.clone();
+        let writer = tokio::spawn(async move {
+            agent.write_all(&sent).await.unwrap();
+            agent.shutdown().await.unwrap(); // half-close: still reading
+            let mut reply = Vec::new();
+            agent.read_to_end(&mut reply).await.unwrap();
+            reply
+        });
+        let mut got = Vec::new();
+        server.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got.len(), payload.len());
+        server.write_all(b"done").await.unwrap();
+        drop(server);
+        assert_eq!(writer.await.unwrap(), b"done");
+        let (moved, err) = relay.await.unwrap();
+        assert!(err.is_none(), "{err:?}");
+        assert_eq!(
+            moved,
+            Moved {
+                out: payload.len() as u64,
+                in_: 4
+            }
+        );
+    }
+}
