@@ -146,7 +146,8 @@ async fn connect(req: Request<Incoming>, egress: Arc<Egress>) -> Response<ProxyB
     Response::new(empty())
 }
 
-/// Relays the upgraded client connection: splice when hyper hands the raw socket back.
+/// Relays the upgraded client connection: the pipelined socket relay when hyper hands the raw
+/// socket back, a buffered copy otherwise.
 async fn tunnel(
     upgraded: hyper::upgrade::Upgraded,
     mut upstream: TcpStream,

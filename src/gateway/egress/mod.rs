@@ -8,7 +8,7 @@
 //!   the TLS SNI or the HTTP Host, and the gateway dials its own resolution of that name.
 //! - [`ingress`]: host loopback ports forwarded to ports inside the sandbox.
 //! - [`attach`]: [`SandboxGateway`], all of the above as the sandbox runtime's network hook.
-//! - [`relay`]: splice-based byte moving; [`sniff`]: SNI / Host parsing; [`resolve`]: the
+//! - [`relay`]: pipelined large-buffer byte moving; [`sniff`]: SNI / Host parsing; [`resolve`]: the
 //!   injectable upstream resolver; [`log`]: `egress.jsonl`.
 
 pub mod attach;
