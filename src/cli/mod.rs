@@ -15,6 +15,7 @@ use crate::home::Home;
 pub mod apply;
 pub mod completions;
 pub mod demo_agent;
+pub mod gateway;
 pub mod init;
 pub mod lifecycle;
 pub mod logs;
@@ -137,7 +138,7 @@ pub enum Command {
     /// Export blueprints to other formats (Kubernetes).
     Export(pending::PendingArgs),
     /// Run the inference gateway alone.
-    Gateway(pending::PendingArgs),
+    Gateway(gateway::GatewayArgs),
     /// List and show egress presets.
     Presets(presets::PresetsArgs),
     /// Print shell completions.
@@ -272,7 +273,7 @@ fn run(cmd: Command, ctx: &Context) -> anyhow::Result<Exit> {
         Command::Exec(_) => pending::not_yet("exec", "the sandbox supervisor"),
         Command::Run(a) => run::run(a, ctx),
         Command::Export(_) => pending::not_yet("export", "Kubernetes export"),
-        Command::Gateway(_) => pending::not_yet("gateway", "routed inference"),
+        Command::Gateway(a) => gateway::run(a, ctx),
         Command::Presets(a) => presets::run(a, ctx),
     }
 }

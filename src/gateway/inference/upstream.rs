@@ -1,0 +1,326 @@
+//! Talking to backends: the HTTP(S) client, fallback along a route's chain, and the streaming
+//! body that passes SSE through chunk by chunk while it notes the time to first token and the
+//! final usage. Dropping that body (the client went away) drops the upstream response, which
+//! closes the upstream connection: the backend's work is cancelled.
+
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Body, Frame, Incoming};
+use hyper::{header, Request, Response};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
+use serde_json::Value;
+
+use super::error::InferenceError;
+use super::log::Pending;
+use super::policy::{BackendSpec, Target};
+use super::validate::Endpoint;
+use super::{BoxBody, BoxError};
+use crate::blueprint::BackendKind;
+
+pub type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// The client for HTTP(S) backends. HTTPS trusts the Mozilla roots (webpki-roots) plus the
+/// certificates in `extra_ca` (PEM), for backends behind a private CA.
+pub fn client(extra_ca: Option<&Path>) -> Result<HttpClient, InferenceError> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = extra_ca {
+        let bad = |reason: String| {
+            InferenceError::Config(format!("CA file {}: {reason}", path.display()))
+        };
+        let certs = CertificateDer::pem_file_iter(path)
+            .map_err(|e| bad(e.to_string()))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| bad(e.to_string()))?;
+        if certs.is_empty() {
+            return Err(bad("no PEM certificates in it".into()));
+        }
+        for c in certs {
+            roots.add(c).map_err(|e| bad(e.to_string()))?;
+        }
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| InferenceError::Config(format!("TLS setup: {e}")))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let mut http = HttpConnector::new();
+    http.set_nodelay(true);
+    http.enforce_http(false);
+    http.set_connect_timeout(Some(Duration::from_secs(10)));
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .pool_max_idle_per_host(512)
+        .build(https))
+}
+
+/// Request headers passed from the agent to the backend (the rest, `authorization` first, are
+/// dropped).
+const FORWARDED: [&str; 4] = [
+    "accept",
+    "anthropic-version",
+    "anthropic-beta",
+    "openai-beta",
+];
+
+/// Why a backend was skipped.
+#[derive(Debug)]
+pub enum Failure {
+    Connect(String),
+    Timeout(Duration),
+    Status(u16),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Connect(e) => write!(f, "connection failed: {e}"),
+            Failure::Timeout(d) => write!(f, "no answer within {d:?} (the backend's timeout)"),
+            Failure::Status(s) => write!(f, "answered HTTP {s}"),
+        }
+    }
+}
+
+/// Sends one request to an HTTP backend; `Ok` unless it failed in a way that falls back.
+pub async fn send(
+    client: &HttpClient,
+    b: &BackendSpec,
+    endpoint: Endpoint,
+    body: Bytes,
+    headers: &hyper::HeaderMap,
+    request_id: &str,
+) -> Result<Response<Incoming>, Failure> {
+    let Target::Http { base, authority } = &b.target else {
+        unreachable!("mock backends answer in-process")
+    };
+    let mut req = Request::post(format!("{base}{}", endpoint.upstream_suffix()))
+        .header(header::HOST, authority.as_str())
+        .header(header::CONTENT_TYPE, "application/json")
+        .header("x-request-id", request_id);
+    for name in FORWARDED {
+        if let Some(v) = headers.get(name) {
+            req = req.header(name, v);
+        }
+    }
+    if b.kind == BackendKind::Anthropic && !headers.contains_key("anthropic-version") {
+        req = req.header("anthropic-version", "2023-06-01");
+    }
+    if let Some(key) = &b.key {
+        let mut v = match b.kind {
+            BackendKind::Anthropic => header::HeaderValue::from_str(key.expose()),
+            _ => header::HeaderValue::from_str(&format!("Bearer {}", key.expose())),
+        }
+        .map_err(|_| Failure::Connect("the key is not a valid header value".into()))?;
+        v.set_sensitive(true);
+        req = req.header(
+            if b.kind == BackendKind::Anthropic {
+                "x-api-key"
+            } else {
+                "authorization"
+            },
+            v,
+        );
+    }
+    let req = req
+        .body(Full::new(body))
+        .map_err(|e| Failure::Connect(e.to_string()))?;
+    match tokio::time::timeout(b.timeout, client.request(req)).await {
+        Err(_) => Err(Failure::Timeout(b.timeout)),
+        Ok(Err(e)) => Err(Failure::Connect(error_chain(&e))),
+        Ok(Ok(resp)) if resp.status().is_server_error() => {
+            Err(Failure::Status(resp.status().as_u16()))
+        }
+        Ok(Ok(resp)) => Ok(resp),
+    }
+}
+
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// Token counts from a usage object (OpenAI `prompt_tokens`/`completion_tokens`, Anthropic
+/// `input_tokens`/`output_tokens`).
+pub fn usage_of(v: &Value) -> (Option<u64>, Option<u64>) {
+    let u = &v["usage"];
+    let p = u["prompt_tokens"]
+        .as_u64()
+        .or_else(|| u["input_tokens"].as_u64());
+    let c = u["completion_tokens"]
+        .as_u64()
+        .or_else(|| u["output_tokens"].as_u64());
+    (p, c)
+}
+
+/// Reads usage from SSE lines as they pass.
+#[derive(Default)]
+pub struct SseUsage {
+    line: Vec<u8>,
+    pub prompt: Option<u64>,
+    pub completion: Option<u64>,
+}
+
+impl SseUsage {
+    pub fn feed(&mut self, chunk: &[u8]) {
+        for &b in chunk {
+            if b == b'\n' {
+                self.line_done();
+            } else if self.line.len() < (1 << 20) {
+                self.line.push(b);
+            }
+        }
+    }
+    fn line_done(&mut self) {
+        let line = std::mem::take(&mut self.line);
+        let Some(data) = line.strip_prefix(b"data:") else {
+            return;
+        };
+        if memchr::memmem::find(data, b"\"usage\"").is_none() {
+            return;
+        }
+        let Ok(v) = serde_json::from_slice::<Value>(data.trim_ascii()) else {
+            return;
+        };
+        // Anthropic puts input tokens in message_start.message.usage.
+        let (p, c) = if v["message"]["usage"].is_object() {
+            usage_of(&v["message"])
+        } else {
+            usage_of(&v)
+        };
+        if p.is_some() {
+            self.prompt = p;
+        }
+        if c.is_some() {
+            self.completion = c;
+        }
+    }
+}
+
+/// A streamed response on its way to the agent.
+pub struct Observed {
+    inner: BoxBody,
+    pending: Option<Pending>,
+    usage: SseUsage,
+    idle: Duration,
+    timer: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Observed {
+    pub fn new(inner: BoxBody, pending: Pending, idle: Duration) -> Observed {
+        Observed {
+            inner,
+            pending: Some(pending),
+            usage: SseUsage::default(),
+            idle,
+            timer: Box::pin(tokio::time::sleep(idle)),
+        }
+    }
+    fn finish(&mut self, note: Option<String>) {
+        if let Some(mut p) = self.pending.take() {
+            p.rec.prompt_tokens = self.usage.prompt.or(p.rec.prompt_tokens);
+            p.rec.completion_tokens = self.usage.completion.or(p.rec.completion_tokens);
+            if let Some(n) = note {
+                p.rec.error = Some(n);
+            }
+        }
+    }
+}
+
+impl Body for Observed {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(d) = frame.data_ref() {
+                    this.usage.feed(d);
+                    if let Some(p) = this.pending.as_mut() {
+                        p.mark_first_byte();
+                    }
+                }
+                let deadline = tokio::time::Instant::now() + this.idle;
+                this.timer.as_mut().reset(deadline);
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                this.finish(Some(format!("upstream stream failed: {e}")));
+                Poll::Ready(Some(Err(e)))
+            }
+            Poll::Ready(None) => {
+                this.finish(None);
+                Poll::Ready(None)
+            }
+            Poll::Pending => match this.timer.as_mut().poll(cx) {
+                Poll::Ready(()) => {
+                    let msg = format!("the backend sent nothing for {:?}", this.idle);
+                    this.finish(Some("upstream_idle_timeout".into()));
+                    Poll::Ready(Some(Err(msg.into())))
+                }
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+}
+
+impl Drop for Observed {
+    fn drop(&mut self) {
+        if let Some(p) = self.pending.as_mut() {
+            // Dropped before the end: the agent went away mid-stream.
+            p.rec.client_disconnected = true;
+        }
+        self.finish(None);
+    }
+}
+
+/// Boxes a backend's body.
+pub fn boxed(b: Incoming) -> BoxBody {
+    b.map_err(|e| -> BoxError { Box::new(e) }).boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_from_split_sse_lines() {
+        let mut u = SseUsage::default();
+        u.feed(
+            b"data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\ndata: {\"choices\":[],\"us",
+        );
+        u.feed(b"age\":{\"prompt_tokens\":7,\"completion_tokens\":3}}\n\ndata: [DONE]\n\n");
+        assert_eq!((u.prompt, u.completion), (Some(7), Some(3)));
+        let mut a = SseUsage::default();
+        a.feed(b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":5,\"output_tokens\":0}}}\n\n");
+        a.feed(b"event: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":9}}\n\n");
+        assert_eq!((a.prompt, a.completion), (Some(5), Some(9)));
+    }
+}
