@@ -22,6 +22,7 @@ pub mod lifecycle;
 pub mod logs;
 pub mod pending;
 pub mod plan;
+pub mod presets;
 pub mod progress;
 pub mod run;
 pub mod schema;
@@ -140,7 +141,7 @@ pub enum Command {
     /// Run the inference gateway alone.
     Gateway(gateway::GatewayArgs),
     /// List and show egress presets.
-    Presets(pending::PendingArgs),
+    Presets(presets::PresetsArgs),
     /// Print shell completions.
     Completions(completions::CompletionsArgs),
     /// The quickstart's demo agent (runs inside a sandbox).
@@ -268,6 +269,6 @@ fn run(cmd: Command, ctx: &Context) -> anyhow::Result<Exit> {
         Command::Run(a) => run::run(a, ctx),
         Command::Export(_) => pending::not_yet("export", "Kubernetes export"),
         Command::Gateway(a) => gateway::run(a, ctx),
-        Command::Presets(_) => pending::not_yet("presets", "network policy"),
+        Command::Presets(a) => presets::run(a, ctx),
     }
 }

@@ -1,1 +1,230 @@
-//! The sandbox DNS resolver: allowed names from the host resolver, NXDOMAIN for the rest.
+//! The sandbox DNS resolver (`dns.resolver: host`): allowed names are answered from the
+//! gateway's upstream resolver, `inference.local` is 127.0.0.1, every other name is NXDOMAIN
+//! (so lookups cannot carry data out), and no AAAA records are given (the sandbox has no IPv6
+//! route). The fence redirects port 53 to this server whatever resolver the agent aims at.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hickory_server::authority::MessageResponseBuilder;
+use hickory_server::proto::op::{Header, ResponseCode};
+use hickory_server::proto::rr::rdata::A;
+use hickory_server::proto::rr::{Name, RData, Record, RecordType};
+use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::ServerFuture;
+
+use crate::gateway::egress::Resolve;
+use crate::sandbox::network::policy::INFERENCE_HOST;
+use crate::sandbox::network::PolicyHandle;
+
+/// TTL of answers: short, so a reload or an upstream change shows quickly.
+pub const TTL: u32 = 30;
+
+/// Errors starting the DNS server.
+#[derive(Debug, thiserror::Error)]
+pub enum DnsError {
+    #[error(
+        "registering the DNS socket with the runtime: {0} (serve must run inside a tokio runtime)"
+    )]
+    Register(std::io::Error),
+}
+
+/// What the resolver answers for one question (pure part of the handler).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// NOERROR with these IPv4 addresses (possibly none: NODATA).
+    Addresses(Vec<std::net::Ipv4Addr>),
+    NxDomain,
+}
+
+/// Decides a question whose name is `name` (any case, trailing dot allowed).
+pub async fn answer(
+    policy: &PolicyHandle,
+    resolver: &dyn Resolve,
+    name: &str,
+    qtype: RecordType,
+) -> Answer {
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    if name == INFERENCE_HOST {
+        return Answer::Addresses(if qtype == RecordType::A {
+            vec![std::net::Ipv4Addr::LOCALHOST]
+        } else {
+            vec![]
+        });
+    }
+    if !policy.current().name_is_allowed(&name) {
+        return Answer::NxDomain;
+    }
+    if qtype != RecordType::A {
+        return Answer::Addresses(vec![]);
+    }
+    match resolver.lookup(&name).await {
+        Ok(addrs) if !addrs.is_empty() => Answer::Addresses(
+            addrs
+                .into_iter()
+                .filter_map(|a| match a {
+                    IpAddr::V4(v4) => Some(v4),
+                    IpAddr::V6(_) => None,
+                })
+                .collect(),
+        ),
+        _ => Answer::NxDomain,
+    }
+}
+
+fn failed(req: &Header) -> ResponseInfo {
+    let mut h = Header::response_from_request(req);
+    h.set_response_code(ResponseCode::ServFail);
+    h.into()
+}
+
+/// The hickory request handler.
+pub struct Handler {
+    pub policy: PolicyHandle,
+    pub resolver: Arc<dyn Resolve>,
+}
+
+#[async_trait::async_trait]
+impl RequestHandler for Handler {
+    async fn handle_request<R: ResponseHandler>(
+        &self,
+        request: &Request,
+        mut response: R,
+    ) -> ResponseInfo {
+        let builder = MessageResponseBuilder::from_message_request(request);
+        let mut header = Header::response_from_request(request.header());
+        header.set_recursion_available(true);
+        let info = match request.request_info() {
+            Ok(i) => i,
+            Err(_) => {
+                let msg = builder.error_msg(request.header(), ResponseCode::FormErr);
+                return response
+                    .send_response(msg)
+                    .await
+                    .unwrap_or_else(|_| failed(request.header()));
+            }
+        };
+        let qname: Name = info.query.name().into();
+        let qtype = info.query.query_type();
+        let records: Vec<Record> = match answer(
+            &self.policy,
+            self.resolver.as_ref(),
+            &qname.to_ascii(),
+            qtype,
+        )
+        .await
+        {
+            Answer::NxDomain => {
+                header.set_response_code(ResponseCode::NXDomain);
+                vec![]
+            }
+            Answer::Addresses(a) => a
+                .into_iter()
+                .map(|ip| Record::from_rdata(qname.clone(), TTL, RData::A(A(ip))))
+                .collect(),
+        };
+        let msg = builder.build(header, records.iter(), &[], &[], &[]);
+        response
+            .send_response(msg)
+            .await
+            .unwrap_or_else(|_| failed(request.header()))
+    }
+}
+
+/// A running DNS server; dropping it stops it.
+pub struct DnsServing {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for DnsServing {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Serves DNS on the given sockets (usually the ones `bind_gateway` planted in the sandbox).
+pub fn serve(
+    udp: std::net::UdpSocket,
+    tcp: Option<std::net::TcpListener>,
+    policy: PolicyHandle,
+    resolver: Arc<dyn Resolve>,
+) -> Result<DnsServing, DnsError> {
+    let mut server = ServerFuture::new(Handler { policy, resolver });
+    server
+        .register_socket_std(udp)
+        .map_err(DnsError::Register)?;
+    if let Some(t) = tcp {
+        server
+            .register_listener_std(t, Duration::from_secs(5))
+            .map_err(DnsError::Register)?;
+    }
+    let task = tokio::spawn(async move {
+        if let Err(e) = server.block_until_done().await {
+            tracing::warn!(error = %e, "dns server stopped");
+        }
+    });
+    Ok(DnsServing { task })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::blueprint::types::{DomainRule, Egress, Network};
+    use crate::gateway::egress::StaticResolver;
+    use crate::sandbox::network::NetworkPolicy;
+
+    fn handle(domains: &[&str]) -> PolicyHandle {
+        let net = Network {
+            egress: Egress {
+                allowed_domains: domains
+                    .iter()
+                    .map(|d| DomainRule::Name((*d).into()))
+                    .collect(),
+                ..Egress::default()
+            },
+            ..Network::default()
+        };
+        PolicyHandle::new(NetworkPolicy::compile(&net, None).unwrap())
+    }
+
+    #[tokio::test]
+    async fn answers() {
+        let p = handle(&["api.test.example", "*.wild.example"]);
+        let r = StaticResolver::new([
+            ("api.test.example", "198.18.0.2".parse().unwrap()),
+            ("x.wild.example", "198.18.0.3".parse().unwrap()),
+            ("evil.example", "198.18.0.4".parse().unwrap()),
+        ]);
+        let a = |n: &'static str, t| {
+            let (p, r) = (p.clone(), r.clone());
+            async move { answer(&p, &r, n, t).await }
+        };
+        assert_eq!(
+            a("API.test.example.", RecordType::A).await,
+            Answer::Addresses(vec!["198.18.0.2".parse().unwrap()])
+        );
+        assert_eq!(
+            a("api.test.example", RecordType::AAAA).await,
+            Answer::Addresses(vec![])
+        );
+        assert_eq!(
+            a("x.wild.example", RecordType::A).await,
+            Answer::Addresses(vec!["198.18.0.3".parse().unwrap()])
+        );
+        assert_eq!(a("evil.example", RecordType::A).await, Answer::NxDomain);
+        assert_eq!(
+            a("y.wild.example", RecordType::A).await,
+            Answer::NxDomain,
+            "allowed but unresolvable"
+        );
+        assert_eq!(
+            a("inference.local", RecordType::A).await,
+            Answer::Addresses(vec![std::net::Ipv4Addr::LOCALHOST])
+        );
+        assert_eq!(
+            a("inference.local", RecordType::AAAA).await,
+            Answer::Addresses(vec![])
+        );
+    }
+}

@@ -1,1 +1,137 @@
-//! The sealed network namespace: lo plus an inner veth pair, and the nftables ruleset (rendered as data).
+//! The sealed network namespace of a sandbox and the policy it enforces.
+//!
+//! - [`policy`] (pure): the blueprint's `network` section compiled into a [`NetworkPolicy`]
+//!   and the decisions the gateway takes with it; [`addr`]: CIDRs and the SSRF ranges.
+//! - [`nft`] (pure): the nftables fence as data.
+//! - [`netns`]: the effectful shell: links by netlink, the fence applied with `nft`, and the
+//!   gateway's sockets planted inside the netns by a thread that `setns`es in.
+//!
+//! Integration (the supervisor, once the sandbox's netns exists and before the agent execs):
+//! `setup_sealed(netns, &policy, &ports)`, then `bind_gateway(netns, ...)`, then serve the
+//! sockets with `gateway::egress::serve` and `gateway::dns::serve`; on a `network` change,
+//! [`reload`].
+
+pub mod addr;
+pub mod netns;
+pub mod nft;
+pub mod policy;
+
+use std::os::fd::BorrowedFd;
+use std::sync::{Arc, RwLock};
+
+pub use netns::{
+    bind_gateway, bind_tcp_in_netns, in_netns, setup_sealed, tcp_socket_in_netns, GatewaySockets,
+};
+pub use nft::GatewayPorts;
+pub use policy::{Decision, NetworkPolicy, PolicyError};
+
+/// Errors setting up or changing a sandbox's network.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    #[error("joining the sandbox network namespace (setns): {0}; the supervisor needs CAP_SYS_ADMIN over that namespace")]
+    Setns(std::io::Error),
+    #[error("a netns helper thread panicked")]
+    Thread,
+    #[error("{0}: {1}")]
+    Io(String, std::io::Error),
+    #[error("netlink, {0}: {1}")]
+    Netlink(String, String),
+    #[error("applying the nftables fence: {0} (is the `nft` program installed and in PATH? Debian: apt-get install nftables)")]
+    Nft(String),
+    #[error("binding {0} inside the sandbox netns: {1}")]
+    Bind(String, std::io::Error),
+}
+
+/// The policy that the gateway reads on every new connection and DNS query; cloning shares it.
+#[derive(Debug, Clone)]
+pub struct PolicyHandle(Arc<RwLock<Arc<NetworkPolicy>>>);
+
+impl PolicyHandle {
+    pub fn new(policy: NetworkPolicy) -> PolicyHandle {
+        PolicyHandle(Arc::new(RwLock::new(Arc::new(policy))))
+    }
+
+    /// The policy in force now.
+    pub fn current(&self) -> Arc<NetworkPolicy> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Swaps in `policy`: new connections and queries follow it at once.
+    pub fn reload(&self, policy: NetworkPolicy) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(policy);
+    }
+}
+
+/// The proxy variables the agent gets (`HTTP_PROXY`, `HTTPS_PROXY` in both cases, `NO_PROXY`).
+/// Programs that ignore them still go through the gateway, transparently.
+pub fn agent_env(ports: &GatewayPorts) -> Vec<(String, String)> {
+    let proxy = format!("http://127.0.0.1:{}", ports.proxy);
+    let no_proxy = format!("{},localhost,127.0.0.1", policy::INFERENCE_HOST);
+    let mut env = Vec::new();
+    for k in ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"] {
+        env.push((k.to_string(), proxy.clone()));
+    }
+    env.push(("NO_PROXY".into(), no_proxy.clone()));
+    env.push(("no_proxy".into(), no_proxy));
+    env
+}
+
+/// The sandbox's `/etc/resolv.conf`: the gateway's resolver on 127.0.0.1 (with
+/// `dns.resolver: none` there is none, and the file says so). Queries aimed elsewhere are
+/// redirected to the gateway anyway.
+pub fn resolv_conf(policy: &NetworkPolicy) -> String {
+    match policy.dns {
+        crate::blueprint::types::DnsResolver::Host => {
+            "nameserver 127.0.0.1\noptions edns0 trust-ad\n".into()
+        }
+        crate::blueprint::types::DnsResolver::None => {
+            "# dns.resolver: none: this sandbox has no DNS\n".into()
+        }
+    }
+}
+
+/// Hot reload of a running sandbox: replaces the fence atomically (blocked ports, DNS), then
+/// the gateway's policy. Nothing restarts; established connections keep flowing.
+pub fn reload(
+    netns: BorrowedFd<'_>,
+    handle: &PolicyHandle,
+    policy: NetworkPolicy,
+    ports: &GatewayPorts,
+) -> Result<(), NetError> {
+    netns::apply_fence(netns, &policy, ports)?;
+    handle.reload(policy);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::blueprint::types::Network;
+
+    #[test]
+    fn agent_env_and_resolv_conf() {
+        let env = agent_env(&GatewayPorts::default());
+        assert!(env.contains(&("HTTPS_PROXY".into(), "http://127.0.0.1:3128".into())));
+        assert!(env.contains(&(
+            "no_proxy".into(),
+            "inference.local,localhost,127.0.0.1".into()
+        )));
+        let p = NetworkPolicy::compile(&Network::default(), None).unwrap();
+        assert_eq!(resolv_conf(&p).lines().next(), Some("nameserver 127.0.0.1"));
+    }
+
+    #[test]
+    fn handle_reload_is_seen_by_clones() {
+        let h = PolicyHandle::new(NetworkPolicy::compile(&Network::default(), None).unwrap());
+        let h2 = h.clone();
+        assert!(!h2.current().decide_name("a.example", 443).allowed);
+        let mut net = Network::default();
+        net.egress
+            .allowed_domains
+            .push(crate::blueprint::types::DomainRule::Name(
+                "a.example".into(),
+            ));
+        h.reload(NetworkPolicy::compile(&net, None).unwrap());
+        assert!(h2.current().decide_name("a.example", 443).allowed);
+    }
+}

@@ -1,0 +1,169 @@
+//! [`SandboxGateway`]: everything network for one sandbox, packaged as the sandbox runtime's
+//! [`NetworkSetup`] hook. It owns a small tokio runtime (its threads live in the supervisor's
+//! namespace, so upstream connections leave from there); each `setup` seals the new netns,
+//! plants the gateway's sockets in it and serves them (a restarted agent gets a new netns and
+//! the previous one's sockets are dropped); [`SandboxGateway::reload`] applies a new policy to
+//! the running sandbox without restarting anything.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
+use std::sync::Arc;
+
+use tokio::runtime::Runtime;
+
+use super::ingress::serve_ingress;
+use super::{serve, Egress, EgressError, EgressLog, Listeners, Resolve, Serving};
+use crate::blueprint::types::DnsResolver;
+use crate::gateway::dns::{self, DnsServing};
+use crate::sandbox::network::{self as net, GatewayPorts, NetError, NetworkPolicy, PolicyHandle};
+use crate::sandbox::{NetnsHandle, NetworkSetup};
+
+/// What is attached to the current sandbox netns.
+struct Attached {
+    netns: OwnedFd,
+    _egress: Serving,
+    _dns: Option<DnsServing>,
+    _ingress: Serving,
+}
+
+/// The network side of one sandbox: sealed netns, fence, egress proxy, DNS and ingress.
+pub struct SandboxGateway {
+    rt: Runtime,
+    egress: Arc<Egress>,
+    ports: GatewayPorts,
+    /// Plant a listener on 127.0.0.1:`ports.inference` for the inference gateway.
+    inference: bool,
+    inference_listener: Option<std::net::TcpListener>,
+    current: Option<Attached>,
+}
+
+impl SandboxGateway {
+    /// `log_dir` is the sandbox's `logs/<name>/` (egress.jsonl goes there); `resolver` is the
+    /// upstream resolution (`SystemResolver` in production).
+    pub fn new(
+        name: &str,
+        policy: NetworkPolicy,
+        log_dir: &Path,
+        resolver: Arc<dyn Resolve>,
+        inference: bool,
+    ) -> Result<SandboxGateway, EgressError> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("nemoclaw-gateway")
+            .enable_all()
+            .build()
+            .map_err(EgressError::Register)?;
+        let path = log_dir.join("egress.jsonl");
+        let log =
+            EgressLog::open(&path).map_err(|e| EgressError::Log(path.display().to_string(), e))?;
+        let egress = Arc::new(Egress::new(name, PolicyHandle::new(policy), resolver, log));
+        Ok(SandboxGateway {
+            rt,
+            egress,
+            ports: GatewayPorts::default(),
+            inference,
+            inference_listener: None,
+            current: None,
+        })
+    }
+
+    /// The policy handle the gateway reads (shared with DNS).
+    pub fn policy(&self) -> &PolicyHandle {
+        &self.egress.policy
+    }
+
+    /// The runtime serving the gateway (the inference gateway may share it).
+    pub fn runtime(&self) -> &Runtime {
+        &self.rt
+    }
+
+    /// The proxy variables to add to the agent's environment.
+    pub fn agent_env(&self) -> Vec<(String, String)> {
+        net::agent_env(&self.ports)
+    }
+
+    /// The 127.0.0.1:80 listener planted for `inference.local` at the last setup.
+    pub fn take_inference_listener(&mut self) -> Option<std::net::TcpListener> {
+        self.inference_listener.take()
+    }
+
+    /// Applies `policy` to the running sandbox: the fence is replaced atomically, new
+    /// connections and DNS queries follow at once; nothing restarts. (A change of
+    /// `dns.resolver` or `ingress` takes effect at the next start.)
+    pub fn reload(&self, policy: NetworkPolicy) -> Result<(), NetError> {
+        match &self.current {
+            Some(a) => net::reload(a.netns.as_fd(), &self.egress.policy, policy, &self.ports),
+            None => {
+                self.egress.policy.reload(policy);
+                Ok(())
+            }
+        }
+    }
+
+    /// Drops the current sandbox's sockets, forwards and netns reference (call when the agent
+    /// stops and is not restarted).
+    pub fn detach(&mut self) {
+        self.current = None;
+        self.inference_listener = None;
+    }
+
+    fn attach(&mut self, netns: &NetnsHandle<'_>) -> Result<(), String> {
+        self.current = None; // the previous sandbox's sockets and forwards
+        let policy = self.egress.policy.current();
+        net::setup_sealed(netns.netns, &policy, &self.ports).map_err(|e| e.to_string())?;
+        let dns_on = policy.dns == DnsResolver::Host;
+        let socks = net::bind_gateway(netns.netns, &self.ports, dns_on, self.inference)
+            .map_err(|e| e.to_string())?;
+        self.inference_listener = socks.inference;
+        let owned = netns
+            .netns
+            .try_clone_to_owned()
+            .map_err(|e| format!("duplicating the netns fd: {e}"))?;
+        let _g = self.rt.enter();
+        let egress = serve(
+            Listeners {
+                proxy: Some(socks.proxy),
+                transparent: Some(socks.transparent),
+            },
+            self.egress.clone(),
+        )
+        .map_err(|e| e.to_string())?;
+        let dns = match socks.dns_udp {
+            Some(udp) => Some(
+                dns::serve(
+                    udp,
+                    socks.dns_tcp,
+                    self.egress.policy.clone(),
+                    self.egress.resolver.clone(),
+                )
+                .map_err(|e| e.to_string())?,
+            ),
+            None => None,
+        };
+        let ingress_ns = owned
+            .try_clone()
+            .map_err(|e| format!("duplicating the netns fd: {e}"))?;
+        let ingress = self
+            .rt
+            .block_on(serve_ingress(
+                ingress_ns,
+                &policy.ingress,
+                &self.egress.sandbox,
+                self.egress.log.clone(),
+            ))
+            .map_err(|e| e.to_string())?;
+        self.current = Some(Attached {
+            netns: owned,
+            _egress: egress,
+            _dns: dns,
+            _ingress: ingress,
+        });
+        Ok(())
+    }
+}
+
+impl NetworkSetup for SandboxGateway {
+    fn setup(&mut self, ns: &NetnsHandle<'_>) -> Result<(), String> {
+        self.attach(ns)
+    }
+}

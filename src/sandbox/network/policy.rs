@@ -1,0 +1,551 @@
+//! The compiled network policy of one sandbox and the decisions taken with it (pure).
+//!
+//! [`NetworkPolicy::compile`] turns a blueprint's `network` section (presets expanded) into the
+//! one value that both the kernel fence ([`super::nft`]) and the egress gateway use, so the
+//! rules that `validate` accepts are exactly the ones enforced. The gateway decides in two
+//! steps: [`NetworkPolicy::decide_name`] (domain and port), then [`NetworkPolicy::pick_address`]
+//! on its own resolution of the name (the SSRF guard: the address it returns is the one to dial).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::IpAddr;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::addr::{special_purpose, Cidr};
+use crate::blueprint::domain::{check_port, parse_rule, DomainSpec};
+use crate::blueprint::presets as builtin_presets;
+use crate::blueprint::types::{DnsResolver, DomainRule, Network};
+
+/// The name the inference gateway answers to inside the sandbox.
+pub const INFERENCE_HOST: &str = "inference.local";
+
+/// Errors compiling a policy: each names the offending entry and how to fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("network.egress.allowedDomains: {0}")]
+    Domain(String),
+    #[error("preset `{preset}`: {message}")]
+    PresetEntry { preset: String, message: String },
+    #[error("unknown preset `{0}`: `nemoclaw presets list` shows the built-in ones; user presets live in the home's presets/<name>.yaml")]
+    UnknownPreset(String),
+    #[error("preset file {path}: {message}")]
+    PresetFile { path: String, message: String },
+    #[error("network.egress.blockedPorts: {0}")]
+    Port(String),
+    #[error("network.egress.allowAddresses: {0}")]
+    Address(String),
+    #[error("network.ingress: {0}")]
+    Ingress(String),
+}
+
+/// One allowed-domain rule and where it came from (for the `rule` field of decisions).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllowedDomain {
+    pub spec: DomainSpec,
+    /// `allowedDomains` or `preset <name>`.
+    pub source: String,
+}
+
+impl fmt::Display for AllowedDomain {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.spec, self.source)
+    }
+}
+
+/// An `allowAddresses` entry: `CIDR` exempts the range from the SSRF guard for allowed names;
+/// `CIDR:PORT` also admits connections that carry no name (IP literals, other protocols) to
+/// that range and port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddressRule {
+    pub net: Cidr,
+    pub port: Option<u16>,
+}
+
+impl fmt::Display for AddressRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.port {
+            Some(p) => write!(f, "{}:{p}", self.net),
+            None => write!(f, "{}", self.net),
+        }
+    }
+}
+
+/// `network.ingress`: host loopback `host_port` forwarded to `port` inside the sandbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IngressRule {
+    pub host_port: u16,
+    pub port: u16,
+}
+
+/// Everything the fence and the gateway enforce for one sandbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkPolicy {
+    pub domains: Vec<AllowedDomain>,
+    pub blocked_ports: BTreeSet<u16>,
+    pub allow_addresses: Vec<AddressRule>,
+    pub dns: DnsResolver,
+    pub ingress: Vec<IngressRule>,
+}
+
+/// A user preset file, `presets/<name>.yaml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PresetFile {
+    #[serde(default)]
+    pub description: String,
+    pub domains: Vec<DomainRule>,
+}
+
+/// A preset as listed by `nemoclaw presets`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Preset {
+    pub name: String,
+    pub description: String,
+    /// `builtin` or the path of the user's file.
+    pub source: String,
+    pub domains: Vec<DomainRule>,
+}
+
+/// The built-in presets, then the user's `<dir>/<name>.yaml` (a user preset replaces a built-in
+/// of the same name). A missing directory means no user presets.
+pub fn all_presets(user_dir: Option<&Path>) -> Result<BTreeMap<String, Preset>, PolicyError> {
+    let mut out = BTreeMap::new();
+    for (name, description, domains) in builtin_presets::BUILTIN {
+        out.insert(
+            (*name).to_string(),
+            Preset {
+                name: (*name).to_string(),
+                description: (*description).to_string(),
+                source: "builtin".into(),
+                domains: domains
+                    .iter()
+                    .map(|d| DomainRule::Name((*d).to_string()))
+                    .collect(),
+            },
+        );
+    }
+    let Some(dir) = user_dir else { return Ok(out) };
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => {
+            return Err(PolicyError::PresetFile {
+                path: dir.display().to_string(),
+                message: e.to_string(),
+            })
+        }
+    };
+    let mut paths: Vec<_> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    paths.sort();
+    for path in paths {
+        let Some(name) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".yaml"))
+        else {
+            continue;
+        };
+        let err = |message: String| PolicyError::PresetFile {
+            path: path.display().to_string(),
+            message,
+        };
+        let text = std::fs::read_to_string(&path).map_err(|e| err(e.to_string()))?;
+        let file = parse_preset_file(&text).map_err(err)?;
+        out.insert(
+            name.to_string(),
+            Preset {
+                name: name.to_string(),
+                description: file.description,
+                source: path.display().to_string(),
+                domains: file.domains,
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// Parses a user preset file (`description`, `domains`).
+pub fn parse_preset_file(text: &str) -> Result<PresetFile, String> {
+    let file: PresetFile = serde_saphyr::from_str(text).map_err(|e| format!("{e}"))?;
+    if file.domains.is_empty() {
+        return Err("`domains` is empty: list the domains this preset allows".into());
+    }
+    Ok(file)
+}
+
+impl NetworkPolicy {
+    /// Compiles a blueprint's `network` section; `user_presets` is the home's presets dir.
+    pub fn compile(
+        net: &Network,
+        user_presets: Option<&Path>,
+    ) -> Result<NetworkPolicy, PolicyError> {
+        let mut domains = Vec::new();
+        for rule in &net.egress.allowed_domains {
+            let spec = parse_rule(rule).map_err(PolicyError::Domain)?;
+            domains.push(AllowedDomain {
+                spec,
+                source: "allowedDomains".into(),
+            });
+        }
+        if !net.egress.presets.is_empty() {
+            let presets = all_presets(user_presets)?;
+            for name in &net.egress.presets {
+                let p = presets
+                    .get(name)
+                    .ok_or_else(|| PolicyError::UnknownPreset(name.clone()))?;
+                for rule in &p.domains {
+                    let spec = parse_rule(rule).map_err(|message| PolicyError::PresetEntry {
+                        preset: name.clone(),
+                        message,
+                    })?;
+                    domains.push(AllowedDomain {
+                        spec,
+                        source: format!("preset {name}"),
+                    });
+                }
+            }
+        }
+        let mut blocked_ports = BTreeSet::new();
+        for &p in &net.egress.blocked_ports {
+            blocked_ports.insert(check_port(p).map_err(PolicyError::Port)?);
+        }
+        let allow_addresses = net
+            .egress
+            .allow_addresses
+            .iter()
+            .map(|s| parse_address_rule(s).map_err(PolicyError::Address))
+            .collect::<Result<_, _>>()?;
+        let mut ingress = Vec::new();
+        for i in &net.ingress {
+            let host_port = check_port(i.host_port).map_err(PolicyError::Ingress)?;
+            let port = check_port(i.port).map_err(PolicyError::Ingress)?;
+            ingress.push(IngressRule { host_port, port });
+        }
+        Ok(NetworkPolicy {
+            domains,
+            blocked_ports,
+            allow_addresses,
+            dns: net.dns.resolver,
+            ingress,
+        })
+    }
+
+    /// Decision on a name and port, before any resolution.
+    pub fn decide_name(&self, host: &str, port: u16) -> Decision {
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        if self.blocked_ports.contains(&port) {
+            return Decision::deny(
+                &host,
+                port,
+                "blockedPorts",
+                format!("port {port} is in network.egress.blockedPorts"),
+            );
+        }
+        if let Ok(ip) = host.trim_matches(['[', ']']).parse::<IpAddr>() {
+            return self.decide_address(ip, port);
+        }
+        match self.domains.iter().find(|d| d.spec.allows(&host, port)) {
+            Some(d) => Decision::allow(&host, port, d.to_string()),
+            None => {
+                let other_port = self.domains.iter().find(|d| d.spec.pattern.matches(&host));
+                let hint = match other_port {
+                    Some(d) => format!("{} allows ports {:?} only: add `{host}:{port}` to network.egress.allowedDomains", d.spec.pattern, d.spec.ports),
+                    None => "add it to network.egress.allowedDomains".into(),
+                };
+                Decision::deny(&host, port, "no allowedDomains entry matches", hint)
+            }
+        }
+    }
+
+    /// Decision on a connection that names no host (an IP literal, a protocol without SNI or
+    /// Host): allowed only by an `allowAddresses` entry with that port.
+    pub fn decide_address(&self, ip: IpAddr, port: u16) -> Decision {
+        let host = ip.to_string();
+        if self.blocked_ports.contains(&port) {
+            return Decision::deny(
+                &host,
+                port,
+                "blockedPorts",
+                format!("port {port} is in network.egress.blockedPorts"),
+            );
+        }
+        match self.allow_addresses.iter().find(|r| r.port == Some(port) && r.net.contains(ip)) {
+            Some(r) => Decision::allow(&host, port, format!("{r} (allowAddresses)")),
+            None => Decision::deny(
+                &host,
+                port,
+                "no name (IP address or a protocol without TLS SNI or HTTP Host)",
+                format!("connect by a name listed in network.egress.allowedDomains, or add `{}/{}:{port}` to network.egress.allowAddresses", ip, if ip.is_ipv4() { 32 } else { 128 }),
+            ),
+        }
+    }
+
+    /// The SSRF guard: the first resolved address that is public or covered by
+    /// `allowAddresses`, or the reason none is. Dial exactly the returned address.
+    pub fn pick_address(&self, addrs: &[IpAddr]) -> Result<IpAddr, String> {
+        let mut first_reason = None;
+        for &ip in addrs {
+            match special_purpose(ip) {
+                None => return Ok(ip),
+                Some(why) => {
+                    if self.allow_addresses.iter().any(|r| r.net.contains(ip)) {
+                        return Ok(ip);
+                    }
+                    first_reason.get_or_insert_with(|| format!("{ip} is {why}"));
+                }
+            }
+        }
+        Err(first_reason.unwrap_or_else(|| "the name has no IPv4 address".into()))
+    }
+
+    /// Whether DNS may answer `name` (some allowed-domain rule matches it on any port).
+    pub fn name_is_allowed(&self, name: &str) -> bool {
+        self.domains.iter().any(|d| d.spec.pattern.matches(name))
+    }
+
+    /// The expanded domain list, one display string per rule (what `plan` shows).
+    pub fn domain_list(&self) -> Vec<String> {
+        self.domains.iter().map(ToString::to_string).collect()
+    }
+}
+
+/// Parses `CIDR` or `CIDR:PORT` (IPv6 with a port as `[fd00::/8]:PORT`).
+pub fn parse_address_rule(s: &str) -> Result<AddressRule, String> {
+    let s = s.trim();
+    let (net, port) = if let Some(rest) = s.strip_prefix('[') {
+        match rest.split_once(']') {
+            Some((net, "")) => (net, None),
+            Some((net, p)) => (
+                net,
+                Some(
+                    p.strip_prefix(':')
+                        .ok_or_else(|| format!("`{s}`: expected `:PORT` after `]`"))?,
+                ),
+            ),
+            None => return Err(format!("`{s}`: missing `]`")),
+        }
+    } else if s.matches(':').count() == 1 {
+        let (n, p) = s.split_once(':').expect("one colon");
+        (n, Some(p))
+    } else {
+        (s, None)
+    };
+    let net: Cidr = net.parse()?;
+    let port = match port {
+        None => None,
+        Some(p) => {
+            Some(check_port(p.parse().map_err(|_| {
+                format!("`{p}` in `{s}` is not a port number")
+            })?)?)
+        }
+    };
+    Ok(AddressRule { net, port })
+}
+
+/// Allow or deny, with the rule that decided (logged, and sent in the 403 body).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Decision {
+    pub allowed: bool,
+    pub host: String,
+    pub port: u16,
+    pub rule: String,
+    /// What to change to allow it (denials only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+}
+
+impl Decision {
+    pub fn allow(host: &str, port: u16, rule: String) -> Decision {
+        Decision {
+            allowed: true,
+            host: host.to_string(),
+            port,
+            rule,
+            hint: None,
+        }
+    }
+
+    pub fn deny(host: &str, port: u16, rule: &str, hint: String) -> Decision {
+        Decision {
+            allowed: false,
+            host: host.to_string(),
+            port,
+            rule: rule.to_string(),
+            hint: Some(hint),
+        }
+    }
+
+    /// The JSON body of a 403: `{"error":"policy_denied","host","port","rule","hint"}`.
+    pub fn denial_body(&self) -> String {
+        serde_json::json!({
+            "error": "policy_denied",
+            "host": self.host,
+            "port": self.port,
+            "rule": self.rule,
+            "hint": self.hint.clone().unwrap_or_else(|| "add it to network.egress.allowedDomains".into()),
+        })
+        .to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::blueprint::types::{Dns, Egress, Ingress};
+
+    fn policy(
+        domains: &[&str],
+        blocked: &[u32],
+        allow: &[&str],
+        presets: &[&str],
+    ) -> NetworkPolicy {
+        let net = Network {
+            egress: Egress {
+                allowed_domains: domains
+                    .iter()
+                    .map(|d| DomainRule::Name((*d).into()))
+                    .collect(),
+                blocked_ports: blocked.to_vec(),
+                presets: presets.iter().map(|p| (*p).to_string()).collect(),
+                allow_addresses: allow.iter().map(|a| (*a).to_string()).collect(),
+            },
+            dns: Dns::default(),
+            ingress: vec![Ingress {
+                host_port: 18080,
+                port: 8080,
+            }],
+        };
+        NetworkPolicy::compile(&net, None).unwrap()
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn names_ports_and_wildcards() {
+        let p = policy(
+            &["api.test.example", "*.cdn.example", "git.example:8443"],
+            &[22],
+            &[],
+            &[],
+        );
+        let d = p.decide_name("API.test.example.", 443);
+        assert!(d.allowed, "{d:?}");
+        assert_eq!(d.rule, "api.test.example (allowedDomains)");
+        assert!(p.decide_name("a.b.cdn.example", 80).allowed);
+        assert!(!p.decide_name("cdn.example", 443).allowed);
+        assert!(!p.decide_name("evil.example", 443).allowed);
+        let d = p.decide_name("api.test.example", 8080);
+        assert!(!d.allowed && d.hint.as_deref().unwrap().contains("api.test.example:8080"));
+        assert!(p.decide_name("git.example", 8443).allowed);
+        assert!(!p.decide_name("git.example", 443).allowed);
+        let d = p.decide_name("api.test.example", 22);
+        assert!(!d.allowed);
+        assert_eq!(d.rule, "blockedPorts");
+        assert!(p.name_is_allowed("x.cdn.example") && !p.name_is_allowed("other.example"));
+        assert_eq!(
+            p.ingress,
+            vec![IngressRule {
+                host_port: 18080,
+                port: 8080
+            }]
+        );
+    }
+
+    #[test]
+    fn presets_expand() {
+        let p = policy(&[], &[], &[], &["github"]);
+        let d = p.decide_name("api.github.com", 443);
+        assert!(d.allowed);
+        assert_eq!(d.rule, "api.github.com (preset github)");
+        assert!(p.decide_name("raw.githubusercontent.com", 443).allowed);
+        let net = Network {
+            egress: Egress {
+                presets: vec!["nope".into()],
+                ..Egress::default()
+            },
+            ..Network::default()
+        };
+        assert!(NetworkPolicy::compile(&net, None)
+            .unwrap_err()
+            .to_string()
+            .contains("unknown preset `nope`"));
+    }
+
+    #[test]
+    fn user_presets_from_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("internal.yaml"), "description: corp\ndomains:\n  - wiki.corp.example\n  - {host: git.corp.example, ports: [22]}\n").unwrap();
+        std::fs::write(dir.path().join("bad.yaml"), "domains: []\n").unwrap();
+        let err = all_presets(Some(dir.path())).unwrap_err().to_string();
+        assert!(err.contains("bad.yaml") && err.contains("empty"), "{err}");
+        std::fs::remove_file(dir.path().join("bad.yaml")).unwrap();
+        let all = all_presets(Some(dir.path())).unwrap();
+        assert_eq!(all["internal"].description, "corp");
+        assert_eq!(all["github"].source, "builtin");
+        let net = Network {
+            egress: Egress {
+                presets: vec!["internal".into()],
+                ..Egress::default()
+            },
+            ..Network::default()
+        };
+        let p = NetworkPolicy::compile(&net, Some(dir.path())).unwrap();
+        assert!(p.decide_name("git.corp.example", 22).allowed);
+        assert!(!p.decide_name("git.corp.example", 443).allowed);
+        assert!(p.decide_name("wiki.corp.example", 443).allowed);
+    }
+
+    #[test]
+    fn ssrf_guard() {
+        let p = policy(&["x.example"], &[], &["198.18.0.0/15"], &[]);
+        assert_eq!(p.pick_address(&[ip("198.18.0.2")]), Ok(ip("198.18.0.2")));
+        assert!(p
+            .pick_address(&[ip("127.0.0.1")])
+            .unwrap_err()
+            .contains("loopback"));
+        assert!(p
+            .pick_address(&[ip("169.254.169.254")])
+            .unwrap_err()
+            .contains("metadata"));
+        assert_eq!(
+            p.pick_address(&[ip("10.0.0.1"), ip("93.184.216.34")]),
+            Ok(ip("93.184.216.34"))
+        );
+        assert!(p.pick_address(&[]).is_err());
+    }
+
+    #[test]
+    fn addresses_need_a_port_to_admit_nameless_connections() {
+        let p = policy(
+            &[],
+            &[],
+            &["198.18.0.0/15", "198.18.0.9:5432", "[fd00::/8]:443"],
+            &[],
+        );
+        assert!(!p.decide_address(ip("198.18.0.2"), 443).allowed);
+        assert!(p.decide_address(ip("198.18.0.9"), 5432).allowed);
+        assert!(!p.decide_address(ip("198.18.0.9"), 5433).allowed);
+        assert!(p.decide_address(ip("fd00::1"), 443).allowed);
+        assert!(p.decide_name("198.18.0.9", 5432).allowed);
+        assert!(parse_address_rule("10.0.0.0/8:99999")
+            .unwrap_err()
+            .contains("out of range"));
+        assert!(parse_address_rule("nonsense").is_err());
+    }
+
+    #[test]
+    fn denial_body_shape() {
+        let p = policy(&["ok.example"], &[], &[], &[]);
+        let v: serde_json::Value =
+            serde_json::from_str(&p.decide_name("bad.example", 443).denial_body()).unwrap();
+        assert_eq!(v["error"], "policy_denied");
+        assert_eq!(v["host"], "bad.example");
+        assert_eq!(v["port"], 443);
+        assert_eq!(v["hint"], "add it to network.egress.allowedDomains");
+        assert!(v["rule"].is_string());
+    }
+}
