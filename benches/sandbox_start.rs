@@ -63,10 +63,14 @@ fn main() {
         (
             "nemoclaw run: namespaces+binds (bwrap-equivalent)".into(),
             Box::new(|| {
-                nemoclaw(&["--bench-no-cgroups", "--bench-no-seccomp"])
-                    .status()
-                    .unwrap()
-                    .success()
+                nemoclaw(&[
+                    "--bench-no-cgroups",
+                    "--bench-no-seccomp",
+                    "--bench-no-gateway",
+                ])
+                .status()
+                .unwrap()
+                .success()
             }),
         ),
         (

@@ -73,7 +73,7 @@ fn start_agent(w: &World, gw: &mut SandboxGateway, script: &str) -> Agent {
     })
     .expect("sandbox spec");
     sb_spec.env.extend(gw.agent_env());
-    spec::check_host(&sb_spec).unwrap();
+    nemoclaw::sandbox::instance::check_host(&sb_spec).unwrap();
     spawn::prepare_host(&sb_spec).unwrap();
     std::fs::copy(&w.ca_path, state.join("ca.pem")).unwrap();
     let (out_r, out_w) = spawn::output_pipe().unwrap();

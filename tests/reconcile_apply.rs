@@ -138,7 +138,7 @@ fn apply_runs_the_agent_and_a_second_apply_is_a_no_op() {
         text(&o)
     );
     assert_eq!(env.state("ap-one"), "running");
-    wait_until("the agent's marker", Duration::from_secs(5), || {
+    wait_until("the agent's marker", Duration::from_secs(20), || {
         env.marker("ap-one").as_deref() == Some("v1")
     });
     let t = Instant::now();
@@ -160,18 +160,19 @@ fn replace_on_agent_change_and_destroy_keeps_state() {
     let mut env = Env::new();
     env.blueprint("ap-two", "v1", "");
     assert!(env.apply(&[]).status.success());
-    wait_until("v1 marker", Duration::from_secs(5), || {
+    wait_until("v1 marker", Duration::from_secs(20), || {
         env.marker("ap-two").as_deref() == Some("v1")
     });
     let pid = env.supervisor_pid("ap-two");
     env.blueprint("ap-two", "v2", "");
     let o = env.apply(&[]);
+    assert!(o.status.success(), "{}", text(&o));
     assert!(
         text(&o).contains("-/+ replace ap-two (restart)"),
         "{}",
         text(&o)
     );
-    wait_until("v2 marker", Duration::from_secs(5), || {
+    wait_until("v2 marker", Duration::from_secs(20), || {
         env.marker("ap-two").as_deref() == Some("v2")
     });
     assert_ne!(
@@ -303,7 +304,7 @@ fn kill_9_of_apply_and_of_a_supervisor_converge_on_the_next_apply() {
     assert!(o.status.success(), "{}", text(&o));
     for n in ["ap-k1", "ap-k2", "ap-k3"] {
         assert_eq!(env.state(n), "running", "{n}");
-        wait_until("marker", Duration::from_secs(5), || {
+        wait_until("marker", Duration::from_secs(20), || {
             env.marker(n).as_deref() == Some(n)
         });
     }
@@ -450,7 +451,7 @@ fn watch_follows_new_commits_of_a_git_source() {
         &env,
         &["--git", &url, "--ref", "main", "--interval", "300ms"],
     );
-    wait_until("c1 marker", Duration::from_secs(5), || {
+    wait_until("c1 marker", Duration::from_secs(20), || {
         env.marker("wg-one").as_deref() == Some("c1")
     });
     env.blueprint("wg-one", "c2", "");

@@ -90,6 +90,30 @@ impl Runtime for SupervisorRuntime<'_> {
     }
 }
 
+/// Host checks for every sandbox the plan starts (keys readable, network policy compiles), all
+/// reported together, before anything changes.
+pub fn preflight(home: &Home, plan: &crate::reconcile::plan::Plan) -> anyhow::Result<()> {
+    use crate::reconcile::plan::ChangeKind;
+    let problems: Vec<String> = plan
+        .changes
+        .iter()
+        .filter(|c| {
+            !matches!(c.kind, ChangeKind::Destroy | ChangeKind::Refused) && !c.stays_stopped
+        })
+        .filter_map(|c| c.after.as_ref().map(|bp| (c, bp)))
+        .filter_map(|(c, bp)| {
+            crate::supervisor::gateway::preflight(home, bp)
+                .err()
+                .map(|e| format!("{}: {e}", c.name))
+        })
+        .collect();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        bail!("nothing was changed: {}", problems.join("; "))
+    }
+}
+
 /// Takes the apply lock, naming its holder when it is taken.
 pub fn lock(home: &Home, timeout: Duration, what: &str) -> anyhow::Result<FileLock> {
     home.ensure()?;
@@ -180,6 +204,7 @@ pub fn run(a: ApplyArgs, ctx: &Context) -> anyhow::Result<Exit> {
         println!("Apply cancelled.");
         return Ok(Exit::Failure);
     }
+    preflight(&home, plan)?;
     let silenced = ctx.silenced();
     let runtime = SupervisorRuntime {
         ctx: &silenced,

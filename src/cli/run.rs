@@ -15,7 +15,8 @@ use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use super::{Context, Exit};
-use crate::sandbox::{instance, spawn, LoopbackOnly, SpawnOptions, Stdio};
+use crate::sandbox::{instance, spawn, LoopbackOnly, NetworkSetup, SpawnOptions, Stdio};
+use crate::supervisor::gateway::GatewayHook;
 use crate::supervisor::pidlock::{PidLock, PidLockError};
 
 #[derive(Debug, Clone, Args)]
@@ -31,6 +32,9 @@ pub struct RunArgs {
     /// Benchmark only: no seccomp filter (weakens the sandbox).
     #[arg(long, hide = true)]
     pub bench_no_seccomp: bool,
+    /// Benchmarks only: no gateway (the sandbox keeps only `lo`).
+    #[arg(long, hide = true)]
+    pub bench_no_gateway: bool,
 }
 
 pub(crate) const FORWARDED: [Signal; 4] = [
@@ -92,7 +96,19 @@ pub fn run(a: RunArgs, ctx: &Context) -> anyhow::Result<Exit> {
         stdout: out_w,
         stderr: err_w,
     };
-    let result = spawn::spawn(&spec, &opts, stdio, &mut LoopbackOnly);
+    // The same gateway a supervisor runs (built after the signals are blocked, so its threads
+    // inherit the mask).
+    let mut spec = spec;
+    let mut net: Box<dyn NetworkSetup> = if a.bench_no_gateway {
+        Box::new(LoopbackOnly)
+    } else {
+        Box::new(
+            GatewayHook::new(&home, &name, bp, &a.blueprint)
+                .map_err(|e| anyhow!("cannot start sandbox `{name}`: {e}"))?,
+        )
+    };
+    spec.env.extend(net.agent_env());
+    let result = spawn::spawn(&spec, &opts, stdio, net.as_mut());
     let mut sandbox = match result {
         Ok(s) => s,
         Err(e) => {

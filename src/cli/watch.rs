@@ -124,6 +124,10 @@ impl Watcher<'_> {
                 return;
             }
         };
+        if let Err(e) = super::apply::preflight(&self.home, &prepared.plan) {
+            event("reconcile-error", json!({"error": format!("{e:#}")}));
+            return;
+        }
         let runtime = SupervisorRuntime {
             ctx: self.ctx,
             home: self.home.clone(),

@@ -62,10 +62,28 @@ pub fn deployed_file(home: &Home, name: &str) -> std::path::PathBuf {
     home.run_dir(name).join("blueprint.yaml")
 }
 
-/// Makes the blueprint's source-relative paths (guards, mock replies, migrations) absolute, so
-/// the deployed copy in `run/<name>/` reads the same files.
+/// The self-contained copy of a blueprint that a supervisor runs from `run/<name>/`: paths
+/// relative to the source (guards, mock replies, migrations) made absolute, and presets the
+/// source defines in `presets/NAME.yaml` inlined into `allowedDomains` (built-in and home
+/// presets stay by name), so the deployment no longer depends on the source checkout.
 pub fn resolve_paths(bp: &Blueprint, base: &Path) -> Blueprint {
     let mut bp = bp.clone();
+    let egress = &mut bp.network.egress;
+    let mut kept = Vec::new();
+    for name in std::mem::take(&mut egress.presets) {
+        let file = ["yaml", "yml"]
+            .iter()
+            .map(|x| base.join("presets").join(format!("{name}.{x}")))
+            .find(|p| p.is_file());
+        let parsed = file
+            .and_then(|f| std::fs::read_to_string(f).ok())
+            .and_then(|t| crate::sandbox::network::policy::parse_preset_file(&t).ok());
+        match parsed {
+            Some(p) => egress.allowed_domains.extend(p.domains),
+            None => kept.push(name),
+        }
+    }
+    egress.presets = kept;
     let abs = |p: &mut std::path::PathBuf| {
         if p.is_relative() {
             *p = base.join(&*p);
@@ -453,6 +471,26 @@ mod tests {
         );
         assert!(!rt.calls.lock().unwrap().contains(&"start web".to_string()));
         assert!(inventory::read_generation(&home).unwrap() > before);
+    }
+
+    #[test]
+    fn source_presets_are_inlined_and_others_kept_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("presets")).unwrap();
+        std::fs::write(
+            dir.path().join("presets/wiki.yaml"),
+            "domains: [wiki.example.com]\n",
+        )
+        .unwrap();
+        let e = bp("a", "network:\n  egress:\n    presets: [github, wiki]\n");
+        let r = resolve_paths(&e.blueprint, dir.path());
+        assert_eq!(r.network.egress.presets, ["github"]);
+        assert_eq!(
+            r.network.egress.allowed_domains,
+            [crate::blueprint::DomainRule::Name(
+                "wiki.example.com".into()
+            )]
+        );
     }
 
     #[test]

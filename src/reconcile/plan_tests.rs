@@ -354,3 +354,21 @@ fn diffs_never_carry_secrets() {
     let text = render_human(&p, None, false);
     assert!(text.contains("env: NVIDIA_API_KEY"), "{text}");
 }
+
+#[test]
+fn presets_are_shown_expanded() {
+    let p = plan(
+        &[desired(bp(
+            "a",
+            "network:\n  egress:\n    presets: [npm, internal]\n",
+        ))],
+        &[],
+        &PlanOptions::default(),
+    )
+    .unwrap();
+    let text = render_human(&p, None, false);
+    assert!(
+        text.contains("    egress presets: npm = registry.npmjs.org, registry.yarnpkg.com; internal = (user preset, presets/internal.yaml)\n"),
+        "{text}"
+    );
+}

@@ -60,6 +60,22 @@ fn headline(c: &Change) -> String {
     format!("{} {what}{stopped}", c.kind.symbol())
 }
 
+/// What the blueprint's egress presets expand to, so a plan shows every domain it opens.
+fn presets_line(bp: &Blueprint) -> Option<String> {
+    let presets = &bp.network.egress.presets;
+    if presets.is_empty() {
+        return None;
+    }
+    let parts: Vec<String> = presets
+        .iter()
+        .map(|p| match crate::blueprint::presets::builtin(p) {
+            Some(domains) => format!("{p} = {}", domains.join(", ")),
+            None => format!("{p} = (user preset, presets/{p}.yaml)"),
+        })
+        .collect();
+    Some(format!("egress presets: {}", parts.join("; ")))
+}
+
 /// The summary line.
 pub fn summary_line(plan: &Plan) -> String {
     if !plan.has_changes() {
@@ -90,6 +106,9 @@ pub fn render_human(plan: &Plan, source: Option<&str>, color: bool) -> String {
         let _ = writeln!(out, "{}", headline(c));
         for r in &c.reasons {
             let _ = writeln!(out, "    {r}");
+        }
+        if let Some(line) = c.after.as_ref().and_then(presets_line) {
+            let _ = writeln!(out, "    {line}");
         }
         let diff = change_diff(c);
         if !diff.is_empty() {

@@ -373,8 +373,19 @@ pub(super) fn verify_no_caps(last_cap: u32) -> bool {
             return false;
         }
     }
-    // SAFETY: setresuid with integers; it must fail now.
-    unsafe { libc::setresuid(0, 0, 0) != 0 }
+    // SAFETY: the raw setresuid syscall with integers; it must fail now.
+    unsafe { raw_setresuid(0) != 0 }
+}
+
+/// setresuid(id, id, id) as the raw syscall. glibc's wrappers for the set*id calls broadcast the
+/// change to every thread the parent had (`__nptl_setxid`) and wait for them: in a child cloned
+/// from a multithreaded supervisor those threads do not exist, and the wait never ends.
+///
+/// # Safety
+/// A plain syscall on integers; safe in the cloned child.
+unsafe fn raw_setresuid(id: libc::uid_t) -> libc::c_int {
+    // SAFETY: see the function's contract.
+    unsafe { libc::syscall(libc::SYS_setresuid, id, id, id) as libc::c_int }
 }
 
 /// The child's whole life. Never returns: it becomes the init, or exits 127 after reporting.
@@ -437,9 +448,9 @@ pub unsafe fn child_main(p: &Prepared, fds: ChildFds) -> ! {
         // SAFETY: setrlimit reads a live stack struct.
         check(&fds, STEP_RLIMIT, unsafe { libc::setrlimit(res, &lim) });
     }
-    // SAFETY: setgroups with an empty list.
+    // SAFETY: the raw setgroups syscall with an empty list.
     check(&fds, STEP_SETGROUPS, unsafe {
-        libc::setgroups(0, std::ptr::null())
+        libc::syscall(libc::SYS_setgroups, 0usize, std::ptr::null::<libc::gid_t>()) as libc::c_int
     });
     // SAFETY: unshare with an integer flag.
     check(&fds, STEP_USERNS, unsafe {
@@ -450,14 +461,12 @@ pub unsafe fn child_main(p: &Prepared, fds: ChildFds) -> ! {
     wait_go(&fds);
 
     check(&fds, STEP_CAPS, drop_bounding(p.last_cap));
-    // SAFETY: setresgid/setresuid with integers (mapped ids).
+    // SAFETY: the raw setresgid/setresuid syscalls with integers (mapped ids).
     check(&fds, STEP_SETID, unsafe {
-        libc::setresgid(p.gid, p.gid, p.gid)
+        libc::syscall(libc::SYS_setresgid, p.gid, p.gid, p.gid) as libc::c_int
     });
     // SAFETY: as above.
-    check(&fds, STEP_SETID, unsafe {
-        libc::setresuid(p.uid, p.uid, p.uid)
-    });
+    check(&fds, STEP_SETID, unsafe { raw_setresuid(p.uid) });
     check(&fds, STEP_CAPS, clear_caps());
     if !verify_no_caps(p.last_cap) {
         fail(&fds, STEP_VERIFY, libc::EPERM);

@@ -153,7 +153,8 @@ pub fn enter(t: &Target, argv: &[String], stdio: Stdio) -> Result<Pid, SpawnErro
             child::check(
                 &fds,
                 child::STEP_SETGROUPS,
-                libc::setgroups(0, std::ptr::null()),
+                libc::syscall(libc::SYS_setgroups, 0usize, std::ptr::null::<libc::gid_t>())
+                    as libc::c_int,
             );
             for fd in &ns {
                 child::check(&fds, STEP_SETNS, libc::setns(fd.as_raw_fd(), 0));
@@ -176,8 +177,16 @@ pub fn enter(t: &Target, argv: &[String], stdio: Stdio) -> Result<Pid, SpawnErro
                 libc::_exit(code);
             }
             child::check(&fds, child::STEP_CAPS, child::drop_bounding(last_cap));
-            child::check(&fds, child::STEP_SETID, libc::setresgid(gid, gid, gid));
-            child::check(&fds, child::STEP_SETID, libc::setresuid(uid, uid, uid));
+            child::check(
+                &fds,
+                child::STEP_SETID,
+                libc::syscall(libc::SYS_setresgid, gid, gid, gid) as libc::c_int,
+            );
+            child::check(
+                &fds,
+                child::STEP_SETID,
+                libc::syscall(libc::SYS_setresuid, uid, uid, uid) as libc::c_int,
+            );
             child::check(&fds, child::STEP_CAPS, child::clear_caps());
             if !child::verify_no_caps(last_cap) {
                 child::fail(&fds, child::STEP_VERIFY, libc::EPERM);

@@ -73,6 +73,23 @@ pub struct NetnsHandle<'a> {
 /// exists (with `lo` up) and before anything in the sandbox runs. An error aborts the start.
 pub trait NetworkSetup {
     fn setup(&mut self, ns: &NetnsHandle<'_>) -> Result<(), String>;
+
+    /// Environment the agent needs to use this network (proxy variables).
+    fn agent_env(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
+
+    /// Applies a changed blueprint's network (and inference) policy to the running sandbox.
+    fn reload(
+        &mut self,
+        _bp: &crate::blueprint::Blueprint,
+        _bp_path: &std::path::Path,
+    ) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// Releases what the last `setup` attached (the agent stopped for good).
+    fn detach(&mut self) {}
 }
 
 /// The default: the sandbox keeps only `lo`.

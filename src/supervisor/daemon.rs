@@ -115,6 +115,23 @@ fn load(path: &Path) -> Result<Blueprint, SupervisorError> {
         })
 }
 
+/// Blocks the signals the supervisor reads from its signalfd, in the calling thread (threads
+/// started afterwards inherit the mask). Returns the set.
+pub fn block_signals() -> Result<SigSet, SupervisorError> {
+    let mut mask = SigSet::empty();
+    for s in [
+        Signal::SIGCHLD,
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+    ] {
+        mask.add(s);
+    }
+    mask.thread_block()
+        .map_err(|e| sup_io("signals", e.into()))?;
+    Ok(mask)
+}
+
 /// Runs the supervisor for `name` until it is stopped, with a loopback-only network.
 pub fn run(home: &Home, name: &str) -> Result<i32, SupervisorError> {
     run_with(home, name, Box::new(LoopbackOnly))
@@ -146,24 +163,15 @@ pub fn run_with(
     }
     let bp_path = deployed_blueprint(home, name);
     let bp = load(&bp_path)?;
-    let spec =
+    let mut spec =
         instance::spec_for(home, &bp, None).map_err(|e| SupervisorError::Sandbox(e.to_string()))?;
+    spec.env.extend(net.agent_env());
     let logs = home.logs(name);
     crate::home::create_dir_private(&logs)?;
     let log = CappedLog::open(&logs.join("agent.log"), AGENT_LOG_CAP)
         .map_err(|e| sup_io(logs.join("agent.log"), e))?;
 
-    let mut mask = SigSet::empty();
-    for s in [
-        Signal::SIGCHLD,
-        Signal::SIGTERM,
-        Signal::SIGINT,
-        Signal::SIGHUP,
-    ] {
-        mask.add(s);
-    }
-    mask.thread_block()
-        .map_err(|e| sup_io("signals", e.into()))?;
+    let mask = block_signals()?;
     let sigfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
         .map_err(|e| sup_io("signalfd", e.into()))?;
     let sock_path = run_dir.join("control.sock");
@@ -655,6 +663,11 @@ impl Daemon {
             }
             Request::ReloadPolicy => match load(&self.bp_path) {
                 Ok(bp) => {
+                    // Network and inference first: a refused reload changes nothing.
+                    if let Err(e) = self.net.reload(&bp, &self.bp_path) {
+                        event(&self.name, "reload-failed", serde_json::json!({"error": e}));
+                        return Response::err(id, e);
+                    }
                     self.policy = Policy::from_lifecycle(&bp.lifecycle);
                     self.disk_cap = bp.resources.disk.map(|b| b.bytes());
                     event(&self.name, "policy-reloaded", serde_json::json!({}));

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 
 pub mod client;
 pub mod daemon;
+pub mod gateway;
 pub mod health;
 pub mod logcap;
 pub mod pidlock;
@@ -70,7 +71,7 @@ pub fn main(args: &[std::ffi::OsString]) -> std::process::ExitCode {
             }
         },
     };
-    match daemon::run(&home, name) {
+    match run_with_gateway(&home, name) {
         Ok(code) => std::process::ExitCode::from(code as u8),
         Err(e) => {
             daemon::event(
@@ -81,4 +82,25 @@ pub fn main(args: &[std::ffi::OsString]) -> std::process::ExitCode {
             std::process::ExitCode::from(1)
         }
     }
+}
+
+/// Runs the supervisor with the sandbox's gateway (network policy and inference) as its
+/// network hook. Signals are blocked first, so the gateway's threads inherit the mask and the
+/// supervisor's signalfd sees every SIGTERM.
+fn run_with_gateway(home: &Home, name: &str) -> Result<i32, SupervisorError> {
+    daemon::block_signals()?;
+    let bp_path = daemon::deployed_blueprint(home, name);
+    let bp = crate::blueprint::set::load_one(&bp_path)
+        .map(|e| e.blueprint)
+        .map_err(|d| {
+            SupervisorError::Blueprint(
+                d.iter()
+                    .map(|x| x.headline())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )
+        })?;
+    let hook =
+        gateway::GatewayHook::new(home, name, &bp, &bp_path).map_err(SupervisorError::Sandbox)?;
+    daemon::run_with(home, name, Box::new(hook))
 }

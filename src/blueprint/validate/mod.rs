@@ -12,7 +12,7 @@ mod host;
 mod inference;
 mod network;
 
-pub use network::parse_cidr;
+pub use network::check_address_rule;
 
 use super::credential::{env_entry_is_secret, CredentialRef};
 use super::diag::did_you_mean;

@@ -1,38 +1,23 @@
 //! Checks of the `network` section: domains, ports, presets, address ranges, ingress.
 
 use std::collections::HashSet;
-use std::net::IpAddr;
 
 use super::{Context, Findings};
 use crate::blueprint::diag::did_you_mean;
 use crate::blueprint::domain::{check_port, parse_rule};
 use crate::blueprint::types::*;
 
-pub fn parse_cidr(s: &str) -> Result<(IpAddr, u8), String> {
-    let (addr, len) = match s.split_once('/') {
-        Some((a, l)) => (a, Some(l)),
-        None => (s, None),
-    };
-    let ip: IpAddr = addr
-        .trim()
-        .parse()
-        .map_err(|_| format!("`{s}` is not an IP address or CIDR range (e.g. 198.18.0.0/15)"))?;
-    let max = if ip.is_ipv4() { 32 } else { 128 };
-    let len = match len {
-        None => max,
-        Some(l) => l
-            .trim()
-            .parse::<u8>()
-            .ok()
-            .filter(|&n| n <= max)
-            .ok_or_else(|| format!("`{s}`: prefix length must be 0 to {max}"))?,
-    };
-    if len == 0 {
+/// Checks an `allowAddresses` entry: `CIDR` (exempt from the SSRF guard) or `CIDR:PORT` (also
+/// allows connections that carry no name), parsed exactly as the gateway parses it. A range
+/// that covers every address is refused.
+pub fn check_address_rule(s: &str) -> Result<(), String> {
+    let rule = crate::sandbox::network::policy::parse_address_rule(s)?;
+    if rule.net.prefix == 0 {
         return Err(format!(
             "`{s}` allows every address: name the ranges the agent needs"
         ));
     }
-    Ok((ip, len))
+    Ok(())
 }
 
 pub(super) fn check_network(n: &Network, ctx: &Context<'_>, f: &mut Findings) {
@@ -78,7 +63,7 @@ pub(super) fn check_network(n: &Network, ctx: &Context<'_>, f: &mut Findings) {
         }
     }
     for (i, a) in n.egress.allow_addresses.iter().enumerate() {
-        if let Err(m) = parse_cidr(a) {
+        if let Err(m) = check_address_rule(a) {
             f.err(
                 "network.cidr",
                 format!("network.egress.allowAddresses[{i}]"),
@@ -110,11 +95,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn cidrs() {
-        assert_eq!(parse_cidr("198.18.0.0/15").unwrap().1, 15);
-        assert_eq!(parse_cidr("10.0.0.1").unwrap().1, 32);
-        assert!(parse_cidr("0.0.0.0/0").is_err());
-        assert!(parse_cidr("10.0.0.0/33").is_err());
-        assert!(parse_cidr("example.com").is_err());
+    fn address_rules() {
+        assert!(check_address_rule("198.18.0.0/15").is_ok());
+        assert!(check_address_rule("198.18.0.4:8080").is_ok());
+        assert!(check_address_rule("10.0.0.1").is_ok());
+        assert!(check_address_rule("[fd00::/8]:443").is_ok());
+        assert!(check_address_rule("0.0.0.0/0")
+            .unwrap_err()
+            .contains("every address"));
+        assert!(check_address_rule("10.0.0.0/33").is_err());
+        assert!(check_address_rule("example.com").is_err());
+        assert!(check_address_rule("10.0.0.1:70000").is_err());
     }
 }

@@ -1,0 +1,157 @@
+//! The per-sandbox gateway as the supervisor runs it: the network side ([`SandboxGateway`]:
+//! sealed netns, nftables fence, egress proxy, DNS, ingress) plus the inference router served on
+//! the `inference.local` socket planted in the same netns. Both live on the gateway's own tokio
+//! runtime, in the supervisor's (host) namespaces; keys stay in this process's memory.
+//!
+//! Plugged into the sandbox runtime as its [`NetworkSetup`] hook, so every (re)start of the
+//! agent gets a fresh sealed netns with the gateway planted in it, and a policy reload reaches
+//! the running sandbox without restarting anything.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::blueprint::Blueprint;
+use crate::gateway::credentials;
+use crate::gateway::egress::{SandboxGateway, SystemResolver};
+use crate::gateway::inference::{Router, RouterConfig};
+use crate::home::Home;
+use crate::sandbox::network::NetworkPolicy;
+use crate::sandbox::{NetnsHandle, NetworkSetup};
+
+/// The gateway of one sandbox.
+pub struct GatewayHook {
+    name: String,
+    home: Home,
+    net: SandboxGateway,
+    router: Option<Router>,
+    /// The inference server of the current netns, stopped when the agent restarts.
+    serving: Option<tokio::task::JoinHandle<()>>,
+}
+
+fn base_dir(bp_path: &Path) -> PathBuf {
+    bp_path.parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+fn router_config(home: &Home, name: &str, bp: &Blueprint, bp_path: &Path) -> Option<RouterConfig> {
+    let inf = bp.inference.clone()?;
+    let mut cfg = RouterConfig::new(name, inf, base_dir(bp_path));
+    cfg.log_dir = Some(home.logs(name));
+    // Out of the agent's reach: the agent cannot reset its own daily budget.
+    cfg.budget_file = Some(home.run_dir(name).join("inference-budget.json"));
+    cfg.ca_file = std::env::var_os("NEMOCLAW_CA_FILE").map(PathBuf::from);
+    Some(cfg)
+}
+
+/// The host checks a gateway start makes, without starting anything: the network policy
+/// compiles (user presets from the home) and every key the inference section names can be read.
+/// `apply` runs this for every sandbox it is about to start, before it changes anything.
+pub fn preflight(home: &Home, bp: &Blueprint) -> Result<(), String> {
+    NetworkPolicy::compile(&bp.network, Some(&home.presets()))
+        .map_err(|e| format!("network: {e}"))?;
+    if let Some(inf) = &bp.inference {
+        credentials::resolve(inf, &home.credentials()).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+impl GatewayHook {
+    /// Builds the gateway for the deployed blueprint at `bp_path`. Fails, naming what is
+    /// missing, when a key cannot be read or the policy does not compile: before any sandbox
+    /// exists. Call with the supervisor's signals already blocked, so the runtime's threads
+    /// inherit the mask and never take SIGTERM meant for the supervisor's signalfd.
+    pub fn new(
+        home: &Home,
+        name: &str,
+        bp: &Blueprint,
+        bp_path: &Path,
+    ) -> Result<GatewayHook, String> {
+        let policy = NetworkPolicy::compile(&bp.network, Some(&home.presets()))
+            .map_err(|e| format!("network: {e}"))?;
+        let net = SandboxGateway::new(
+            name,
+            policy,
+            &home.logs(name),
+            Arc::new(SystemResolver),
+            bp.inference.is_some(),
+        )
+        .map_err(|e| format!("gateway: {e}"))?;
+        let router = match router_config(home, name, bp, bp_path) {
+            Some(cfg) => {
+                let creds = credentials::resolve(&cfg.inference, &home.credentials())
+                    .map_err(|e| e.to_string())?;
+                Some(Router::build(cfg, &creds).map_err(|e| format!("inference: {e}"))?)
+            }
+            None => None,
+        };
+        Ok(GatewayHook {
+            name: name.to_string(),
+            home: home.clone(),
+            net,
+            router,
+            serving: None,
+        })
+    }
+
+    fn serve_inference(&mut self) -> Result<(), String> {
+        if let Some(h) = self.serving.take() {
+            h.abort();
+        }
+        let (Some(router), Some(listener)) =
+            (self.router.clone(), self.net.take_inference_listener())
+        else {
+            return Ok(());
+        };
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| format!("inference listener: {e}"))?;
+        let rt = self.net.runtime();
+        let _guard = rt.enter();
+        let listener = tokio::net::TcpListener::from_std(listener)
+            .map_err(|e| format!("inference listener: {e}"))?;
+        self.serving = Some(rt.spawn(async move {
+            let _ = router.serve(listener).await;
+        }));
+        Ok(())
+    }
+}
+
+impl NetworkSetup for GatewayHook {
+    fn setup(&mut self, ns: &NetnsHandle<'_>) -> Result<(), String> {
+        self.net.setup(ns)?;
+        self.serve_inference()
+    }
+
+    fn agent_env(&self) -> Vec<(String, String)> {
+        self.net.agent_env()
+    }
+
+    fn reload(&mut self, bp: &Blueprint, bp_path: &Path) -> Result<(), String> {
+        let policy = NetworkPolicy::compile(&bp.network, Some(&self.home.presets()))
+            .map_err(|e| format!("network: {e}"))?;
+        match (&self.router, router_config(&self.home, &self.name, bp, bp_path)) {
+            (Some(router), Some(cfg)) => {
+                // Keys are read again, so a rotated key needs no restart.
+                let creds = credentials::resolve(&cfg.inference, &self.home.credentials()).map_err(|e| e.to_string())?;
+                router.reload(&cfg.inference, &cfg.base_dir, &creds).map_err(|e| format!("inference: {e}"))?;
+            }
+            (None, None) => {}
+            _ => return Err("adding or removing the inference section needs a restart (apply replaces the sandbox)".into()),
+        }
+        self.net.reload(policy).map_err(|e| format!("network: {e}"))
+    }
+
+    fn detach(&mut self) {
+        if let Some(h) = self.serving.take() {
+            h.abort();
+        }
+        self.net.detach();
+    }
+}
+
+impl Drop for GatewayHook {
+    fn drop(&mut self) {
+        if let Some(r) = &self.router {
+            let _ = r.flush();
+        }
+    }
+}
