@@ -376,12 +376,14 @@ fn check_source_files(bp: &Blueprint, base: &Path, diags: &mut Vec<Diagnostic>) 
         warning: false,
         secret: false,
     };
-    let engine = rhai::Engine::new();
+    // Built only when a script is there to compile: most blueprints have none, and the engine
+    // costs more than the rest of a blueprint's checks.
+    let engine = std::cell::OnceCell::new();
     let compile = |file: &Path, diags: &mut Vec<Diagnostic>| {
         let Ok(text) = fs::read_to_string(file) else {
             return;
         };
-        if let Err(e) = engine.compile(&text) {
+        if let Err(e) = engine.get_or_init(rhai::Engine::new_raw).compile(&text) {
             let pos = e.position();
             let mut d = Diagnostic::error(
                 file,

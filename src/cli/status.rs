@@ -38,6 +38,11 @@ pub struct Row {
     pub memory_bytes: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pid: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub healthy: Option<bool>,
+    /// Unix seconds of the last inference request the gateway answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_inference: Option<u64>,
 }
 
 /// Seconds since process `pid` started (from /proc), if it exists.
@@ -75,6 +80,8 @@ fn row(home: &crate::home::Home, rec: &Deployed, default_agent: &str) -> Row {
         uptime_seconds: None,
         memory_bytes: None,
         pid: None,
+        healthy: None,
+        last_inference: None,
     };
     if supervisor::is_running(home, &rec.name) {
         let status = Client::connect(&supervisor::control_socket(home, &rec.name))
@@ -90,6 +97,8 @@ fn row(home: &crate::home::Home, rec: &Deployed, default_agent: &str) -> Row {
                 r.memory_bytes = s.memory_bytes;
                 r.pid = s.pid;
                 r.uptime_seconds = s.pid.and_then(uptime_of);
+                r.healthy = s.healthy;
+                r.last_inference = s.last_inference;
             }
             None => r.state = "unresponsive".into(),
         }
@@ -140,7 +149,11 @@ pub fn run(a: StatusArgs, ctx: &Context) -> anyhow::Result<Exit> {
         );
         return Ok(Exit::Ok);
     }
-    let table: Vec<[String; 8]> = rows
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let table: Vec<[String; 10]> = rows
         .iter()
         .map(|r| {
             [
@@ -151,8 +164,18 @@ pub fn run(a: StatusArgs, ctx: &Context) -> anyhow::Result<Exit> {
                     .as_deref()
                     .map_or("-".into(), |c| c[..c.len().min(12)].to_string()),
                 r.state.clone(),
+                r.healthy.map_or("-".into(), |h| {
+                    if h {
+                        "healthy".into()
+                    } else {
+                        "unhealthy".into()
+                    }
+                }),
                 r.uptime_seconds.map_or("-".into(), human_duration),
                 r.restarts.to_string(),
+                r.last_inference.map_or("-".into(), |t| {
+                    format!("{} ago", human_duration(now.saturating_sub(t)))
+                }),
                 r.memory_bytes.map_or("-".into(), |m| {
                     crate::blueprint::quantity::ByteSize(m / (1 << 20) * (1 << 20)).to_string()
                 }),
@@ -160,7 +183,16 @@ pub fn run(a: StatusArgs, ctx: &Context) -> anyhow::Result<Exit> {
         })
         .collect();
     let header = [
-        "NAME", "AGENT", "VERSION", "COMMIT", "STATE", "UPTIME", "RESTARTS", "MEMORY",
+        "NAME",
+        "AGENT",
+        "VERSION",
+        "COMMIT",
+        "STATE",
+        "HEALTH",
+        "UPTIME",
+        "RESTARTS",
+        "LAST INFERENCE",
+        "MEMORY",
     ];
     let widths: Vec<usize> = (0..header.len())
         .map(|i| {

@@ -90,6 +90,11 @@ pub trait NetworkSetup {
 
     /// Releases what the last `setup` attached (the agent stopped for good).
     fn detach(&mut self) {}
+
+    /// When the gateway last answered an inference request, if it serves inference.
+    fn last_inference(&self) -> Option<std::time::SystemTime> {
+        None
+    }
 }
 
 /// The default: the sandbox keeps only `lo`.

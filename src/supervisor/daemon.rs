@@ -314,6 +314,11 @@ impl Daemon {
                 .as_ref()
                 .and_then(|s| s.cgroup.as_ref())
                 .and_then(|c| c.memory_usage()),
+            last_inference: self
+                .net
+                .last_inference()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| d.as_secs()),
         }
     }
 

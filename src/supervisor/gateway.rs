@@ -140,6 +140,10 @@ impl NetworkSetup for GatewayHook {
         self.net.reload(policy).map_err(|e| format!("network: {e}"))
     }
 
+    fn last_inference(&self) -> Option<std::time::SystemTime> {
+        self.router.as_ref().and_then(Router::last_inference)
+    }
+
     fn detach(&mut self) {
         if let Some(h) = self.serving.take() {
             h.abort();

@@ -74,6 +74,9 @@ pub struct Status {
     pub healthy: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_bytes: Option<u64>,
+    /// When the gateway last answered an inference request (Unix seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_inference: Option<u64>,
 }
 
 /// What `exec` needs to join a running sandbox.
@@ -198,6 +201,7 @@ mod tests {
             last_exit: Some(1),
             message: None,
             healthy: None,
+            last_inference: None,
             memory_bytes: None,
         };
         let v = serde_json::to_value(&s).unwrap();
