@@ -77,7 +77,12 @@ fn main() {
         ),
         (
             "nemoclaw run: cgroups+seccomp+netns (loopback only)".into(),
-            Box::new(|| nemoclaw(&["--bench-no-gateway"]).status().unwrap().success()),
+            Box::new(|| {
+                nemoclaw(&["--bench-no-gateway"])
+                    .status()
+                    .unwrap()
+                    .success()
+            }),
         ),
         (
             "nemoclaw run: everything on (+ sealed netns, nft, gateway)".into(),
@@ -156,12 +161,20 @@ fn main() {
     println!(
         "goal: cgroups+seccomp+netns < 25 ms median: {:.2} ms {}",
         loopback.median,
-        if loopback.median < 25.0 { "MET" } else { "NOT MET" }
+        if loopback.median < 25.0 {
+            "MET"
+        } else {
+            "NOT MET"
+        }
     );
     println!(
         "with the sealed network and the gateway as well: {:.2} ms median {}",
         full.median,
-        if full.median < 25.0 { "(under 25 ms)" } else { "(over 25 ms)" }
+        if full.median < 25.0 {
+            "(under 25 ms)"
+        } else {
+            "(over 25 ms)"
+        }
     );
     supervisor_rss(&home, dir.path());
 }

@@ -468,3 +468,56 @@ fn watch_follows_new_commits_of_a_git_source() {
     );
     w.stop();
 }
+
+#[test]
+fn a_network_change_is_applied_in_place_without_restarting_the_agent() {
+    let mut env = Env::new();
+    // The agent probes TCP port 25 on an address in 198.18.0.0/15 (reserved for benchmarks):
+    // the connection never leaves the sandbox's sealed netns. Unblocked, the gateway's
+    // transparent listener accepts it; blocked, the fence refuses it at once.
+    let probe = "import socket, time\\nwhile True:\\n    s = socket.socket(); s.settimeout(2)\\n    try:\\n        s.connect(('198.18.0.9', 25)); r = 'accepted'\\n    except OSError as e:\\n        r = 'refused' if e.errno == 111 else str(e.errno)\\n    s.close()\\n    open('/workspace/state/probe.tmp', 'w').write(r)\\n    __import__('os').replace('/workspace/state/probe.tmp', '/workspace/state/probe')\\n    time.sleep(0.1)\\n";
+    let write = |env: &mut Env, blocked: &str| {
+        env.names.push("ap-net".into());
+        std::fs::write(
+            env.src.join("ap-net.yaml"),
+            format!("apiVersion: nemoclaw.dev/v1\nkind: Blueprint\nmetadata:\n  name: ap-net\n  version: 1\nagent:\n  type: command\n  command: /usr/bin/python3\n  args: [\"-c\", \"{probe}\"]\nnetwork:\n  egress:\n    blockedPorts: [{blocked}]\n"),
+        )
+        .unwrap();
+    };
+    let probe_result = |env: &Env| {
+        std::fs::read_to_string(env.home.join("state/ap-net/probe")).unwrap_or_default()
+    };
+    write(&mut env, "23");
+    let o = env.apply(&[]);
+    assert!(o.status.success(), "{}", text(&o));
+    wait_until(
+        "the probe is accepted by the gateway",
+        Duration::from_secs(20),
+        || probe_result(&env) == "accepted",
+    );
+    let supervisor = env.supervisor_pid("ap-net");
+    let agent: serde_json::Value =
+        serde_json::from_slice(&env.nemoclaw(&["status", "--json"]).stdout).unwrap();
+    let agent_pid = agent["sandboxes"][0]["pid"].clone();
+    write(&mut env, "23, 25");
+    let o = env.apply(&[]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("~ update ap-net in place (hot reload, no restart)"),
+        "{}",
+        text(&o)
+    );
+    wait_until(
+        "the probe is refused by the fence",
+        Duration::from_secs(20),
+        || probe_result(&env) == "refused",
+    );
+    let after: serde_json::Value =
+        serde_json::from_slice(&env.nemoclaw(&["status", "--json"]).stdout).unwrap();
+    assert_eq!(env.supervisor_pid("ap-net"), supervisor, "same supervisor");
+    assert_eq!(
+        after["sandboxes"][0]["pid"], agent_pid,
+        "same agent: nothing restarted"
+    );
+    assert_eq!(after["sandboxes"][0]["restarts"], 0);
+}
