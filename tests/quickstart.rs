@@ -57,3 +57,74 @@ fn the_demo_agent_talks_to_the_mock_model_through_the_gateway() {
     assert_eq!(line["model"], "mock-1");
     assert_eq!(line["status"], 200);
 }
+
+#[test]
+fn a_gateway_key_never_enters_the_sandbox_or_any_file() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test starts a sandbox: run it as root"
+    );
+    let home = tempfile::tempdir().unwrap();
+    let src = home.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let canary = "nvapi-CANARY-4f1c2d9e8b7a6f5e4d3c2b1a0f9e8d7c";
+    std::fs::write(
+        src.join("canary.yaml"),
+        "apiVersion: nemoclaw.dev/v1\nkind: Blueprint\nmetadata: {name: canary, version: 1}\nagent: {type: command, command: /bin/sleep, args: [\"1000\"]}\ninference:\n  backends:\n    - {name: up, kind: openai, url: \"http://127.0.0.1:9/v1\", apiKey: {env: CANARY_TEST_KEY}}\n  allowedModels: [m]\n",
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_nemoclaw"))
+            .args(args)
+            .env("NEMOCLAW_HOME", home.path())
+            .env("CANARY_TEST_KEY", canary)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let mut seen = String::new();
+    for args in [
+        vec!["plan", "--dir", src.to_str().unwrap()],
+        vec!["apply", "--auto-approve", "--dir", src.to_str().unwrap()],
+        vec!["status", "--json"],
+        vec!["exec", "canary", "--", "/bin/sh", "-c", "env; cat /proc/[0-9]*/environ /proc/[0-9]*/cmdline; grep -rs nvapi /etc /tmp /workspace /opt; echo probe-done"],
+    ] {
+        let o = run(&args);
+        assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        seen.push_str(&String::from_utf8_lossy(&o.stdout));
+        seen.push_str(&String::from_utf8_lossy(&o.stderr));
+    }
+    let _ = run(&["stop", "canary"]);
+    assert!(
+        seen.contains("OPENAI_API_KEY=nemoclaw-placeholder-key"),
+        "the agent sees the placeholder: {seen}"
+    );
+    assert!(seen.contains("probe-done"));
+    assert!(
+        !seen.contains(canary),
+        "the key leaked into command output or the sandbox: {seen}"
+    );
+    // Nor into any file nemoclaw wrote: records, deployed blueprint, logs, state.
+    for entry in walk(home.path()) {
+        let bytes = std::fs::read(&entry).unwrap_or_default();
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains(canary),
+            "the key is in {}",
+            entry.display()
+        );
+    }
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        let meta = std::fs::symlink_metadata(&p).unwrap();
+        if meta.is_dir() {
+            out.extend(walk(&p));
+        } else if meta.is_file() {
+            out.push(p);
+        }
+    }
+    out
+}
