@@ -40,6 +40,9 @@ pub struct Row {
     pub pid: Option<i32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub healthy: Option<bool>,
+    /// Average CPU use since the agent started, in percent of one core.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_percent: Option<f64>,
     /// Unix seconds of the last inference request the gateway answered.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_inference: Option<u64>,
@@ -81,6 +84,7 @@ fn row(home: &crate::home::Home, rec: &Deployed, default_agent: &str) -> Row {
         memory_bytes: None,
         pid: None,
         healthy: None,
+        cpu_percent: None,
         last_inference: None,
     };
     if supervisor::is_running(home, &rec.name) {
@@ -98,6 +102,7 @@ fn row(home: &crate::home::Home, rec: &Deployed, default_agent: &str) -> Row {
                 r.pid = s.pid;
                 r.uptime_seconds = s.pid.and_then(uptime_of);
                 r.healthy = s.healthy;
+                r.cpu_percent = s.cpu_percent;
                 r.last_inference = s.last_inference;
             }
             None => r.state = "unresponsive".into(),
@@ -153,7 +158,7 @@ pub fn run(a: StatusArgs, ctx: &Context) -> anyhow::Result<Exit> {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let table: Vec<[String; 10]> = rows
+    let table: Vec<[String; 11]> = rows
         .iter()
         .map(|r| {
             [
@@ -176,6 +181,7 @@ pub fn run(a: StatusArgs, ctx: &Context) -> anyhow::Result<Exit> {
                 r.last_inference.map_or("-".into(), |t| {
                     format!("{} ago", human_duration(now.saturating_sub(t)))
                 }),
+                r.cpu_percent.map_or("-".into(), |c| format!("{c:.1}%")),
                 r.memory_bytes.map_or("-".into(), |m| {
                     crate::blueprint::quantity::ByteSize(m / (1 << 20) * (1 << 20)).to_string()
                 }),
@@ -192,6 +198,7 @@ pub fn run(a: StatusArgs, ctx: &Context) -> anyhow::Result<Exit> {
         "UPTIME",
         "RESTARTS",
         "LAST INFERENCE",
+        "CPU",
         "MEMORY",
     ];
     let widths: Vec<usize> = (0..header.len())

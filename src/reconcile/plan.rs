@@ -189,6 +189,18 @@ const IN_PLACE: &[&str] = &[
     "migrations",
 ];
 
+/// Parts of the in-place sections that a running sandbox cannot take without a restart: the
+/// DNS listener and the ingress forwards are planted when the sandbox starts.
+const RESTART_WITHIN_IN_PLACE: &[&str] = &["network.dns", "network.ingress"];
+
+/// Whether a change at `path` needs the agent restarted.
+fn needs_restart(path: &str) -> bool {
+    !IN_PLACE.contains(&top_level(path))
+        || RESTART_WITHIN_IN_PLACE.iter().any(|p| {
+            path == *p || path.starts_with(&format!("{p}.")) || path.starts_with(&format!("{p}["))
+        })
+}
+
 /// Plans the changes that take `actual` to `desired`.
 pub fn plan(
     desired: &[DesiredEntry],
@@ -373,12 +385,17 @@ fn plan_existing(out: &mut Plan, d: &DesiredEntry, rec: &Deployed, live: &Live, 
         out.changes.push(change(ChangeKind::Upgrade, reasons));
         return;
     }
-    let needs_restart = force || changed.iter().any(|p| !IN_PLACE.contains(&top_level(p)));
-    if needs_restart {
-        out.changes.push(change(
-            ChangeKind::Replace,
-            replace_reasons(&changed, force),
-        ));
+    // The gateway serves inference only if the sandbox started with an inference section.
+    let inference_toggled = rec.blueprint.inference.is_some() != new.inference.is_some();
+    if force || inference_toggled || changed.iter().any(|p| needs_restart(p)) {
+        let mut reasons = replace_reasons(&changed, force);
+        if inference_toggled {
+            reasons.insert(
+                0,
+                "the inference section was added or removed (needs a restart)".into(),
+            );
+        }
+        out.changes.push(change(ChangeKind::Replace, reasons));
     } else {
         out.changes
             .push(change(ChangeKind::Update, describe(&changed)));
@@ -387,10 +404,8 @@ fn plan_existing(out: &mut Plan, d: &DesiredEntry, rec: &Deployed, live: &Live, 
 
 /// Reasons for a replace: the fields that force the restart first, then the rest.
 fn replace_reasons(changed: &[String], force: bool) -> Vec<String> {
-    let (restart, rest): (Vec<String>, Vec<String>) = changed
-        .iter()
-        .cloned()
-        .partition(|p| !IN_PLACE.contains(&top_level(p)));
+    let (restart, rest): (Vec<String>, Vec<String>) =
+        changed.iter().cloned().partition(|p| needs_restart(p));
     let mut out = Vec::new();
     if force {
         out.push("replacement requested (--replace)".to_string());

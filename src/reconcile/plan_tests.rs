@@ -372,3 +372,42 @@ fn presets_are_shown_expanded() {
         "{text}"
     );
 }
+
+#[test]
+fn dns_ingress_and_a_new_inference_section_need_a_restart() {
+    for (old, new) in [
+        ("", "network:\n  dns:\n    resolver: none\n"),
+        (
+            "",
+            "network:\n  ingress:\n    - {hostPort: 18789, port: 8080}\n",
+        ),
+        (
+            "",
+            "inference:\n  backends: [{name: m, kind: mock}]\n  allowedModels: [m]\n",
+        ),
+    ] {
+        let d = deployed(bp("a", old));
+        let live = running(&d);
+        let p = plan(
+            &[desired(bp("a", new))],
+            &[(d, live)],
+            &PlanOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            kinds(&p),
+            [("a".into(), ChangeKind::Replace)],
+            "{new}: {:?}",
+            p.changes[0].reasons
+        );
+    }
+    // Egress domains and inference limits stay in place.
+    let d = deployed(bp(
+        "a",
+        "inference:\n  backends: [{name: m, kind: mock}]\n  allowedModels: [m]\n",
+    ));
+    let live = running(&d);
+    let new = bp("a", "inference:\n  backends: [{name: m, kind: mock}]\n  allowedModels: [m]\n  limits:\n    maxTokens: 64\n");
+    let p = plan(&[desired(new)], &[(d, live)], &PlanOptions::default()).unwrap();
+    assert_eq!(kinds(&p), [("a".into(), ChangeKind::Update)]);
+}

@@ -314,6 +314,11 @@ impl Daemon {
                 .as_ref()
                 .and_then(|s| s.cgroup.as_ref())
                 .and_then(|c| c.memory_usage()),
+            cpu_percent: self.sandbox.as_ref().and_then(|s| {
+                let secs = s.cgroup.as_ref()?.cpu_seconds(Some(s.pid.as_raw()))?;
+                let up = self.started_at.elapsed().as_secs_f64();
+                (up > 0.0).then(|| (secs / up * 1000.0).round() / 10.0)
+            }),
             last_inference: self
                 .net
                 .last_inference()

@@ -74,6 +74,9 @@ pub struct Status {
     pub healthy: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_bytes: Option<u64>,
+    /// Average CPU use of the sandbox since the agent started, in percent of one core.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_percent: Option<f64>,
     /// When the gateway last answered an inference request (Unix seconds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_inference: Option<u64>,
@@ -201,6 +204,7 @@ mod tests {
             last_exit: Some(1),
             message: None,
             healthy: None,
+            cpu_percent: None,
             last_inference: None,
             memory_bytes: None,
         };
