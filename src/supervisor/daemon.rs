@@ -102,7 +102,8 @@ pub fn clean_leftovers(home: &Home, name: &str) -> Result<(), SupervisorError> {
     Ok(())
 }
 
-fn load(path: &Path) -> Result<Blueprint, SupervisorError> {
+/// Loads and validates the deployed blueprint.
+pub(crate) fn load(path: &Path) -> Result<Blueprint, SupervisorError> {
     crate::blueprint::set::load_one(path)
         .map(|e| e.blueprint)
         .map_err(|d| {

@@ -90,16 +90,7 @@ pub fn main(args: &[std::ffi::OsString]) -> std::process::ExitCode {
 fn run_with_gateway(home: &Home, name: &str) -> Result<i32, SupervisorError> {
     daemon::block_signals()?;
     let bp_path = daemon::deployed_blueprint(home, name);
-    let bp = crate::blueprint::set::load_one(&bp_path)
-        .map(|e| e.blueprint)
-        .map_err(|d| {
-            SupervisorError::Blueprint(
-                d.iter()
-                    .map(|x| x.headline())
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            )
-        })?;
+    let bp = daemon::load(&bp_path)?;
     let hook =
         gateway::GatewayHook::new(home, name, &bp, &bp_path).map_err(SupervisorError::Sandbox)?;
     daemon::run_with(home, name, Box::new(hook))
