@@ -2,20 +2,15 @@
 //! agent's namespaces, cgroup, uid/gid, environment, no capabilities and its seccomp filter.
 //! Like `run`, the command gets pipes (never the caller's terminal) and its exit code is ours.
 
-use std::io::IsTerminal;
-use std::os::fd::OwnedFd;
-
 use anyhow::{anyhow, bail};
 use clap::Args;
-use nix::sys::signal::{kill, SigSet};
-use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::signal::kill;
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;
 
-use super::run::{copy_stdin, pump, FORWARDED};
+use super::run::{copy_stdin, pump, Foreground};
 use super::{Context, Exit};
 use crate::sandbox::enter::{self, Target};
-use crate::sandbox::{spawn, Stdio};
 use crate::supervisor::{self, client::Client, protocol::Request};
 
 #[derive(Debug, Clone, Args)]
@@ -48,30 +43,15 @@ pub fn run(a: ExecArgs, ctx: &Context) -> anyhow::Result<Exit> {
         cgroup_dirs: info.cgroup_dirs,
         seccomp_deny: info.seccomp_deny,
     };
-    let (out_r, out_w) = spawn::output_pipe()?;
-    let (err_r, err_w) = spawn::output_pipe()?;
-    let (stdin_child, stdin_feed): (OwnedFd, Option<OwnedFd>) = if std::io::stdin().is_terminal() {
-        (spawn::dev_null()?, None)
-    } else {
-        let (r, w) = spawn::output_pipe()?;
-        (r, Some(w))
-    };
-    let mut mask = SigSet::empty();
-    for s in FORWARDED {
-        mask.add(s);
-    }
-    mask.thread_block()?;
-    let sigfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC)?;
-    let pid = enter::enter(
-        &target,
-        &a.command,
-        Stdio {
-            stdin: stdin_child,
-            stdout: out_w,
-            stderr: err_w,
-        },
-    )
-    .map_err(|e| {
+    let Foreground {
+        out_r,
+        err_r,
+        stdin_feed,
+        sigfd,
+        stdio,
+        ..
+    } = Foreground::new()?;
+    let pid = enter::enter(&target, &a.command, stdio).map_err(|e| {
         if enter::is_not_found(&e) {
             anyhow!(
                 "command: `{}` is not found inside sandbox `{name}`",

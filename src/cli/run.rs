@@ -70,31 +70,18 @@ pub fn run(a: RunArgs, ctx: &Context) -> anyhow::Result<Exit> {
     let spec = instance::spec_for(&home, bp, command)
         .with_context(|| format!("{}", a.blueprint.display()))?;
 
-    let (out_r, out_w) = spawn::output_pipe()?;
-    let (err_r, err_w) = spawn::output_pipe()?;
-    let stdin_is_tty = std::io::stdin().is_terminal();
-    let (stdin_child, stdin_feed): (OwnedFd, Option<OwnedFd>) = if stdin_is_tty {
-        (spawn::dev_null()?, None)
-    } else {
-        let (r, w) = spawn::output_pipe()?;
-        (r, Some(w))
-    };
-
-    let mut mask = SigSet::empty();
-    for s in FORWARDED {
-        mask.add(s);
-    }
-    mask.thread_block().context("cannot block signals")?;
-    let sigfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC).context("signalfd")?;
+    let Foreground {
+        out_r,
+        err_r,
+        stdin_feed,
+        mask,
+        sigfd,
+        stdio,
+    } = Foreground::new()?;
 
     let opts = SpawnOptions {
         cgroups: !a.bench_no_cgroups,
         seccomp: !a.bench_no_seccomp,
-    };
-    let stdio = Stdio {
-        stdin: stdin_child,
-        stdout: out_w,
-        stderr: err_w,
     };
     // The same gateway a supervisor runs (built after the signals are blocked, so its threads
     // inherit the mask).
@@ -136,6 +123,52 @@ pub fn run(a: RunArgs, ctx: &Context) -> anyhow::Result<Exit> {
 }
 
 /// Copies the sandbox's stdout/stderr to ours until both close; forwards signals meanwhile.
+/// What a foreground sandbox command needs from its caller: pipes for its output (never the
+/// caller's terminal), stdin forwarded unless it is a terminal, and the forwarded signals
+/// blocked and readable from a signalfd.
+pub(crate) struct Foreground {
+    pub out_r: OwnedFd,
+    pub err_r: OwnedFd,
+    pub stdin_feed: Option<OwnedFd>,
+    pub mask: SigSet,
+    pub sigfd: SignalFd,
+    /// The child's ends.
+    pub stdio: Stdio,
+}
+
+impl Foreground {
+    pub(crate) fn new() -> anyhow::Result<Foreground> {
+        let (out_r, out_w) = spawn::output_pipe()?;
+        let (err_r, err_w) = spawn::output_pipe()?;
+        let (stdin_child, stdin_feed): (OwnedFd, Option<OwnedFd>) =
+            if std::io::stdin().is_terminal() {
+                (spawn::dev_null()?, None)
+            } else {
+                let (r, w) = spawn::output_pipe()?;
+                (r, Some(w))
+            };
+        let mut mask = SigSet::empty();
+        for s in FORWARDED {
+            mask.add(s);
+        }
+        mask.thread_block().context("cannot block signals")?;
+        let sigfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC).context("signalfd")?;
+        let stdio = Stdio {
+            stdin: stdin_child,
+            stdout: out_w,
+            stderr: err_w,
+        };
+        Ok(Foreground {
+            out_r,
+            err_r,
+            stdin_feed,
+            mask,
+            sigfd,
+            stdio,
+        })
+    }
+}
+
 pub(crate) fn pump(out: &OwnedFd, err: &OwnedFd, sigfd: &SignalFd, forward: &dyn Fn(Signal)) {
     let mut open = [true, true];
     let mut buf = vec![0u8; 64 * 1024];

@@ -427,18 +427,8 @@ fn finish(
 }
 
 fn usage_from(map: &Map<String, Value>) -> (Option<u64>, Option<u64>) {
-    match map.get("usage") {
-        Some(u) => {
-            let p = u["prompt_tokens"]
-                .as_u64()
-                .or_else(|| u["input_tokens"].as_u64());
-            let c = u["completion_tokens"]
-                .as_u64()
-                .or_else(|| u["output_tokens"].as_u64());
-            (p, c)
-        }
-        None => (None, None),
-    }
+    map.get("usage")
+        .map_or((None, None), super::upstream::usage_counts)
 }
 
 /// Serves one accepted connection.

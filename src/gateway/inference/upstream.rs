@@ -166,7 +166,11 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 /// Token counts from a usage object (OpenAI `prompt_tokens`/`completion_tokens`, Anthropic
 /// `input_tokens`/`output_tokens`).
 pub fn usage_of(v: &Value) -> (Option<u64>, Option<u64>) {
-    let u = &v["usage"];
+    usage_counts(&v["usage"])
+}
+
+/// Token counts of a `usage` object itself (absent fields, or a missing object, are `None`).
+pub fn usage_counts(u: &Value) -> (Option<u64>, Option<u64>) {
     let p = u["prompt_tokens"]
         .as_u64()
         .or_else(|| u["input_tokens"].as_u64());
