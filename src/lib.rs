@@ -21,6 +21,7 @@ pub mod reconcile;
 pub mod sandbox;
 pub mod source;
 pub mod supervisor;
+pub mod tls;
 
 /// Version string shown by `--version` and recorded in deployments.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -140,8 +140,10 @@ impl Foreground {
     pub(crate) fn new() -> anyhow::Result<Foreground> {
         let (out_r, out_w) = spawn::output_pipe()?;
         let (err_r, err_w) = spawn::output_pipe()?;
+        // A terminal is never handed over (TIOCSTI); an empty stdin (/dev/null, as under cron
+        // or systemd) needs no pipe and no copying thread.
         let (stdin_child, stdin_feed): (OwnedFd, Option<OwnedFd>) =
-            if std::io::stdin().is_terminal() {
+            if std::io::stdin().is_terminal() || stdin_is_dev_null() {
                 (spawn::dev_null()?, None)
             } else {
                 let (r, w) = spawn::output_pipe()?;
@@ -167,6 +169,15 @@ impl Foreground {
             stdio,
         })
     }
+}
+
+/// Whether our stdin is the null device (character device 1:3), which has nothing to forward.
+fn stdin_is_dev_null() -> bool {
+    use nix::sys::stat::{fstat, SFlag};
+    fstat(std::io::stdin()).is_ok_and(|st| {
+        SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFCHR
+            && st.st_rdev == libc::makedev(1, 3)
+    })
 }
 
 pub(crate) fn pump(out: &OwnedFd, err: &OwnedFd, sigfd: &SignalFd, forward: &dyn Fn(Signal)) {

@@ -1,6 +1,6 @@
-//! Git sources: a repository URL (https or file://) and a ref (branch, tag or commit), fetched
-//! with git2 (vendored libgit2) into the home's `cache/git/`, checked out detached at the
-//! resolved commit. The commit id travels with every deployment.
+//! Git sources: a repository URL (https, carried by [`super::git_http`], or file://) and a ref
+//! (branch, tag or commit), fetched with git2 (vendored libgit2) into the home's `cache/git/`,
+//! checked out detached at the resolved commit. The commit id travels with every deployment.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -21,6 +21,8 @@ pub enum GitError {
         #[source]
         source: git2::Error,
     },
+    #[error("git {url}: {reason}")]
+    Setup { url: String, reason: String },
     #[error(
         "git {url}: ref `{reference}` is neither a branch, a tag nor a commit of the repository"
     )]
@@ -54,9 +56,18 @@ pub fn checkout(cache: &Path, url: &str, reference: &str) -> Result<Checkout, Gi
         Duration::from_secs(120),
     )?;
     let dir = base.join("repo");
+    super::git_http::preflight(url).map_err(|reason| GitError::Setup {
+        url: super::git_http::redact(url),
+        reason,
+    })?;
+    super::git_http::register().map_err(|source| GitError::Git {
+        url: super::git_http::redact(url),
+        what: "cannot set up https",
+        source,
+    })?;
     let err = |what: &'static str| {
         move |source: git2::Error| GitError::Git {
-            url: url.to_string(),
+            url: super::git_http::redact(url),
             what,
             source,
         }
@@ -77,11 +88,13 @@ pub fn checkout(cache: &Path, url: &str, reference: &str) -> Result<Checkout, Gi
         "+refs/heads/*:refs/remotes/origin/*",
         "+refs/tags/*:refs/tags/*",
     ];
+    // The reflog gets the URL without credentials (libgit2 would write the URL as given).
+    let reflog = format!("nemoclaw fetch {}", super::git_http::redact(url));
     remote
-        .fetch(&refspecs, Some(&mut opts), None)
+        .fetch(&refspecs, Some(&mut opts), Some(&reflog))
         .map_err(err("fetch failed"))?;
     let oid = resolve(&repo, reference).ok_or_else(|| GitError::UnknownRef {
-        url: url.to_string(),
+        url: super::git_http::redact(url),
         reference: reference.to_string(),
     })?;
     let commit = repo.find_commit(oid).map_err(err("not a commit"))?;

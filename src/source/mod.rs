@@ -4,6 +4,7 @@
 //! saved plan can tell it went stale.
 
 pub mod git;
+pub mod git_http;
 pub mod watch;
 
 use std::path::{Path, PathBuf};
@@ -132,7 +133,7 @@ pub fn load(spec: &SourceSpec, cache: &Path, opts: &LoadOptions) -> Result<Loade
                 dir,
                 SourceRef {
                     kind: "git".into(),
-                    location: url.clone(),
+                    location: git_http::redact(url),
                     file: None,
                     commit: Some(co.commit),
                 },

@@ -6,7 +6,6 @@
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -17,8 +16,6 @@ use hyper::{header, Request, Response};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::CertificateDer;
 use serde_json::Value;
 
 use super::error::InferenceError;
@@ -33,30 +30,8 @@ pub type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<B
 /// The client for HTTP(S) backends. HTTPS trusts the Mozilla roots (webpki-roots) plus the
 /// certificates in `extra_ca` (PEM), for backends behind a private CA.
 pub fn client(extra_ca: Option<&Path>) -> Result<HttpClient, InferenceError> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    if let Some(path) = extra_ca {
-        let bad = |reason: String| {
-            InferenceError::Config(format!("CA file {}: {reason}", path.display()))
-        };
-        let certs = CertificateDer::pem_file_iter(path)
-            .map_err(|e| bad(e.to_string()))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| bad(e.to_string()))?;
-        if certs.is_empty() {
-            return Err(bad("no PEM certificates in it".into()));
-        }
-        for c in certs {
-            roots.add(c).map_err(|e| bad(e.to_string()))?;
-        }
-    }
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| InferenceError::Config(format!("TLS setup: {e}")))?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    let tls = crate::tls::client_config(extra_ca)
+        .map_err(|e| InferenceError::Config(e.to_string()))?;
     let mut http = HttpConnector::new();
     http.set_nodelay(true);
     http.enforce_http(false);

@@ -1,0 +1,80 @@
+//! The one TLS client setup of nemoclaw (rustls with the ring provider): the inference
+//! gateway's backends and git sources over https both trust the Mozilla roots (webpki-roots)
+//! plus the PEM certificates of an optional CA file (`NEMOCLAW_CA_FILE`), for servers behind a
+//! private CA.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
+
+/// The environment variable naming an extra CA file (PEM) to trust.
+pub const CA_FILE_ENV: &str = "NEMOCLAW_CA_FILE";
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("CA file {path}: {reason} (it must hold PEM certificates; see {CA_FILE_ENV})")]
+    CaFile { path: PathBuf, reason: String },
+    #[error("TLS setup: {0}")]
+    Setup(String),
+}
+
+/// The extra CA file named by `NEMOCLAW_CA_FILE`, if any.
+pub fn ca_file_from_env() -> Option<PathBuf> {
+    std::env::var_os(CA_FILE_ENV)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
+/// A client configuration trusting the Mozilla roots plus the certificates in `extra_ca`.
+pub fn client_config(extra_ca: Option<&Path>) -> Result<rustls::ClientConfig, TlsError> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = extra_ca {
+        let bad = |reason: String| TlsError::CaFile {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let certs = CertificateDer::pem_file_iter(path)
+            .map_err(|e| bad(e.to_string()))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| bad(e.to_string()))?;
+        if certs.is_empty() {
+            return Err(bad("no PEM certificates in it".into()));
+        }
+        for c in certs {
+            roots.add(c).map_err(|e| bad(e.to_string()))?;
+        }
+    }
+    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| TlsError::Setup(e.to_string()))?
+    .with_root_certificates(roots)
+    .with_no_client_auth())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ca_file_without_certificates_is_refused_with_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("ca.pem");
+        std::fs::write(&f, "not a certificate\n").unwrap();
+        let e = client_config(Some(&f)).unwrap_err().to_string();
+        assert!(e.contains(&f.display().to_string()), "{e}");
+        assert!(e.contains("no PEM certificates"), "{e}");
+        let missing = dir.path().join("missing.pem");
+        let e = client_config(Some(&missing)).unwrap_err().to_string();
+        assert!(e.contains("missing.pem"), "{e}");
+    }
+
+    #[test]
+    fn the_mozilla_roots_alone_make_a_config() {
+        assert!(client_config(None).is_ok());
+    }
+}
