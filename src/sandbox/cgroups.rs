@@ -360,6 +360,16 @@ impl SandboxCgroup {
         Ok(SandboxCgroup { dirs })
     }
 
+    /// The directory that holds controller `c`'s files: its own on v1; on v2 the one unified
+    /// directory, which [`SandboxCgroup::locate`] records once (under the first controller).
+    pub fn dir_for(&self, c: Controller) -> Option<(Version, &Path)> {
+        self.dirs
+            .iter()
+            .find(|(x, _, _)| *x == c)
+            .or_else(|| self.dirs.iter().find(|(_, v, _)| *v == Version::V2))
+            .map(|(_, v, d)| (*v, d.as_path()))
+    }
+
     /// Creates the groups (removing leftovers of an earlier run first) and writes the limits.
     /// On error, whatever was created is removed again.
     pub fn create(&self, limits: &CgroupLimits) -> Result<(), CgroupError> {
@@ -469,22 +479,18 @@ impl SandboxCgroup {
 
     /// Whether the memory controller recorded an OOM kill.
     pub fn oom_killed(&self) -> bool {
-        self.dirs
-            .iter()
-            .filter(|(c, _, _)| *c == Controller::Memory)
-            .any(|(_, v, dir)| {
-                let file = if *v == Version::V1 {
-                    "memory.oom_control"
-                } else {
-                    "memory.events"
-                };
-                fs::read_to_string(dir.join(file))
-                    .map(|s| oom_kill_count(&s) > 0)
-                    .unwrap_or(false)
-            })
+        self.dir_for(Controller::Memory).is_some_and(|(v, dir)| {
+            let file = if v == Version::V1 {
+                "memory.oom_control"
+            } else {
+                "memory.events"
+            };
+            fs::read_to_string(dir.join(file))
+                .map(|s| oom_kill_count(&s) > 0)
+                .unwrap_or(false)
+        })
     }
 
-    /// Current memory usage in bytes, when readable.
     /// CPU time used by the processes in the group now (user and system, in seconds), plus
     /// what the reaped children of its init used: the same on cgroup v1 and v2, and without the
     /// cpuacct controller.
@@ -509,12 +515,10 @@ impl SandboxCgroup {
         Some(total as f64 / ticks)
     }
 
+    /// Current memory usage in bytes, when readable.
     pub fn memory_usage(&self) -> Option<u64> {
-        let (_, v, dir) = self
-            .dirs
-            .iter()
-            .find(|(c, _, _)| *c == Controller::Memory)?;
-        let file = if *v == Version::V1 {
+        let (v, dir) = self.dir_for(Controller::Memory)?;
+        let file = if v == Version::V1 {
             "memory.usage_in_bytes"
         } else {
             "memory.current"
@@ -632,6 +636,15 @@ mod tests {
             None,
             "v1 allows processes in inner groups"
         );
+        let cg = SandboxCgroup::locate(&l, "a").unwrap();
+        assert_eq!(cg.dirs.len(), 3);
+        assert_eq!(
+            cg.dir_for(Controller::Memory),
+            Some((
+                Version::V1,
+                Path::new("/sys/fs/cgroup/memory/process_api/abc/nemoclaw/a")
+            ))
+        );
     }
 
     #[test]
@@ -657,6 +670,11 @@ mod tests {
         }
         let cg = SandboxCgroup::locate(&l, "bot").unwrap();
         assert_eq!(cg.dirs.len(), 1, "one directory on a unified host");
+        // ... which serves every controller (memory usage and OOM kills are read there).
+        let leaf = Path::new("/sys/fs/cgroup/nemoclaw/bot/sandbox");
+        for c in Controller::ALL {
+            assert_eq!(cg.dir_for(c), Some((Version::V2, leaf)), "{c:?}");
+        }
     }
 
     #[test]
