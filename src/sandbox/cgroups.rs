@@ -438,41 +438,7 @@ impl SandboxCgroup {
 
     fn remove_leaves(&self) -> Result<(), CgroupError> {
         for (_, _, dir) in &self.dirs {
-            if !dir.exists() {
-                continue;
-            }
-            let start = Instant::now();
-            loop {
-                // Nested groups first (none are created, but a leftover could have them).
-                if let Ok(rd) = fs::read_dir(dir) {
-                    for e in rd.flatten() {
-                        if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                            let _ = fs::remove_dir(e.path());
-                        }
-                    }
-                }
-                match fs::remove_dir(dir) {
-                    Ok(()) => break,
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => break,
-                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
-                        for pid in pids_in(dir) {
-                            let _ = nix::sys::signal::kill(
-                                nix::unistd::Pid::from_raw(pid),
-                                nix::sys::signal::Signal::SIGKILL,
-                            );
-                        }
-                        if start.elapsed() > Duration::from_secs(5) {
-                            return Err(CgroupError::Busy {
-                                path: dir.clone(),
-                                waited: start.elapsed(),
-                            });
-                        }
-                        // Exiting tasks leave the group within microseconds; back off slowly.
-                        std::thread::sleep(Duration::from_micros(100).max(start.elapsed() / 4));
-                    }
-                    Err(e) => return Err(io_at(dir)(e)),
-                }
-            }
+            remove_group(dir)?;
         }
         Ok(())
     }
@@ -532,6 +498,46 @@ fn proc_stat_fields(pid: i32) -> Option<Vec<String>> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let after = stat.get(stat.rfind(')')? + 2..)?;
     Some(after.split_whitespace().map(String::from).collect())
+}
+
+/// Removes group `dir`, killing whatever is still in it and waiting (up to 5 s) for it to
+/// leave. A missing group is fine.
+pub fn remove_group(dir: &Path) -> Result<(), CgroupError> {
+    if !dir.exists() {
+        return Ok(());
+    }
+    let start = Instant::now();
+    loop {
+        // Nested groups first (none are created, but a leftover could have them).
+        if let Ok(rd) = fs::read_dir(dir) {
+            for e in rd.flatten() {
+                if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                    let _ = fs::remove_dir(e.path());
+                }
+            }
+        }
+        match fs::remove_dir(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                for pid in pids_in(dir) {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+                if start.elapsed() > Duration::from_secs(5) {
+                    return Err(CgroupError::Busy {
+                        path: dir.to_path_buf(),
+                        waited: start.elapsed(),
+                    });
+                }
+                // Exiting tasks leave the group within microseconds; back off slowly.
+                std::thread::sleep(Duration::from_micros(100).max(start.elapsed() / 4));
+            }
+            Err(e) => return Err(io_at(dir)(e)),
+        }
+    }
 }
 
 /// The `oom_kill N` count in `memory.oom_control` (v1) or `memory.events` (v2).
