@@ -11,7 +11,6 @@
 //!   (`cgroup_no_v1=all`), `/tmp` and `/run` are tmpfs.
 //! - QEMU uses KVM when `/dev/kvm` opens and the CPU has vmx/svm, TCG otherwise (see [`accel`]);
 //!   no network (`-nic none`).
-#![allow(dead_code)]
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::{BufRead, BufReader, Write};
