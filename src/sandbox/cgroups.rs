@@ -360,6 +360,16 @@ impl SandboxCgroup {
         Ok(SandboxCgroup { dirs })
     }
 
+    /// The directory that holds controller `c`'s files: its own on v1; on v2 the one unified
+    /// directory, which [`SandboxCgroup::locate`] records once (under the first controller).
+    pub fn dir_for(&self, c: Controller) -> Option<(Version, &Path)> {
+        self.dirs
+            .iter()
+            .find(|(x, _, _)| *x == c)
+            .or_else(|| self.dirs.iter().find(|(_, v, _)| *v == Version::V2))
+            .map(|(_, v, d)| (*v, d.as_path()))
+    }
+
     /// Creates the groups (removing leftovers of an earlier run first) and writes the limits.
     /// On error, whatever was created is removed again.
     pub fn create(&self, limits: &CgroupLimits) -> Result<(), CgroupError> {
@@ -428,63 +438,25 @@ impl SandboxCgroup {
 
     fn remove_leaves(&self) -> Result<(), CgroupError> {
         for (_, _, dir) in &self.dirs {
-            if !dir.exists() {
-                continue;
-            }
-            let start = Instant::now();
-            loop {
-                // Nested groups first (none are created, but a leftover could have them).
-                if let Ok(rd) = fs::read_dir(dir) {
-                    for e in rd.flatten() {
-                        if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                            let _ = fs::remove_dir(e.path());
-                        }
-                    }
-                }
-                match fs::remove_dir(dir) {
-                    Ok(()) => break,
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => break,
-                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
-                        for pid in pids_in(dir) {
-                            let _ = nix::sys::signal::kill(
-                                nix::unistd::Pid::from_raw(pid),
-                                nix::sys::signal::Signal::SIGKILL,
-                            );
-                        }
-                        if start.elapsed() > Duration::from_secs(5) {
-                            return Err(CgroupError::Busy {
-                                path: dir.clone(),
-                                waited: start.elapsed(),
-                            });
-                        }
-                        // Exiting tasks leave the group within microseconds; back off slowly.
-                        std::thread::sleep(Duration::from_micros(100).max(start.elapsed() / 4));
-                    }
-                    Err(e) => return Err(io_at(dir)(e)),
-                }
-            }
+            remove_group(dir)?;
         }
         Ok(())
     }
 
     /// Whether the memory controller recorded an OOM kill.
     pub fn oom_killed(&self) -> bool {
-        self.dirs
-            .iter()
-            .filter(|(c, _, _)| *c == Controller::Memory)
-            .any(|(_, v, dir)| {
-                let file = if *v == Version::V1 {
-                    "memory.oom_control"
-                } else {
-                    "memory.events"
-                };
-                fs::read_to_string(dir.join(file))
-                    .map(|s| oom_kill_count(&s) > 0)
-                    .unwrap_or(false)
-            })
+        self.dir_for(Controller::Memory).is_some_and(|(v, dir)| {
+            let file = if v == Version::V1 {
+                "memory.oom_control"
+            } else {
+                "memory.events"
+            };
+            fs::read_to_string(dir.join(file))
+                .map(|s| oom_kill_count(&s) > 0)
+                .unwrap_or(false)
+        })
     }
 
-    /// Current memory usage in bytes, when readable.
     /// CPU time used by the processes in the group now (user and system, in seconds), plus
     /// what the reaped children of its init used: the same on cgroup v1 and v2, and without the
     /// cpuacct controller.
@@ -509,12 +481,10 @@ impl SandboxCgroup {
         Some(total as f64 / ticks)
     }
 
+    /// Current memory usage in bytes, when readable.
     pub fn memory_usage(&self) -> Option<u64> {
-        let (_, v, dir) = self
-            .dirs
-            .iter()
-            .find(|(c, _, _)| *c == Controller::Memory)?;
-        let file = if *v == Version::V1 {
+        let (v, dir) = self.dir_for(Controller::Memory)?;
+        let file = if v == Version::V1 {
             "memory.usage_in_bytes"
         } else {
             "memory.current"
@@ -528,6 +498,46 @@ fn proc_stat_fields(pid: i32) -> Option<Vec<String>> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let after = stat.get(stat.rfind(')')? + 2..)?;
     Some(after.split_whitespace().map(String::from).collect())
+}
+
+/// Removes group `dir`, killing whatever is still in it and waiting (up to 5 s) for it to
+/// leave. A missing group is fine.
+pub fn remove_group(dir: &Path) -> Result<(), CgroupError> {
+    if !dir.exists() {
+        return Ok(());
+    }
+    let start = Instant::now();
+    loop {
+        // Nested groups first (none are created, but a leftover could have them).
+        if let Ok(rd) = fs::read_dir(dir) {
+            for e in rd.flatten() {
+                if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                    let _ = fs::remove_dir(e.path());
+                }
+            }
+        }
+        match fs::remove_dir(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                for pid in pids_in(dir) {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+                if start.elapsed() > Duration::from_secs(5) {
+                    return Err(CgroupError::Busy {
+                        path: dir.to_path_buf(),
+                        waited: start.elapsed(),
+                    });
+                }
+                // Exiting tasks leave the group within microseconds; back off slowly.
+                std::thread::sleep(Duration::from_micros(100).max(start.elapsed() / 4));
+            }
+            Err(e) => return Err(io_at(dir)(e)),
+        }
+    }
 }
 
 /// The `oom_kill N` count in `memory.oom_control` (v1) or `memory.events` (v2).
@@ -632,6 +642,15 @@ mod tests {
             None,
             "v1 allows processes in inner groups"
         );
+        let cg = SandboxCgroup::locate(&l, "a").unwrap();
+        assert_eq!(cg.dirs.len(), 3);
+        assert_eq!(
+            cg.dir_for(Controller::Memory),
+            Some((
+                Version::V1,
+                Path::new("/sys/fs/cgroup/memory/process_api/abc/nemoclaw/a")
+            ))
+        );
     }
 
     #[test]
@@ -657,6 +676,11 @@ mod tests {
         }
         let cg = SandboxCgroup::locate(&l, "bot").unwrap();
         assert_eq!(cg.dirs.len(), 1, "one directory on a unified host");
+        // ... which serves every controller (memory usage and OOM kills are read there).
+        let leaf = Path::new("/sys/fs/cgroup/nemoclaw/bot/sandbox");
+        for c in Controller::ALL {
+            assert_eq!(cg.dir_for(c), Some((Version::V2, leaf)), "{c:?}");
+        }
     }
 
     #[test]

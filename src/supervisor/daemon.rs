@@ -89,9 +89,10 @@ pub fn deployed_blueprint(home: &Home, name: &str) -> PathBuf {
 /// them) and the control socket. State and logs are kept.
 pub fn clean_leftovers(home: &Home, name: &str) -> Result<(), SupervisorError> {
     if let Ok(layout) = cgroups::host_layout() {
-        // v2: a dead supervisor's leaf (only called while no supervisor runs).
+        // v2: a dead supervisor's leaf (only called while no supervisor holds the lock; one
+        // that just released it may still be exiting in there, so wait for it).
         if let Some(leaf) = cgroups::supervisor_leaf(&layout, name) {
-            let _ = std::fs::remove_dir(leaf);
+            cgroups::remove_group(&leaf).map_err(|e| SupervisorError::Sandbox(e.to_string()))?;
         }
         if let Ok(cg) = SandboxCgroup::locate(&layout, name) {
             cg.remove()
