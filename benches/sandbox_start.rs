@@ -9,6 +9,9 @@
 //!   gateway (egress proxy, DNS, inference) planted in it;
 //! - `bwrap --unshare-all` with equivalent binds (skipped, and said so, when bwrap is missing).
 //!
+//! Every launcher gets /dev/null as stdin, as under cron or systemd (with a pipe as stdin,
+//! `nemoclaw run` adds a thread that forwards it; bwrap hands the caller's descriptor over).
+//!
 //! Plus the resident memory of an idle supervisor (`nemoclaw start`), when it works here.
 //!
 //! Run as root: `cargo bench --bench sandbox_start` (NEMOCLAW_BENCH_RUNS overrides the count).
@@ -44,7 +47,8 @@ fn main() {
             .args(extra)
             .arg(&bp)
             .args(["--", "/bin/true"])
-            .env("NEMOCLAW_HOME", &home);
+            .env("NEMOCLAW_HOME", &home)
+            .stdin(Stdio::null());
         c
     };
     // Prime the home (ids, state dir) so every measured run does the same work.
@@ -60,7 +64,13 @@ fn main() {
     let mut launchers: Vec<(String, Box<dyn FnMut() -> bool + '_>)> = vec![
         (
             "fork/exec /bin/true".into(),
-            Box::new(|| Command::new("/bin/true").status().unwrap().success()),
+            Box::new(|| {
+                Command::new("/bin/true")
+                    .stdin(Stdio::null())
+                    .status()
+                    .unwrap()
+                    .success()
+            }),
         ),
         (
             "nemoclaw run: namespaces+binds (bwrap-equivalent)".into(),
@@ -95,6 +105,7 @@ fn main() {
             Box::new(move || {
                 Command::new(&b)
                     .args(&bwrap_argv)
+                    .stdin(Stdio::null())
                     .status()
                     .unwrap()
                     .success()

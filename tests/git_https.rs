@@ -121,9 +121,8 @@ fn serve(root: PathBuf, tmp: &Path) -> Server {
                 let Ok(tls) = acceptor.accept(tcp).await else {
                     return;
                 };
-                let svc = hyper::service::service_fn(move |req| {
-                    handle(req, seen.clone(), root.clone())
-                });
+                let svc =
+                    hyper::service::service_fn(move |req| handle(req, seen.clone(), root.clone()));
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(tls), svc)
                     .await;
@@ -164,17 +163,18 @@ async fn handle(
             .unwrap())
     };
     if let Some(rest) = path.strip_prefix("/old.git/") {
-        let q = req.uri().query().map(|q| format!("?{q}")).unwrap_or_default();
+        let q = req
+            .uri()
+            .query()
+            .map(|q| format!("?{q}"))
+            .unwrap_or_default();
         return Ok(Response::builder()
             .status(StatusCode::MOVED_PERMANENTLY)
             .header("location", format!("/public.git/{rest}{q}"))
             .body(Full::new(Bytes::new()))
             .unwrap());
     }
-    let Some((repo, action)) = path
-        .strip_prefix('/')
-        .and_then(|p| p.split_once(".git/"))
-    else {
+    let Some((repo, action)) = path.strip_prefix('/').and_then(|p| p.split_once(".git/")) else {
         return reply(StatusCode::NOT_FOUND, "text/plain", b"no".to_vec());
     };
     if repo == "private" {
@@ -279,7 +279,9 @@ impl Fixture {
         nemoclaw(
             &self.home(),
             ca.then_some(self.server.ca_pem.as_path()),
-            &["plan", "--git", url, "--ref", "main", "--path", "agents", "--json"],
+            &[
+                "plan", "--git", url, "--ref", "main", "--path", "agents", "--json",
+            ],
         )
     }
 
@@ -290,8 +292,8 @@ impl Fixture {
 }
 
 fn commit_of(o: &Output) -> String {
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", text(o)));
+    let v: serde_json::Value =
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(o)));
     v["source"]["commit"].as_str().unwrap().to_string()
 }
 
@@ -307,8 +309,9 @@ fn fetches_over_https_from_a_private_ca_and_follows_new_commits() {
     assert_eq!(v["source"]["location"], url);
     // Both requests of the smart protocol went to the server, the pack request as a POST.
     let seen = f.server.seen.lock().unwrap().clone();
-    assert!(seen.iter().any(|(m, p, _)| m == "GET"
-        && p == "/public.git/info/refs?service=git-upload-pack"));
+    assert!(seen
+        .iter()
+        .any(|(m, p, _)| m == "GET" && p == "/public.git/info/refs?service=git-upload-pack"));
     assert!(seen
         .iter()
         .any(|(m, p, _)| m == "POST" && p == "/public.git/git-upload-pack"));
@@ -386,7 +389,9 @@ fn a_redirect_is_followed_and_the_pack_comes_from_where_the_refs_came_from() {
         .iter()
         .any(|(m, p, _)| m == "POST" && p == "/public.git/git-upload-pack"));
     assert!(
-        !seen.iter().any(|(_, p, _)| p.starts_with("/old.git/git-upload-pack")),
+        !seen
+            .iter()
+            .any(|(_, p, _)| p.starts_with("/old.git/git-upload-pack")),
         "{seen:?}"
     );
 }
@@ -397,7 +402,13 @@ fn plain_http_is_refused() {
     let o = nemoclaw(
         &tmp.path().join("home"),
         None,
-        &["plan", "--git", "http://127.0.0.1:9/repo.git", "--ref", "main"],
+        &[
+            "plan",
+            "--git",
+            "http://127.0.0.1:9/repo.git",
+            "--ref",
+            "main",
+        ],
     );
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains("plain http is refused"), "{}", text(&o));

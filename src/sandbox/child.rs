@@ -354,22 +354,11 @@ pub(super) fn verify_no_caps(last_cap: u32) -> bool {
     {
         return false;
     }
+    // The ambient set needs no check of its own: the kernel keeps it a subset of permitted and
+    // inheritable, both verified empty above.
     for cap in 0..=last_cap {
         // SAFETY: prctl with integer arguments.
         if unsafe { libc::prctl(libc::PR_CAPBSET_READ, cap as libc::c_ulong, 0, 0, 0) } == 1 {
-            return false;
-        }
-        // SAFETY: prctl with integer arguments.
-        if unsafe {
-            libc::prctl(
-                libc::PR_CAP_AMBIENT,
-                libc::PR_CAP_AMBIENT_IS_SET as libc::c_ulong,
-                cap as libc::c_ulong,
-                0,
-                0,
-            )
-        } == 1
-        {
             return false;
         }
     }
@@ -386,6 +375,43 @@ pub(super) fn verify_no_caps(last_cap: u32) -> bool {
 unsafe fn raw_setresuid(id: libc::uid_t) -> libc::c_int {
     // SAFETY: see the function's contract.
     unsafe { libc::syscall(libc::SYS_setresuid, id, id, id) as libc::c_int }
+}
+
+/// The agent's stack until it execs: its exec path and error report only.
+const AGENT_STACK: usize = 32 * 1024;
+
+#[repr(C, align(16))]
+struct AgentStack([u8; AGENT_STACK]);
+
+/// What the agent's first moments need, prepared by pid 1 before the clone.
+struct AgentExec<'a> {
+    candidates: &'a [CString],
+    argv: *const *const libc::c_char,
+    envp: *const *const libc::c_char,
+    report: RawFd,
+}
+
+/// The agent between clone and exec.
+extern "C" fn agent_entry(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY (whole body): `arg` points to pid 1's live `AgentExec` (pid 1 is suspended until
+    // we exec or exit); raw syscalls on stack values and prepared, NUL-terminated data.
+    unsafe {
+        let a = &*(arg as *const AgentExec);
+        libc::setpgid(0, 0);
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+        let mut err = libc::ENOENT;
+        for c in a.candidates {
+            libc::execve(c.as_ptr(), a.argv, a.envp);
+            let e = errno();
+            if e != libc::ENOENT && e != libc::ENOTDIR {
+                err = e;
+            }
+        }
+        report(a.report, MSG_ERROR, STEP_EXEC, err);
+        libc::_exit(if err == libc::ENOENT { 127 } else { 126 })
+    }
 }
 
 /// The child's whole life. Never returns: it becomes the init, or exits 127 after reporting.
@@ -522,37 +548,28 @@ pub unsafe fn child_main(p: &Prepared, fds: ChildFds) -> ! {
         }
         libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
     }
-    // The agent: its own process group, an empty signal mask, then the command.
-    // SAFETY: a fork-like clone; the child only makes raw syscalls and execs or exits.
+    // The agent: its own process group, an empty signal mask, then the command. It is started
+    // the way posix_spawn does it: sharing our memory (CLONE_VM) on a stack of its own, while
+    // we wait (CLONE_VFORK) until it has exec'd or exited. No page tables are copied and
+    // nothing is faulted in twice, and nothing it does can reach our memory: it only makes
+    // raw syscalls on what `exec` points to, then execs or exits.
+    let exec = AgentExec {
+        candidates: &p.agent_candidates,
+        argv: argv.as_ptr(),
+        envp: envp.as_ptr(),
+        report: fds.report,
+    };
+    let mut stack = AgentStack([0; AGENT_STACK]);
+    // SAFETY: the stack grows down from the end of `stack`, which outlives the child's use of
+    // it (CLONE_VFORK suspends us until the child execs or exits); `exec` lives as long.
     let agent = unsafe {
-        libc::syscall(
-            libc::SYS_clone,
-            libc::SIGCHLD as libc::c_ulong,
-            0usize,
-            0usize,
-            0usize,
-            0usize,
+        libc::clone(
+            agent_entry,
+            stack.0.as_mut_ptr().add(AGENT_STACK).cast(),
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            (&exec as *const AgentExec).cast_mut().cast(),
         )
     };
-    if agent == 0 {
-        // SAFETY (whole block): raw calls on prepared, live data; ends in execve or _exit.
-        unsafe {
-            libc::setpgid(0, 0);
-            let mut empty: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut empty);
-            libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
-            let mut err = libc::ENOENT;
-            for c in &p.agent_candidates {
-                libc::execve(c.as_ptr(), argv.as_ptr(), envp.as_ptr());
-                let e = errno();
-                if e != libc::ENOENT && e != libc::ENOTDIR {
-                    err = e;
-                }
-            }
-            report(fds.report, MSG_ERROR, STEP_EXEC, err);
-            libc::_exit(if err == libc::ENOENT { 127 } else { 126 })
-        }
-    }
     if agent < 0 {
         fail(&fds, STEP_FORK, errno());
     }

@@ -216,9 +216,9 @@ impl SmartSubtransport for Https {
                     },
                 }))
             }
-            Service::ReceivePackLs | Service::ReceivePack => {
-                Err(git_err("nemoclaw only fetches from git sources; it never pushes"))
-            }
+            Service::ReceivePackLs | Service::ReceivePack => Err(git_err(
+                "nemoclaw only fetches from git sources; it never pushes",
+            )),
         }
     }
 
@@ -273,7 +273,9 @@ impl Shared {
     /// The ref advertisement, following redirects; returns the URL it finally came from.
     fn get_refs(&self, mut url: String) -> Result<(String, Incoming), git2::Error> {
         for _ in 0..=MAX_REDIRECTS {
-            let resp = self.request(Method::GET, &url, Vec::new()).map_err(git_err)?;
+            let resp = self
+                .request(Method::GET, &url, Vec::new())
+                .map_err(git_err)?;
             let status = resp.status();
             if status.is_redirection() {
                 let Some(loc) = resp
@@ -281,7 +283,10 @@ impl Shared {
                     .get(header::LOCATION)
                     .and_then(|v| v.to_str().ok())
                 else {
-                    return Err(git_err(format!("{}: {status} without a Location", redact(&url))));
+                    return Err(git_err(format!(
+                        "{}: {status} without a Location",
+                        redact(&url)
+                    )));
                 };
                 url = resolve_location(&url, loc)?;
                 continue;
@@ -456,9 +461,15 @@ mod tests {
             redact("https://bot:tok@host.example/r.git"),
             "https://***@host.example/r.git"
         );
-        assert_eq!(redact("https://host.example/r.git"), "https://host.example/r.git");
+        assert_eq!(
+            redact("https://host.example/r.git"),
+            "https://host.example/r.git"
+        );
         assert_eq!(redact("file:///srv/r.git"), "file:///srv/r.git");
-        assert_eq!(redact("https://host.example/p@th"), "https://host.example/p@th");
+        assert_eq!(
+            redact("https://host.example/p@th"),
+            "https://host.example/p@th"
+        );
     }
 
     #[test]

@@ -30,8 +30,8 @@ pub type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<B
 /// The client for HTTP(S) backends. HTTPS trusts the Mozilla roots (webpki-roots) plus the
 /// certificates in `extra_ca` (PEM), for backends behind a private CA.
 pub fn client(extra_ca: Option<&Path>) -> Result<HttpClient, InferenceError> {
-    let tls = crate::tls::client_config(extra_ca)
-        .map_err(|e| InferenceError::Config(e.to_string()))?;
+    let tls =
+        crate::tls::client_config(extra_ca).map_err(|e| InferenceError::Config(e.to_string()))?;
     let mut http = HttpConnector::new();
     http.set_nodelay(true);
     http.enforce_http(false);
