@@ -82,7 +82,6 @@ fn serve(root: PathBuf, tmp: &Path) -> Server {
     let ca_cert = ca_params.self_signed(&ca_key).unwrap();
     let key = rcgen::KeyPair::generate().unwrap();
     let params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
-    let ca_cert = ca_cert;
     let issuer = rcgen::Issuer::new(ca_params, ca_key);
     let cert = params.signed_by(&key, &issuer).unwrap();
     let ca_pem = tmp.join("ca.pem");
