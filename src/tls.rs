@@ -5,6 +5,9 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::client::legacy::connect::HttpConnector;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
@@ -54,6 +57,32 @@ pub fn client_config(extra_ca: Option<&Path>) -> Result<rustls::ClientConfig, Tl
     .map_err(|e| TlsError::Setup(e.to_string()))?
     .with_root_certificates(roots)
     .with_no_client_auth())
+}
+
+/// Whether a connector also speaks plain http (local model servers do; git sources must not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Schemes {
+    HttpsOnly,
+    HttpsOrHttp,
+}
+
+/// A hyper connector over [`client_config`]: TCP_NODELAY, HTTP/1, and a connect timeout.
+pub fn https_connector(
+    extra_ca: Option<&Path>,
+    schemes: Schemes,
+    connect_timeout: Duration,
+) -> Result<hyper_rustls::HttpsConnector<HttpConnector>, TlsError> {
+    let tls = client_config(extra_ca)?;
+    let mut http = HttpConnector::new();
+    http.set_nodelay(true);
+    http.enforce_http(false);
+    http.set_connect_timeout(Some(connect_timeout));
+    let builder = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls);
+    let builder = match schemes {
+        Schemes::HttpsOnly => builder.https_only(),
+        Schemes::HttpsOrHttp => builder.https_or_http(),
+    };
+    Ok(builder.enable_http1().wrap_connector(http))
 }
 
 #[cfg(test)]

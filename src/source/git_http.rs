@@ -149,20 +149,16 @@ struct Https(Arc<Shared>);
 impl Https {
     fn new() -> Result<Https, git2::Error> {
         let ca = crate::tls::ca_file_from_env();
-        let tls = crate::tls::client_config(ca.as_deref()).map_err(git_err)?;
+        let https = crate::tls::https_connector(
+            ca.as_deref(),
+            crate::tls::Schemes::HttpsOnly,
+            Duration::from_secs(15),
+        )
+        .map_err(git_err)?;
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|e| git_err(format!("cannot start the https client: {e}")))?;
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(Duration::from_secs(15)));
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_only()
-            .enable_http1()
-            .wrap_connector(http);
         let client = Client::builder(TokioExecutor::new()).build(https);
         Ok(Https(Arc::new(Shared {
             rt,

@@ -30,17 +30,12 @@ pub type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<B
 /// The client for HTTP(S) backends. HTTPS trusts the Mozilla roots (webpki-roots) plus the
 /// certificates in `extra_ca` (PEM), for backends behind a private CA.
 pub fn client(extra_ca: Option<&Path>) -> Result<HttpClient, InferenceError> {
-    let tls =
-        crate::tls::client_config(extra_ca).map_err(|e| InferenceError::Config(e.to_string()))?;
-    let mut http = HttpConnector::new();
-    http.set_nodelay(true);
-    http.enforce_http(false);
-    http.set_connect_timeout(Some(Duration::from_secs(10)));
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(http);
+    let https = crate::tls::https_connector(
+        extra_ca,
+        crate::tls::Schemes::HttpsOrHttp,
+        Duration::from_secs(10),
+    )
+    .map_err(|e| InferenceError::Config(e.to_string()))?;
     Ok(Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(60))
         .pool_max_idle_per_host(512)
