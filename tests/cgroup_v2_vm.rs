@@ -4,7 +4,7 @@
 //! the real nemoclaw binary there: limits, OOM, fork bomb, placement below `nemoclaw/<name>`,
 //! the supervisor's own leaf (no internal processes), status, stop, two sandboxes side by side.
 //!
-//! Needs root (like the other sandbox suites), qemu-system-x86 (scripts/install-deps) and
+//! Needs root (like the other sandbox suites), qemu-system-x86 (`scripts/install-deps --tests`) and
 //! Debian's package archive for the kernel and busybox the first time (cached under target/).
 //! Uses KVM when `/dev/kvm` opens, TCG otherwise, and says which.
 
