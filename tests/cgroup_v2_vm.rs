@@ -34,6 +34,18 @@ const CHECKS: &[&str] = &[
     "stop-leaves-nothing",
 ];
 
+/// The directory holding both this test binary and the nemoclaw binary (`target/<profile>`).
+fn keep_dir(exe: &Path) -> String {
+    let bin_dir = Path::new(BIN).parent().unwrap();
+    assert!(
+        exe.starts_with(bin_dir),
+        "{} is not under {}",
+        exe.display(),
+        bin_dir.display()
+    );
+    bin_dir.display().to_string()
+}
+
 #[test]
 fn pure_cgroup_v2_host_in_a_vm() {
     assert!(
@@ -47,13 +59,18 @@ fn pure_cgroup_v2_host_in_a_vm() {
     let exe = std::env::current_exe().unwrap();
     let initrd = vm::initramfs(
         &k,
-        &[(
-            "VM_COMMAND",
-            format!(
-                "NEMOCLAW_IN_VM=1 {} in_vm_v2_checks --ignored --exact --nocapture --test-threads=1",
-                exe.display()
+        &[
+            (
+                "VM_COMMAND",
+                format!(
+                    "NEMOCLAW_IN_VM=1 {} in_vm_v2_checks --ignored --exact --nocapture --test-threads=1",
+                    exe.display()
+                ),
             ),
-        )],
+            // The build directory (this test binary and nemoclaw's) must stay visible in the VM
+            // wherever the checkout is, /tmp included.
+            ("VM_KEEP", keep_dir(&exe)),
+        ],
     );
     let timeout = match accel {
         vm::Accel::Kvm => Duration::from_secs(240),

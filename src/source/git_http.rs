@@ -256,7 +256,12 @@ impl Shared {
             .block_on(async { tokio::time::timeout(IDLE_TIMEOUT, client.request(req)).await });
         match answer {
             Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(e)) => Err(format!("{} {}: {}", method, redact(url), chain(&e))),
+            Ok(Err(e)) => Err(format!(
+                "{} {}: {}",
+                method,
+                redact(url),
+                crate::error_chain(&e)
+            )),
             Err(_) => Err(format!(
                 "{} {}: no response in {}s",
                 method,
@@ -344,17 +349,6 @@ fn check(
     Ok(())
 }
 
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
-
 /// One request/response: libgit2 writes the request body, then reads the response body.
 struct Exchange {
     shared: Arc<Shared>,
@@ -406,7 +400,7 @@ impl Read for Exchange {
                     ))
                 }
                 Ok(None) => return Ok(0),
-                Ok(Some(Err(e))) => return Err(io::Error::other(chain(&e))),
+                Ok(Some(Err(e))) => return Err(io::Error::other(crate::error_chain(&e))),
                 Ok(Some(Ok(frame))) => {
                     if let Ok(data) = frame.into_data() {
                         *chunk = data;

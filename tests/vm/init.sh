@@ -1,7 +1,7 @@
 #!/bin/busybox sh
 # /init of the cgroup v2 test VM (see tests/vm/mod.rs): load the modules, mount the host's root
 # (9p, read-only) as the new root with proc, sys, a pure cgroup2 hierarchy, dev and tmpfs /tmp
-# and /run, switch to it, run $VM_COMMAND, print its exit status and power off. Every line it
+# and /run (keeping $VM_KEEP), switch to it, run $VM_COMMAND, print its exit status and power off. Every line it
 # prints on the console that the host test reads starts with "VM-".
 /bin/busybox --install -s /bin
 export PATH=/bin
@@ -30,8 +30,14 @@ ln -s /proc/self/fd/1 $r/dev/stdout
 ln -s /proc/self/fd/2 $r/dev/stderr
 mount -t devpts devpts $r/dev/pts || fail "devpts"
 mount -t tmpfs tmpfs $r/dev/shm || fail "shm"
+# $VM_KEEP (the build directory with the binaries under test) stays visible even when it lives
+# under /tmp or /run, which get fresh tmpfs mounts: held aside, then moved back on top.
+mkdir -p /keep
+mount --bind "$r$VM_KEEP" /keep || fail "holding $VM_KEEP"
 mount -t tmpfs -o mode=1777 tmpfs $r/tmp || fail "tmp"
 mount -t tmpfs -o mode=755 tmpfs $r/run || fail "run"
+mkdir -p "$r$VM_KEEP" 2>/dev/null
+mount --move /keep "$r$VM_KEEP" || fail "putting $VM_KEEP back"
 cp /bin/busybox $r/run/busybox
 cat >$r/run/stage2 <<'EOF'
 cd /tmp

@@ -64,10 +64,7 @@ impl ApiError {
         param: Option<&str>,
         message: impl Into<String>,
     ) -> ApiError {
-        ApiError {
-            param: param.map(str::to_string),
-            ..ApiError::new(400, "invalid_request_error", code, message)
-        }
+        ApiError::new(400, "invalid_request_error", code, message).about(param)
     }
     /// 403: the blueprint does not allow it.
     pub fn forbidden(
@@ -75,9 +72,13 @@ impl ApiError {
         param: Option<&str>,
         message: impl Into<String>,
     ) -> ApiError {
+        ApiError::new(403, "permission_error", code, message).about(param)
+    }
+    /// Names the request field the error is about.
+    fn about(self, param: Option<&str>) -> ApiError {
         ApiError {
             param: param.map(str::to_string),
-            ..ApiError::new(403, "permission_error", code, message)
+            ..self
         }
     }
     pub fn rate_limited(

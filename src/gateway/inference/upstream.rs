@@ -114,23 +114,12 @@ pub async fn send(
         .map_err(|e| Failure::Connect(e.to_string()))?;
     match tokio::time::timeout(b.timeout, client.request(req)).await {
         Err(_) => Err(Failure::Timeout(b.timeout)),
-        Ok(Err(e)) => Err(Failure::Connect(error_chain(&e))),
+        Ok(Err(e)) => Err(Failure::Connect(crate::error_chain(&e))),
         Ok(Ok(resp)) if resp.status().is_server_error() => {
             Err(Failure::Status(resp.status().as_u16()))
         }
         Ok(Ok(resp)) => Ok(resp),
     }
-}
-
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 /// Token counts from a usage object (OpenAI `prompt_tokens`/`completion_tokens`, Anthropic
