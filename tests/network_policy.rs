@@ -346,6 +346,20 @@ fn dns_answers_only_allowed_names() {
     assert!(stdout(&o).starts_with("198.18.0.2"), "{}", stdout(&o));
     let o = w.exec_in(&w.sb, &["getent", "hosts", "other.example"]);
     assert!(!o.status.success(), "{}", stdout(&o));
+    // Refused names are audited in egress.jsonl (allowed ones show up with their connections).
+    let dns: Vec<_> = w
+        .log_lines()
+        .into_iter()
+        .filter(|l| l["mode"] == "dns")
+        .collect();
+    assert!(!dns.is_empty(), "no dns lines in the egress log");
+    assert!(
+        dns.iter().all(|l| l["decision"] == "deny"
+            && l["host"] == "other.example"
+            && l["port"] == 53
+            && l["rule"] == "not in network.egress.allowedDomains"),
+        "{dns:#?}"
+    );
 }
 
 #[test]

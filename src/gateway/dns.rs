@@ -2,6 +2,8 @@
 //! gateway's upstream resolver, `inference.local` is 127.0.0.1, every other name is NXDOMAIN
 //! (so lookups cannot carry data out), and no AAAA records are given (the sandbox has no IPv6
 //! route). The fence redirects port 53 to this server whatever resolver the agent aims at.
+//! Every name refused by the policy is a `deny` line (mode `dns`) in `egress.jsonl`: an agent
+//! probing for a way out shows there even when it never gets as far as a connection.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -14,7 +16,7 @@ use hickory_server::proto::rr::{Name, RData, Record, RecordType};
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::ServerFuture;
 
-use crate::gateway::egress::Resolve;
+use crate::gateway::egress::{Egress, EgressRecord, Resolve};
 use crate::sandbox::network::policy::INFERENCE_HOST;
 use crate::sandbox::network::PolicyHandle;
 
@@ -35,8 +37,14 @@ pub enum DnsError {
 pub enum Answer {
     /// NOERROR with these IPv4 addresses (possibly none: NODATA).
     Addresses(Vec<std::net::Ipv4Addr>),
+    /// NXDOMAIN: the name is allowed but does not resolve.
     NxDomain,
+    /// NXDOMAIN: the policy does not allow the name.
+    Refused,
 }
+
+/// The `rule` of a refused name in `egress.jsonl`.
+pub const REFUSED_RULE: &str = "not in network.egress.allowedDomains";
 
 /// Decides a question whose name is `name` (any case, trailing dot allowed).
 pub async fn answer(
@@ -54,7 +62,7 @@ pub async fn answer(
         });
     }
     if !policy.current().name_is_allowed(&name) {
-        return Answer::NxDomain;
+        return Answer::Refused;
     }
     if qtype != RecordType::A {
         return Answer::Addresses(vec![]);
@@ -79,10 +87,9 @@ fn failed(req: &Header) -> ResponseInfo {
     h.into()
 }
 
-/// The hickory request handler.
+/// The hickory request handler: the sandbox's policy, resolver and egress log.
 pub struct Handler {
-    pub policy: PolicyHandle,
-    pub resolver: Arc<dyn Resolve>,
+    pub egress: Arc<Egress>,
 }
 
 #[async_trait::async_trait]
@@ -107,14 +114,23 @@ impl RequestHandler for Handler {
         };
         let qname: Name = info.query.name().into();
         let qtype = info.query.query_type();
-        let records: Vec<Record> = match answer(
-            &self.policy,
-            self.resolver.as_ref(),
-            &qname.to_ascii(),
-            qtype,
-        )
-        .await
+        let name = qname.to_ascii();
+        let e = &self.egress;
+        let records: Vec<Record> = match answer(&e.policy, e.resolver.as_ref(), &name, qtype).await
         {
+            Answer::Refused => {
+                let host = name.trim_end_matches('.').to_ascii_lowercase();
+                e.log.write(&EgressRecord::new(
+                    &e.sandbox,
+                    "dns",
+                    &host,
+                    53,
+                    false,
+                    REFUSED_RULE,
+                ));
+                header.set_response_code(ResponseCode::NXDomain);
+                vec![]
+            }
             Answer::NxDomain => {
                 header.set_response_code(ResponseCode::NXDomain);
                 vec![]
@@ -143,14 +159,14 @@ impl Drop for DnsServing {
     }
 }
 
-/// Serves DNS on the given sockets (usually the ones `bind_gateway` planted in the sandbox).
+/// Serves DNS on the given sockets (usually the ones `bind_gateway` planted in the sandbox),
+/// deciding with `egress`'s policy and resolver and logging refusals to its log.
 pub fn serve(
     udp: std::net::UdpSocket,
     tcp: Option<std::net::TcpListener>,
-    policy: PolicyHandle,
-    resolver: Arc<dyn Resolve>,
+    egress: Arc<Egress>,
 ) -> Result<DnsServing, DnsError> {
-    let mut server = ServerFuture::new(Handler { policy, resolver });
+    let mut server = ServerFuture::new(Handler { egress });
     server
         .register_socket_std(udp)
         .map_err(DnsError::Register)?;
@@ -212,7 +228,8 @@ mod tests {
             a("x.wild.example", RecordType::A).await,
             Answer::Addresses(vec!["198.18.0.3".parse().unwrap()])
         );
-        assert_eq!(a("evil.example", RecordType::A).await, Answer::NxDomain);
+        assert_eq!(a("evil.example", RecordType::A).await, Answer::Refused);
+        assert_eq!(a("evil.example", RecordType::AAAA).await, Answer::Refused);
         assert_eq!(
             a("y.wild.example", RecordType::A).await,
             Answer::NxDomain,

@@ -251,7 +251,7 @@ impl World {
         .unwrap()];
         let dns = socks
             .dns_udp
-            .map(|udp| dns::serve(udp, socks.dns_tcp, policy.clone(), resolver).unwrap());
+            .map(|udp| dns::serve(udp, socks.dns_tcp, egress.clone()).unwrap());
         drop(_guard);
         World {
             sb,

@@ -130,13 +130,7 @@ impl SandboxGateway {
         .map_err(|e| e.to_string())?;
         let dns = match socks.dns_udp {
             Some(udp) => Some(
-                dns::serve(
-                    udp,
-                    socks.dns_tcp,
-                    self.egress.policy.clone(),
-                    self.egress.resolver.clone(),
-                )
-                .map_err(|e| e.to_string())?,
+                dns::serve(udp, socks.dns_tcp, self.egress.clone()).map_err(|e| e.to_string())?,
             ),
             None => None,
         };
