@@ -2,8 +2,9 @@
 //! gateway's upstream resolver, `inference.local` is 127.0.0.1, every other name is NXDOMAIN
 //! (so lookups cannot carry data out), and no AAAA records are given (the sandbox has no IPv6
 //! route). The fence redirects port 53 to this server whatever resolver the agent aims at.
-//! Every name refused by the policy is a `deny` line (mode `dns`) in `egress.jsonl`: an agent
-//! probing for a way out shows there even when it never gets as far as a connection.
+//! Every name refused by the policy is a `deny` line (mode `dns`) in `egress.jsonl` (once per
+//! name per [`REFUSAL_LOG_WINDOW`]): an agent probing for a way out shows there even when it
+//! never gets as far as a connection.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -90,6 +91,40 @@ fn failed(req: &Header) -> ResponseInfo {
 /// The hickory request handler: the sandbox's policy, resolver and egress log.
 pub struct Handler {
     pub egress: Arc<Egress>,
+    /// When each refused name was last logged: a name asked again within
+    /// [`REFUSAL_LOG_WINDOW`] is not logged again, so a query flood cannot fill the disk.
+    refusals: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+}
+
+/// How long a refused name stays logged once (per name).
+pub const REFUSAL_LOG_WINDOW: Duration = Duration::from_secs(10);
+/// At most this many names are remembered; past it the memory is cleared.
+const REFUSALS_REMEMBERED: usize = 4096;
+
+impl Handler {
+    pub fn new(egress: Arc<Egress>) -> Handler {
+        Handler {
+            egress,
+            refusals: Default::default(),
+        }
+    }
+
+    /// Whether a refusal of `host` is to be logged now (and notes that it is).
+    fn log_refusal_now(&self, host: &str) -> bool {
+        let now = std::time::Instant::now();
+        let mut seen = self.refusals.lock().unwrap_or_else(|e| e.into_inner());
+        if seen
+            .get(host)
+            .is_some_and(|t| now.duration_since(*t) < REFUSAL_LOG_WINDOW)
+        {
+            return false;
+        }
+        if seen.len() >= REFUSALS_REMEMBERED {
+            seen.clear();
+        }
+        seen.insert(host.to_string(), now);
+        true
+    }
 }
 
 #[async_trait::async_trait]
@@ -120,14 +155,16 @@ impl RequestHandler for Handler {
         {
             Answer::Refused => {
                 let host = name.trim_end_matches('.').to_ascii_lowercase();
-                e.log.write(&EgressRecord::new(
-                    &e.sandbox,
-                    "dns",
-                    &host,
-                    53,
-                    false,
-                    REFUSED_RULE,
-                ));
+                if self.log_refusal_now(&host) {
+                    e.log.write(&EgressRecord::new(
+                        &e.sandbox,
+                        "dns",
+                        &host,
+                        53,
+                        false,
+                        REFUSED_RULE,
+                    ));
+                }
                 header.set_response_code(ResponseCode::NXDomain);
                 vec![]
             }
@@ -166,7 +203,7 @@ pub fn serve(
     tcp: Option<std::net::TcpListener>,
     egress: Arc<Egress>,
 ) -> Result<DnsServing, DnsError> {
-    let mut server = ServerFuture::new(Handler { egress });
+    let mut server = ServerFuture::new(Handler::new(egress));
     server
         .register_socket_std(udp)
         .map_err(DnsError::Register)?;
@@ -202,6 +239,30 @@ mod tests {
             ..Network::default()
         };
         PolicyHandle::new(NetworkPolicy::compile(&net, None).unwrap())
+    }
+
+    #[test]
+    fn a_refused_name_is_logged_once_per_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = crate::gateway::egress::EgressLog::open(&dir.path().join("e.jsonl")).unwrap();
+        let no_names: [(&str, IpAddr); 0] = [];
+        let egress = crate::gateway::egress::Egress::new(
+            "t",
+            handle(&["ok.example"]),
+            Arc::new(StaticResolver::new(no_names)),
+            log,
+        );
+        let h = Handler::new(Arc::new(egress));
+        assert!(h.log_refusal_now("evil.example"));
+        assert!(
+            !h.log_refusal_now("evil.example"),
+            "a repeat within the window"
+        );
+        assert!(h.log_refusal_now("other.example"));
+        for i in 0..REFUSALS_REMEMBERED + 10 {
+            h.log_refusal_now(&format!("n{i}.example"));
+        }
+        assert!(h.refusals.lock().unwrap().len() <= REFUSALS_REMEMBERED);
     }
 
     #[tokio::test]
