@@ -159,6 +159,27 @@ async fn guards_deny_a_private_key_and_redact_an_email_and_the_secret_guard_work
         "status of project-aurora?"
     );
 
+    // A stream would pass the response guard by: refused, with what to do instead.
+    let asked = up.requests().len();
+    let streamed = json!({"model": "m-1", "stream": true, "messages": [{"role": "user", "content": "status?"}]});
+    let r = post(addr, "/v1/chat/completions", &streamed.to_string()).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(r.json()["error"]["code"], "stream_with_response_guards");
+    assert_eq!(r.json()["error"]["param"], "stream");
+    assert!(
+        r.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("\"stream\": false"),
+        "{}",
+        r.body
+    );
+    assert_eq!(
+        up.requests().len(),
+        asked,
+        "the refused stream never reached the backend"
+    );
+
     // The log is written by its own thread: wait for the line.
     let file = dir.path().join("logs/inference.jsonl");
     let mut log = String::new();

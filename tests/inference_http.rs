@@ -478,6 +478,40 @@ async fn streams_pass_through_chunk_by_chunk_and_disconnect_cancels_upstream() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_echoed_in_a_stream_is_scrubbed_even_split_across_chunks() {
+    let up = fake(Mode::Ok, REAL).await;
+    let gw = gateway(
+        inference(one_backend(
+            &up.url(),
+            json!({"allowedModels": ["leaky-stream"]}),
+        )),
+        &creds(&[("UP_KEY", REAL)]),
+    )
+    .await;
+    let body = json!({"model": "leaky-stream", "stream": true, "messages": [{"role": "user", "content": "s"}]}).to_string();
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    let req = format!("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut all = Vec::new();
+    s.read_to_end(&mut all).await.unwrap();
+    let all = String::from_utf8_lossy(&all);
+    assert_eq!(up.requests().len(), 1, "the backend was asked");
+    assert!(all.contains("text/event-stream"), "{all}");
+    // (The answer is chunk-encoded: the scrubber held back the half key until it was whole.)
+    assert!(
+        all.contains("rejected key ")
+            && all.contains("[REDACTED CREDENTIAL]\"}")
+            && all.contains("[DONE]"),
+        "{all}"
+    );
+    let half = &REAL[..REAL.len() / 2];
+    assert!(
+        !all.contains(half) && !all.contains(&REAL[REAL.len() / 2..]),
+        "no part of the key reaches the agent: {all}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_leaves_a_non_streamed_request_cancels_upstream() {
     let slow = fake(Mode::Slow(Duration::from_secs(3)), REAL).await;
     let gw = gateway(

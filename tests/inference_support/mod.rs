@@ -214,6 +214,25 @@ async fn fake_answer(
         "echo: {}",
         body["messages"][0]["content"].as_str().unwrap_or("")
     );
+    if body["stream"] == true && model == "leaky-stream" {
+        // A careless backend that echoes the key it got in an event, cut in two mid-key.
+        let got = auth.clone().unwrap_or_default();
+        let got = got.trim_start_matches("Bearer ").to_string();
+        let event = format!("data: {{\"error\": \"rejected key {got}\"}}\n\n");
+        let cut = event.find(&got).unwrap() + got.len() / 2;
+        let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
+        tokio::spawn(async move {
+            for part in [&event[..cut], &event[cut..], "data: [DONE]\n\n"] {
+                let _ = tx.send(Bytes::from(part.to_string())).await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        });
+        return Ok(Response::builder()
+            .status(200)
+            .header("content-type", "text/event-stream")
+            .body(Chan(rx).boxed())
+            .unwrap());
+    }
     if body["stream"] == true {
         // `slow-stream`: 50 chunks 100 ms apart; otherwise 3 chunks 300 ms apart.
         let (n, gap) = if model == "slow-stream" {

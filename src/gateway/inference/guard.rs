@@ -379,6 +379,11 @@ impl SecretGuard {
         SecretGuard { finders }
     }
 
+    /// A scrubber for one streamed answer, for the same keys.
+    pub fn stream_scrub(&self) -> super::scrub_stream::StreamScrub {
+        super::scrub_stream::StreamScrub::new(self.finders.iter().map(|f| f.needle()))
+    }
+
     /// True when `text` contains a held credential.
     pub fn holds_key_in(&self, text: &[u8]) -> bool {
         self.finders.iter().any(|f| f.find(text).is_some())

@@ -23,6 +23,7 @@ pub mod log;
 pub mod mock;
 pub mod policy;
 pub mod route;
+pub mod scrub_stream;
 pub mod server;
 pub mod upstream;
 pub mod validate;

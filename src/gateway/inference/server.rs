@@ -182,6 +182,14 @@ async fn infer(
     let v = validate::validate(ep, &body, &policy.limits, &policy.allowed)?;
     p.rec.model = Some(v.model.clone());
     p.rec.stream = v.stream;
+    if v.stream && policy.guards.has_response_guards() {
+        // A response guard judges whole answers; a stream would pass it by. Fail closed.
+        return Err(ApiError::invalid(
+            "stream_with_response_guards",
+            Some("stream"),
+            "this sandbox's blueprint checks every model answer (inference.guards with onResponse), which needs whole answers: send the request with \"stream\": false",
+        ));
+    }
     let mut req_body = v.body;
 
     match policy.guards.on_request(ep.name(), &v.model, &mut req_body) {
@@ -255,7 +263,8 @@ async fn infer(
                 .status(r.status)
                 .header(header::CONTENT_TYPE, r.content_type);
             if r.content_type == "text/event-stream" {
-                return Ok(stream(resp, r.body, p, b.timeout));
+                let scrub = policy.scrubber.stream_scrub();
+                return Ok(stream(resp, r.body, scrub, p, b.timeout));
             }
             let body = r
                 .body
@@ -300,6 +309,7 @@ async fn infer(
                     return Ok(stream(
                         resp.header(header::CACHE_CONTROL, "no-cache"),
                         upstream::boxed(r.into_body()),
+                        policy.scrubber.stream_scrub(),
                         p,
                         b.timeout,
                     ));
@@ -366,10 +376,11 @@ fn upstream_error(status: u16, message: String) -> ApiError {
 fn stream(
     resp: hyper::http::response::Builder,
     body: BoxBody,
+    scrub: super::scrub_stream::StreamScrub,
     p: &mut Pending,
     idle: Duration,
 ) -> Response<BoxBody> {
-    let body = Observed::new(body, p.take(), idle);
+    let body = Observed::new(body, scrub, p.take(), idle);
     resp.body(BodyExt::boxed(body)).expect("a valid response")
 }
 

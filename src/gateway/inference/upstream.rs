@@ -21,6 +21,7 @@ use serde_json::Value;
 use super::error::InferenceError;
 use super::log::Pending;
 use super::policy::{BackendSpec, Target};
+use super::scrub_stream::StreamScrub;
 use super::validate::Endpoint;
 use super::{BoxBody, BoxError};
 use crate::blueprint::BackendKind;
@@ -186,6 +187,10 @@ impl SseUsage {
 /// A streamed response on its way to the agent.
 pub struct Observed {
     inner: BoxBody,
+    /// Held keys scrubbed from what passes (a backend echoing its key).
+    scrub: StreamScrub,
+    /// The inner body has ended (what the scrubber held back is still to go).
+    ended: bool,
     pending: Option<Pending>,
     usage: SseUsage,
     idle: Duration,
@@ -193,9 +198,11 @@ pub struct Observed {
 }
 
 impl Observed {
-    pub fn new(inner: BoxBody, pending: Pending, idle: Duration) -> Observed {
+    pub fn new(inner: BoxBody, scrub: StreamScrub, pending: Pending, idle: Duration) -> Observed {
         Observed {
             inner,
+            scrub,
+            ended: false,
             pending: Some(pending),
             usage: SseUsage::default(),
             idle,
@@ -222,14 +229,22 @@ impl Body for Observed {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
+        if this.ended {
+            return Poll::Ready(None);
+        }
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
-                if let Some(d) = frame.data_ref() {
-                    this.usage.feed(d);
-                    if let Some(p) = this.pending.as_mut() {
-                        p.mark_first_byte();
+                let frame = match frame.into_data() {
+                    Ok(d) => {
+                        let d = this.scrub.feed(&d);
+                        this.usage.feed(&d);
+                        if let Some(p) = this.pending.as_mut() {
+                            p.mark_first_byte();
+                        }
+                        Frame::data(d)
                     }
-                }
+                    Err(other) => other,
+                };
                 let deadline = tokio::time::Instant::now() + this.idle;
                 this.timer.as_mut().reset(deadline);
                 Poll::Ready(Some(Ok(frame)))
@@ -240,7 +255,13 @@ impl Body for Observed {
             }
             Poll::Ready(None) => {
                 this.finish(None);
-                Poll::Ready(None)
+                this.ended = true;
+                let rest = this.scrub.finish();
+                if rest.is_empty() {
+                    Poll::Ready(None)
+                } else {
+                    Poll::Ready(Some(Ok(Frame::data(rest))))
+                }
             }
             Poll::Pending => match this.timer.as_mut().poll(cx) {
                 Poll::Ready(()) => {
