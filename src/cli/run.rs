@@ -182,7 +182,9 @@ fn stdin_is_dev_null() -> bool {
 
 pub(crate) fn pump(out: &OwnedFd, err: &OwnedFd, sigfd: &SignalFd, forward: &dyn Fn(Signal)) {
     let mut open = [true, true];
-    let mut buf = vec![0u8; 64 * 1024];
+    // Never zeroed: only what the kernel writes into it is touched (a silent command costs no
+    // page of it).
+    let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
     let pair = [out, err];
     while open[0] || open[1] {
         let mut fds = Vec::with_capacity(3);
@@ -215,7 +217,7 @@ pub(crate) fn pump(out: &OwnedFd, err: &OwnedFd, sigfd: &SignalFd, forward: &dyn
                 continue;
             }
             let fd = if i == 0 { out } else { err };
-            match nix::unistd::read(fd, &mut buf) {
+            match read_into_spare(fd, &mut buf) {
                 Ok(0) => open[i] = false,
                 Ok(n) => {
                     let r = if i == 0 {
@@ -234,6 +236,21 @@ pub(crate) fn pump(out: &OwnedFd, err: &OwnedFd, sigfd: &SignalFd, forward: &dyn
             }
         }
     }
+}
+
+/// Reads from `fd` into `buf`'s spare capacity (cleared first); `buf` then holds what was read.
+fn read_into_spare(fd: &OwnedFd, buf: &mut Vec<u8>) -> Result<usize, nix::errno::Errno> {
+    use std::os::fd::AsRawFd;
+    buf.clear();
+    // SAFETY: the kernel writes at most `capacity` bytes into the vector's own allocation, and
+    // the length is set to exactly the number of bytes it wrote.
+    let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.capacity()) };
+    if n < 0 {
+        return Err(nix::errno::Errno::last());
+    }
+    // SAFETY: the first `n` bytes were just written by read(2).
+    unsafe { buf.set_len(n as usize) };
+    Ok(n as usize)
 }
 
 pub(crate) fn copy_stdin(w: OwnedFd) {

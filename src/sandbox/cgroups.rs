@@ -5,7 +5,8 @@
 //! version, and [`parse_layout`] finds, from `/proc/self/mountinfo` and `/proc/self/cgroup`,
 //! where each controller lives. The thin effectful shell ([`SandboxCgroup`]) creates
 //! `<own cgroup>/nemoclaw/<name>` in each controller's hierarchy (never at a hierarchy root),
-//! writes the limits, moves the sandbox in, and removes it.
+//! writes the limits, names the `cgroup.procs` files the sandbox writes itself into, and removes
+//! it.
 //!
 //! The files are written directly rather than through cgroups-rs: cgroups-rs 0.5 detects the
 //! version with a statfs of `/sys/fs/cgroup` only (it picks v1 on hybrid hosts but never looks
@@ -410,16 +411,12 @@ impl SandboxCgroup {
     }
 
     /// Moves process `pid` (and, later, its children) into every group.
-    pub fn join(&self, pid: i32) -> Result<(), CgroupError> {
-        for (_, _, dir) in &self.dirs {
-            let p = dir.join("cgroup.procs");
-            fs::write(&p, pid.to_string()).map_err(|source| CgroupError::Write {
-                path: p.clone(),
-                value: pid.to_string(),
-                source,
-            })?;
-        }
-        Ok(())
+    /// The `cgroup.procs` file of each hierarchy's group (a sandbox's child writes itself in).
+    pub fn procs_files(&self) -> Vec<PathBuf> {
+        self.dirs
+            .iter()
+            .map(|(_, _, dir)| dir.join("cgroup.procs"))
+            .collect()
     }
 
     /// Kills whatever is left in the groups and removes them. Missing groups are fine.

@@ -4,11 +4,13 @@
 //! file contents, the seccomp programs), so the child makes raw syscalls only: no allocation,
 //! no locks, nothing that is unsafe after fork in a multithreaded parent (the supervisor).
 //!
-//! Order (youki / bubblewrap / Firecracker): wait for the parent (cgroup joined, network set
-//! up) -> cgroup namespace -> mounts, pivot_root, read-only root -> hostname -> rlimits ->
-//! user namespace (the parent writes the id maps) -> drop every capability, switch to the
-//! agent's uid/gid, verify (fail closed) -> no_new_privs -> seccomp, last -> fork the agent (which
-//! execs the command) -> become the init ([`super::init`]).
+//! Order (youki / bubblewrap / Firecracker): join the sandbox's cgroup (writing itself into
+//! its `cgroup.procs`, so no round trip to the parent) -> `lo` up -> cgroup namespace -> mounts,
+//! pivot_root, read-only root -> hostname -> rlimits -> user namespace, then the one wait for
+//! the parent (it writes the id maps and has finished the network setup it ran meanwhile) ->
+//! drop every capability, switch to the agent's uid/gid, verify (fail closed) -> no_new_privs ->
+//! seccomp, last -> start the agent (which execs the command) -> become the init
+//! ([`super::init`]).
 //!
 //! The mount, pid, net, uts and ipc namespaces come from clone() and belong to the host's
 //! user namespace: the mounts are made as real root (which can read the 0700 home), and the
@@ -21,7 +23,6 @@ use std::os::fd::RawFd;
 use super::seccomp::{self, Filters};
 
 /// A message from the child to the parent on the report pipe: `[kind, step, errno]` as u32s.
-pub const MSG_READY: u32 = 1;
 pub const MSG_NEED_MAPS: u32 = 2;
 pub const MSG_ERROR: u32 = 3;
 
@@ -44,6 +45,7 @@ pub const STEP_SECCOMP: u32 = 10_014;
 pub const STEP_EXEC: u32 = 10_015;
 pub const STEP_PDEATHSIG: u32 = 10_016;
 pub const STEP_FORK: u32 = 10_017;
+pub const STEP_CGROUP: u32 = 10_018;
 
 /// Describes a fixed step for error messages.
 pub fn step_name(step: u32) -> &'static str {
@@ -66,6 +68,7 @@ pub fn step_name(step: u32) -> &'static str {
         STEP_EXEC => "execute the command",
         STEP_PDEATHSIG => "set the parent-death signal",
         STEP_FORK => "start the agent process",
+        STEP_CGROUP => "join the sandbox's cgroup (resources)",
         _ => "sandbox setup",
     }
 }
@@ -120,8 +123,11 @@ pub struct Prepared {
     pub agent_argv: Vec<CString>,
     pub agent_candidates: Vec<CString>,
     pub envp: Vec<CString>,
-    /// Whether to create a cgroup namespace (after the parent joined the cgroup).
+    /// Whether to create a cgroup namespace (after joining the cgroup).
     pub cgroupns: bool,
+    /// The `cgroup.procs` files of the sandbox's cgroup (one per hierarchy) the child writes
+    /// itself into first.
+    pub cgroup_procs: Vec<CString>,
 }
 
 /// The child's file descriptors.
@@ -257,6 +263,25 @@ fn run_op(op: &Op) -> libc::c_int {
                 libc::chdir(c"/".as_ptr())
             }
         }
+    }
+}
+
+/// Moves the calling process into the cgroup whose `cgroup.procs` is `procs` ("0" is "me").
+fn join_cgroup(procs: &CString) -> libc::c_int {
+    // SAFETY: open of a live NUL-terminated path, a 1-byte write from a static, close.
+    unsafe {
+        let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+        if fd < 0 {
+            return -1;
+        }
+        let n = libc::write(fd, b"0".as_ptr().cast(), 1);
+        let e = errno();
+        libc::close(fd);
+        if n != 1 {
+            *libc::__errno_location() = e;
+            return -1;
+        }
+        0
     }
 }
 
@@ -448,11 +473,10 @@ pub unsafe fn child_main(p: &Prepared, fds: ChildFds) -> ! {
             libc::CLOSE_RANGE_CLOEXEC,
         ) as libc::c_int
     });
+    for procs in &p.cgroup_procs {
+        check(&fds, STEP_CGROUP, join_cgroup(procs));
+    }
     check(&fds, STEP_LOOPBACK, loopback_up());
-
-    report(fds.report, MSG_READY, 0, 0);
-    wait_go(&fds);
-
     if p.cgroupns {
         // SAFETY: unshare with an integer flag.
         check(&fds, STEP_CGROUPNS, unsafe {
@@ -559,13 +583,15 @@ pub unsafe fn child_main(p: &Prepared, fds: ChildFds) -> ! {
         envp: envp.as_ptr(),
         report: fds.report,
     };
-    let mut stack = AgentStack([0; AGENT_STACK]);
+    // Left uninitialised: only the pages the agent's few calls use are ever touched.
+    let mut stack = std::mem::MaybeUninit::<AgentStack>::uninit();
     // SAFETY: the stack grows down from the end of `stack`, which outlives the child's use of
-    // it (CLONE_VFORK suspends us until the child execs or exits); `exec` lives as long.
+    // it (CLONE_VFORK suspends us until the child execs or exits); a stack is written before it
+    // is read, so its bytes need no initialisation; `exec` lives as long.
     let agent = unsafe {
         libc::clone(
             agent_entry,
-            stack.0.as_mut_ptr().add(AGENT_STACK).cast(),
+            stack.as_mut_ptr().cast::<u8>().add(AGENT_STACK).cast(),
             libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
             (&exec as *const AgentExec).cast_mut().cast(),
         )

@@ -1,15 +1,17 @@
 //! Starting a sandbox from a [`SandboxSpec`]: the parent's side of the setup.
 //!
 //! [`spawn`] prepares everything (C strings, file contents, seccomp programs), creates the
-//! cgroup, clones the child into new mount, pid, net, uts and ipc namespaces, and then drives a
-//! two-step handshake over pipes:
+//! cgroup, clones the child into new mount, pid, net, uts and ipc namespaces, and then works
+//! alongside it with a single handshake over pipes:
 //!
-//! 1. the child brings `lo` up and reports READY; the parent moves it into the cgroup and runs
-//!    the [`NetworkSetup`] hook with the sandbox's network namespace; then says "go";
-//! 2. the child builds its file system, creates its user namespace and reports NEED_MAPS; the
-//!    parent writes the uid/gid maps and says "go"; the child drops privileges, installs
-//!    seccomp, forks the agent (which execs the command) and becomes the sandbox's init; the
-//!    close-on-exec report pipe reads EOF once the command runs.
+//! - the child writes itself into the cgroup, builds its file system and creates its user
+//!   namespace, while the parent runs the [`NetworkSetup`] hook on the sandbox's network
+//!   namespace (the two overlap);
+//! - the child reports NEED_MAPS; the parent, its network work done, writes the uid/gid maps
+//!   and says "go": nothing of the agent runs before the network fence is in place;
+//! - the child drops privileges, installs seccomp, starts the agent (which execs the command)
+//!   and becomes the sandbox's init; the close-on-exec report pipe reads EOF once the command
+//!   runs.
 //!
 //! Any failure kills the child, removes the cgroup and names the step that failed.
 
@@ -499,6 +501,7 @@ pub fn prepare(spec: &SandboxSpec, opts: &SpawnOptions) -> Result<Prepared, Spaw
         agent_candidates,
         envp,
         cgroupns: opts.cgroups,
+        cgroup_procs: Vec::new(),
     })
 }
 
@@ -581,11 +584,16 @@ pub fn spawn(
     stdio: Stdio,
     net: &mut dyn NetworkSetup,
 ) -> Result<Sandbox, SpawnError> {
-    let prepared = prepare(spec, opts)?;
+    let mut prepared = prepare(spec, opts)?;
     prepare_host(spec)?;
     let cgroup = if opts.cgroups {
         let cg = SandboxCgroup::locate(&cgroups::host_layout()?, &spec.name)?;
         cg.create(&spec.cgroup)?;
+        prepared.cgroup_procs = cg
+            .procs_files()
+            .iter()
+            .map(|p| cstr(p.as_os_str().as_bytes()))
+            .collect::<Result<_, _>>()?;
         Some(cg)
     } else {
         None
@@ -650,15 +658,7 @@ pub fn spawn(
         }
     };
 
-    // Step 1: cgroup and network.
-    match read_report(&mut rep)? {
-        Some(r) if r[0] == child::MSG_READY => {}
-        Some(r) => return Err(fail_from(r, &prepared)),
-        None => return Err(SpawnError::Vanished),
-    }
-    if let Some(cg) = &sandbox.cgroup {
-        cg.join(pid as i32)?;
-    }
+    // The network, while the child builds its file system.
     {
         let ns = File::open(format!("/proc/{pid}/ns/net"))
             .map_err(io_err("cannot open the sandbox's network namespace"))?;
@@ -668,10 +668,8 @@ pub fn spawn(
         })
         .map_err(SpawnError::Network)?;
     }
-    go.write_all(b"g")
-        .map_err(io_err("cannot release the sandbox"))?;
 
-    // Step 2: id maps.
+    // The id maps.
     match read_report(&mut rep)? {
         Some(r) if r[0] == child::MSG_NEED_MAPS => {}
         Some(r) => return Err(fail_from(r, &prepared)),
