@@ -1,9 +1,12 @@
 //! apply, the lifecycle commands and watch against real supervisors and sandboxes (root).
 //! Each test has its own NEMOCLAW_HOME and sandbox names, and stops what it started.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+mod git_support;
+use git_support::git;
 
 fn require_root() {
     assert!(
@@ -424,19 +427,6 @@ fn watch_with_prune_destroys_deleted_blueprints() {
     });
     assert_eq!(env.state("wp-keep"), "running");
     w.stop();
-}
-
-fn git(dir: &Path, args: &[&str]) {
-    let st = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "t")
-        .env("GIT_AUTHOR_EMAIL", "t@example.com")
-        .env("GIT_COMMITTER_NAME", "t")
-        .env("GIT_COMMITTER_EMAIL", "t@example.com")
-        .status()
-        .unwrap();
-    assert!(st.success(), "git {args:?}");
 }
 
 #[test]
