@@ -106,6 +106,35 @@ pub enum Op {
     },
 }
 
+/// C strings and the NULL-terminated pointer array execve takes, built by the parent: the
+/// child then needs no array of its own (64 KiB of stack it would have to touch).
+#[derive(Debug)]
+pub struct CStringArray {
+    strings: Vec<CString>,
+    /// Pointers into `strings`' heap buffers (which never move), then NULL.
+    ptrs: Vec<*const libc::c_char>,
+}
+
+impl CStringArray {
+    pub fn new(strings: Vec<CString>) -> CStringArray {
+        let ptrs = strings
+            .iter()
+            .map(|s| s.as_ptr())
+            .chain(std::iter::once(std::ptr::null()))
+            .collect();
+        CStringArray { strings, ptrs }
+    }
+
+    pub fn strings(&self) -> &[CString] {
+        &self.strings
+    }
+
+    /// The NULL-terminated array, valid as long as `self`.
+    pub fn as_ptr(&self) -> *const *const libc::c_char {
+        self.ptrs.as_ptr()
+    }
+}
+
 /// Everything the child needs, prepared by the parent.
 #[derive(Debug)]
 pub struct Prepared {
@@ -120,9 +149,9 @@ pub struct Prepared {
     pub workdir: CString,
     pub seccomp: Option<Filters>,
     /// The agent's argv, and the paths execve tries for argv[0] (PATH resolved beforehand).
-    pub agent_argv: Vec<CString>,
+    pub agent_argv: CStringArray,
     pub agent_candidates: Vec<CString>,
-    pub envp: Vec<CString>,
+    pub envp: CStringArray,
     /// Whether to create a cgroup namespace (after joining the cgroup).
     pub cgroupns: bool,
     /// The `cgroup.procs` files of the sandbox's cgroup (one per hierarchy) the child writes
@@ -545,19 +574,6 @@ pub unsafe fn child_main(p: &Prepared, fds: ChildFds) -> ! {
             fail(&fds, STEP_SECCOMP, e);
         }
     }
-    // argv/envp as NULL-terminated pointer arrays on the stack (no allocation).
-    const MAX_ARGS: usize = 4096;
-    let mut argv: [*const libc::c_char; MAX_ARGS + 1] = [std::ptr::null(); MAX_ARGS + 1];
-    let mut envp: [*const libc::c_char; MAX_ARGS + 1] = [std::ptr::null(); MAX_ARGS + 1];
-    if p.agent_argv.len() > MAX_ARGS || p.envp.len() > MAX_ARGS {
-        fail(&fds, STEP_EXEC, libc::E2BIG);
-    }
-    for (slot, a) in argv.iter_mut().zip(&p.agent_argv) {
-        *slot = a.as_ptr();
-    }
-    for (slot, e) in envp.iter_mut().zip(&p.envp) {
-        *slot = e.as_ptr();
-    }
     // The forwarded signals stay blocked (hence pending, not dropped, for a pid 1 without
     // handlers) until the init has installed its handlers.
     // SAFETY: sigset operations on a stack value, then sigprocmask.
@@ -579,8 +595,8 @@ pub unsafe fn child_main(p: &Prepared, fds: ChildFds) -> ! {
     // raw syscalls on what `exec` points to, then execs or exits.
     let exec = AgentExec {
         candidates: &p.agent_candidates,
-        argv: argv.as_ptr(),
-        envp: envp.as_ptr(),
+        argv: p.agent_argv.as_ptr(),
+        envp: p.envp.as_ptr(),
         report: fds.report,
     };
     // Left uninitialised: only the pages the agent's few calls use are ever touched.

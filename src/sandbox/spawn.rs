@@ -55,7 +55,12 @@ pub enum SpawnError {
     Network(String),
     #[error("the sandbox process exited during setup")]
     Vanished,
+    #[error("the command has more than {0} arguments or environment variables")]
+    TooManyArgs(usize),
 }
+
+/// The most arguments, and the most environment variables, a sandboxed command may get.
+pub const MAX_EXEC_STRINGS: usize = 4096;
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> SpawnError {
     let what = what.into();
@@ -470,6 +475,9 @@ pub fn prepare(spec: &SandboxSpec, opts: &SpawnOptions) -> Result<Prepared, Spaw
         .unwrap_or(40u32)
         .min(63);
     let agent_argv = spec.argv.iter().map(cstr).collect::<Result<Vec<_>, _>>()?;
+    if agent_argv.len() > MAX_EXEC_STRINGS || spec.env.len() > MAX_EXEC_STRINGS {
+        return Err(SpawnError::TooManyArgs(MAX_EXEC_STRINGS));
+    }
     let agent_candidates = exec_candidates(
         &spec.argv[0],
         spec.env.get("PATH").map(String::as_str),
@@ -497,9 +505,9 @@ pub fn prepare(spec: &SandboxSpec, opts: &SpawnOptions) -> Result<Prepared, Spaw
         } else {
             None
         },
-        agent_argv,
+        agent_argv: child::CStringArray::new(agent_argv),
         agent_candidates,
-        envp,
+        envp: child::CStringArray::new(envp),
         cgroupns: opts.cgroups,
         cgroup_procs: Vec::new(),
     })

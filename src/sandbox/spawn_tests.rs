@@ -119,6 +119,7 @@ fn init_runs_the_command_with_the_built_env_and_optional_seccomp() {
     let p = prepare(&s, &SpawnOptions::default()).unwrap();
     let argv: Vec<_> = p
         .agent_argv
+        .strings()
         .iter()
         .map(|a| a.to_str().unwrap().to_string())
         .collect();
@@ -129,7 +130,7 @@ fn init_runs_the_command_with_the_built_env_and_optional_seccomp() {
         .map(|a| a.to_str().unwrap().to_string())
         .collect();
     assert_eq!(cands, vec!["/bin/sh"]);
-    assert_eq!(p.envp.len(), s.env.len());
+    assert_eq!(p.envp.strings().len(), s.env.len());
     assert!(p.seccomp.is_some() && p.cgroupns);
     let bare = prepare(
         &s,
@@ -153,5 +154,29 @@ fn exec_candidates_follow_path_like_execvp() {
     assert_eq!(
         exec_candidates("true", Some("/usr/bin:/bin/"), "/w"),
         vec!["/usr/bin/true", "/bin/true"]
+    );
+}
+
+#[test]
+fn exec_arrays_are_null_terminated_and_point_at_their_strings() {
+    let s = spec();
+    let p = prepare(&s, &SpawnOptions::default()).unwrap();
+    let n = p.envp.strings().len();
+    // SAFETY: the array holds `n` valid pointers and then NULL, all owned by `p`.
+    let ptrs = unsafe { std::slice::from_raw_parts(p.envp.as_ptr(), n + 1) };
+    assert!(ptrs[n].is_null());
+    for (ptr, s) in ptrs[..n].iter().zip(p.envp.strings()) {
+        assert_eq!(*ptr, s.as_ptr());
+    }
+}
+
+#[test]
+fn too_many_arguments_are_refused_before_anything_starts() {
+    let mut s = spec();
+    s.argv = vec!["/bin/true".to_string(); MAX_EXEC_STRINGS + 1];
+    let e = prepare(&s, &SpawnOptions::default()).unwrap_err();
+    assert!(
+        matches!(e, SpawnError::TooManyArgs(MAX_EXEC_STRINGS)),
+        "{e}"
     );
 }
