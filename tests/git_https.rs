@@ -402,3 +402,56 @@ fn plain_http_is_refused() {
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains("plain http is refused"), "{}", text(&o));
 }
+
+#[test]
+fn a_saved_plan_holds_no_credentials_and_apply_asks_for_them_again() {
+    let f = Fixture::new();
+    let base = f.url("private");
+    let with_token = base.replacen("https://", &format!("https://bot:{TOKEN}@"), 1);
+    let planfile = f.tmp.path().join("plan.json");
+    let o = nemoclaw(
+        &f.home(),
+        Some(&f.server.ca_pem),
+        &[
+            "plan",
+            "--git",
+            &with_token,
+            "--ref",
+            "main",
+            "--path",
+            "agents",
+            "-o",
+            planfile.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let saved = std::fs::read_to_string(&planfile).unwrap();
+    assert!(!saved.contains(TOKEN), "the plan file holds the token");
+    assert!(saved.contains("https://***@127.0.0.1"), "{saved}");
+
+    // Applying it without the URL: a clear refusal before anything changes.
+    let apply = |extra: &[&str]| {
+        let mut args = vec!["apply", planfile.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        nemoclaw(&f.home(), Some(&f.server.ca_pem), &args)
+    };
+    let o = apply(&[]);
+    assert_ne!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        text(&o).contains("pass the same URL again with --git"),
+        "{}",
+        text(&o)
+    );
+    // Another repository's URL is not accepted in its place.
+    let other = f
+        .url("public")
+        .replacen("https://", &format!("https://bot:{TOKEN}@"), 1);
+    let o = apply(&["--git", &other]);
+    assert_ne!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        text(&o).contains("is not the saved plan's source"),
+        "{}",
+        text(&o)
+    );
+    assert!(!text(&o).contains(TOKEN), "{}", text(&o));
+}

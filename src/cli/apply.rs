@@ -132,6 +132,23 @@ fn confirm() -> anyhow::Result<bool> {
     Ok(line.trim() == "yes")
 }
 
+/// The URL to fetch a saved git plan from. Plans never hold credentials (their URL is
+/// redacted), so a source that needs them is given again with `--git`, and must be the same.
+fn saved_git_url(saved: &str, given: Option<&str>) -> anyhow::Result<String> {
+    use crate::source::git_http::redact;
+    match given {
+        Some(url) if redact(url) == saved => Ok(url.to_string()),
+        Some(url) => bail!(
+            "--git {} is not the saved plan's source {saved}",
+            redact(url)
+        ),
+        None if saved.contains("***@") => bail!(
+            "the saved plan's git source {saved} needs credentials, which plans never hold: pass the same URL again with --git"
+        ),
+        None => Ok(saved.to_string()),
+    }
+}
+
 pub fn run(a: ApplyArgs, ctx: &Context) -> anyhow::Result<Exit> {
     let home = ctx.home()?;
     home.ensure()?;
@@ -143,7 +160,10 @@ pub fn run(a: ApplyArgs, ctx: &Context) -> anyhow::Result<Exit> {
             let source = match saved.source.kind.as_str() {
                 "git" => SourceArgs {
                     dir: None,
-                    git: Some(saved.source.location.clone()),
+                    git: Some(saved_git_url(
+                        &saved.source.location,
+                        a.source.git.as_deref(),
+                    )?),
                     reference: saved
                         .source
                         .commit
@@ -232,4 +252,27 @@ pub fn run(a: ApplyArgs, ctx: &Context) -> anyhow::Result<Exit> {
         println!("Apply complete: {} changes applied.", outcomes.len());
     }
     Ok(Exit::Ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::saved_git_url;
+
+    #[test]
+    fn a_saved_git_source_with_credentials_takes_the_same_url_again() {
+        let saved = "https://***@git.example.com/org/agents.git";
+        let real = "https://bot:s3cret@git.example.com/org/agents.git";
+        assert_eq!(saved_git_url(saved, Some(real)).unwrap(), real);
+        let e = saved_git_url(saved, None).unwrap_err().to_string();
+        assert!(e.contains("pass the same URL again with --git"), "{e}");
+        let e = saved_git_url(saved, Some("https://bot:s3cret@git.example.com/other.git"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("is not the saved plan's source") && !e.contains("s3cret"),
+            "{e}"
+        );
+        let public = "https://git.example.com/org/agents.git";
+        assert_eq!(saved_git_url(public, None).unwrap(), public);
+    }
 }

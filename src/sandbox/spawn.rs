@@ -596,12 +596,12 @@ pub fn spawn(
     prepare_host(spec)?;
     let cgroup = if opts.cgroups {
         let cg = SandboxCgroup::locate(&cgroups::host_layout()?, &spec.name)?;
-        cg.create(&spec.cgroup)?;
         prepared.cgroup_procs = cg
             .procs_files()
             .iter()
             .map(|p| cstr(p.as_os_str().as_bytes()))
             .collect::<Result<_, _>>()?;
+        cg.create(&spec.cgroup)?;
         Some(cg)
     } else {
         None
