@@ -236,7 +236,7 @@ impl Body for Observed {
             Poll::Ready(Some(Ok(frame))) => {
                 let frame = match frame.into_data() {
                     Ok(d) => {
-                        let d = this.scrub.feed(&d);
+                        let d = this.scrub.feed(d);
                         this.usage.feed(&d);
                         if let Some(p) = this.pending.as_mut() {
                             p.mark_first_byte();
