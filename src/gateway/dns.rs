@@ -3,8 +3,8 @@
 //! (so lookups cannot carry data out), and no AAAA records are given (the sandbox has no IPv6
 //! route). The fence redirects port 53 to this server whatever resolver the agent aims at.
 //! Every name refused by the policy is a `deny` line (mode `dns`) in `egress.jsonl` (once per
-//! name per [`REFUSAL_LOG_WINDOW`]): an agent probing for a way out shows there even when it
-//! never gets as far as a connection.
+//! name per [`REFUSAL_LOG_WINDOW`], at most [`REFUSAL_LINES_PER_WINDOW`] lines a window): an
+//! agent probing for a way out shows there even when it never gets as far as a connection.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -91,15 +91,25 @@ fn failed(req: &Header) -> ResponseInfo {
 /// The hickory request handler: the sandbox's policy, resolver and egress log.
 pub struct Handler {
     pub egress: Arc<Egress>,
-    /// When each refused name was last logged: a name asked again within
-    /// [`REFUSAL_LOG_WINDOW`] is not logged again, so a query flood cannot fill the disk.
-    refusals: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+    refusals: std::sync::Mutex<Refusals>,
 }
 
-/// How long a refused name stays logged once (per name).
+/// How long a refused name stays logged once (per name), and the span of the overall cap.
 pub const REFUSAL_LOG_WINDOW: Duration = Duration::from_secs(10);
+/// At most this many refusal lines per window, whatever the names: a flood of made-up names
+/// (data smuggled in labels) cannot fill the disk. What is held back is counted in one line.
+pub const REFUSAL_LINES_PER_WINDOW: u32 = 200;
 /// At most this many names are remembered; past it the memory is cleared.
 const REFUSALS_REMEMBERED: usize = 4096;
+
+/// What has been logged lately.
+#[derive(Debug, Default)]
+struct Refusals {
+    last: std::collections::HashMap<String, std::time::Instant>,
+    window_start: Option<std::time::Instant>,
+    lines: u32,
+    held_back: u64,
+}
 
 impl Handler {
     pub fn new(egress: Arc<Egress>) -> Handler {
@@ -109,21 +119,54 @@ impl Handler {
         }
     }
 
-    /// Whether a refusal of `host` is to be logged now (and notes that it is).
-    fn log_refusal_now(&self, host: &str) -> bool {
-        let now = std::time::Instant::now();
-        let mut seen = self.refusals.lock().unwrap_or_else(|e| e.into_inner());
-        if seen
-            .get(host)
-            .is_some_and(|t| now.duration_since(*t) < REFUSAL_LOG_WINDOW)
-        {
-            return false;
+    /// Logs a refusal of `host` unless the same name was logged within the window or the
+    /// window's cap is reached (counted, and said in one line when the next window opens).
+    fn audit_refusal(&self, host: &str) {
+        let lines = {
+            let now = std::time::Instant::now();
+            let mut r = self.refusals.lock().unwrap_or_else(|e| e.into_inner());
+            let mut lines = Vec::new();
+            if r.window_start
+                .is_none_or(|t| now.duration_since(t) >= REFUSAL_LOG_WINDOW)
+            {
+                if r.held_back > 0 {
+                    lines.push((
+                        "*".to_string(),
+                        format!(
+                            "{REFUSED_RULE} ({} more refusals not logged: over {REFUSAL_LINES_PER_WINDOW} in {}s)",
+                            r.held_back,
+                            REFUSAL_LOG_WINDOW.as_secs()
+                        ),
+                    ));
+                }
+                r.window_start = Some(now);
+                r.lines = 0;
+                r.held_back = 0;
+            }
+            let recent = r
+                .last
+                .get(host)
+                .is_some_and(|t| now.duration_since(*t) < REFUSAL_LOG_WINDOW);
+            if !recent {
+                if r.lines >= REFUSAL_LINES_PER_WINDOW {
+                    r.held_back += 1;
+                } else {
+                    r.lines += 1;
+                    if r.last.len() >= REFUSALS_REMEMBERED {
+                        r.last.clear();
+                    }
+                    r.last.insert(host.to_string(), now);
+                    lines.push((host.to_string(), REFUSED_RULE.to_string()));
+                }
+            }
+            lines
+        };
+        let e = &self.egress;
+        for (host, rule) in lines {
+            e.log.write(&EgressRecord::new(
+                &e.sandbox, "dns", &host, 53, false, &rule,
+            ));
         }
-        if seen.len() >= REFUSALS_REMEMBERED {
-            seen.clear();
-        }
-        seen.insert(host.to_string(), now);
-        true
     }
 }
 
@@ -154,17 +197,7 @@ impl RequestHandler for Handler {
         let records: Vec<Record> = match answer(&e.policy, e.resolver.as_ref(), &name, qtype).await
         {
             Answer::Refused => {
-                let host = name.trim_end_matches('.').to_ascii_lowercase();
-                if self.log_refusal_now(&host) {
-                    e.log.write(&EgressRecord::new(
-                        &e.sandbox,
-                        "dns",
-                        &host,
-                        53,
-                        false,
-                        REFUSED_RULE,
-                    ));
-                }
+                self.audit_refusal(&name.trim_end_matches('.').to_ascii_lowercase());
                 header.set_response_code(ResponseCode::NXDomain);
                 vec![]
             }
@@ -242,9 +275,10 @@ mod tests {
     }
 
     #[test]
-    fn a_refused_name_is_logged_once_per_window() {
+    fn refusals_are_logged_once_per_name_and_capped_per_window() {
         let dir = tempfile::tempdir().unwrap();
-        let log = crate::gateway::egress::EgressLog::open(&dir.path().join("e.jsonl")).unwrap();
+        let path = dir.path().join("e.jsonl");
+        let log = crate::gateway::egress::EgressLog::open(&path).unwrap();
         let no_names: [(&str, IpAddr); 0] = [];
         let egress = crate::gateway::egress::Egress::new(
             "t",
@@ -253,16 +287,46 @@ mod tests {
             log,
         );
         let h = Handler::new(Arc::new(egress));
-        assert!(h.log_refusal_now("evil.example"));
-        assert!(
-            !h.log_refusal_now("evil.example"),
-            "a repeat within the window"
+        let lines = || -> Vec<serde_json::Value> {
+            std::fs::read_to_string(&path)
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect()
+        };
+        h.audit_refusal("evil.example");
+        h.audit_refusal("evil.example");
+        h.audit_refusal("other.example");
+        let l = lines();
+        assert_eq!(
+            l.len(),
+            2,
+            "a repeat within the window is not logged: {l:?}"
         );
-        assert!(h.log_refusal_now("other.example"));
-        for i in 0..REFUSALS_REMEMBERED + 10 {
-            h.log_refusal_now(&format!("n{i}.example"));
+        assert_eq!(l[0]["host"], "evil.example");
+        assert_eq!(l[0]["mode"], "dns");
+        assert_eq!(l[0]["decision"], "deny");
+        // A flood of made-up names: capped.
+        for i in 0..1000 {
+            h.audit_refusal(&format!("chunk{i}.exfil.example"));
         }
-        assert!(h.refusals.lock().unwrap().len() <= REFUSALS_REMEMBERED);
+        assert_eq!(lines().len(), REFUSAL_LINES_PER_WINDOW as usize);
+        // The next window says how many were held back.
+        h.refusals.lock().unwrap().window_start =
+            Some(std::time::Instant::now() - REFUSAL_LOG_WINDOW);
+        h.audit_refusal("late.example");
+        let l = lines();
+        let summary = &l[REFUSAL_LINES_PER_WINDOW as usize];
+        assert_eq!(summary["host"], "*");
+        assert!(
+            summary["rule"]
+                .as_str()
+                .unwrap()
+                .contains("802 more refusals not logged"),
+            "{summary}"
+        );
+        assert_eq!(l.last().unwrap()["host"], "late.example");
+        assert!(h.refusals.lock().unwrap().last.len() <= REFUSALS_REMEMBERED);
     }
 
     #[tokio::test]
