@@ -25,9 +25,7 @@ pub enum TlsError {
 
 /// The extra CA file named by `NEMOCLAW_CA_FILE`, if any.
 pub fn ca_file_from_env() -> Option<PathBuf> {
-    std::env::var_os(CA_FILE_ENV)
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
+    std::env::var_os(CA_FILE_ENV).map(PathBuf::from)
 }
 
 /// A client configuration trusting the Mozilla roots plus the certificates in `extra_ca`.

@@ -50,7 +50,7 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
     /// Also trust these CA certificates (PEM) for HTTPS backends.
-    #[arg(long, value_name = "FILE", env = "NEMOCLAW_CA_FILE")]
+    #[arg(long, value_name = "FILE", env = crate::tls::CA_FILE_ENV)]
     pub ca_file: Option<PathBuf>,
 }
 

@@ -38,7 +38,7 @@ fn router_config(home: &Home, name: &str, bp: &Blueprint, bp_path: &Path) -> Opt
     cfg.log_dir = Some(home.logs(name));
     // Out of the agent's reach: the agent cannot reset its own daily budget.
     cfg.budget_file = Some(home.run_dir(name).join("inference-budget.json"));
-    cfg.ca_file = std::env::var_os("NEMOCLAW_CA_FILE").map(PathBuf::from);
+    cfg.ca_file = crate::tls::ca_file_from_env();
     Some(cfg)
 }
 

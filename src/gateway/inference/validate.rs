@@ -196,6 +196,17 @@ pub fn too_large(size: u64, limit: u64) -> ApiError {
     }
 }
 
+/// `v` as a positive integer, or the 400 that names `field`.
+fn positive_integer(v: &Value, field: &str) -> Result<u64, ApiError> {
+    v.as_u64().filter(|n| *n > 0).ok_or_else(|| {
+        ApiError::invalid(
+            "invalid_value",
+            Some(field),
+            format!("`{field}` must be a positive integer"),
+        )
+    })
+}
+
 fn check_max_tokens(body: &mut Map<String, Value>, limits: &RequestLimits) -> Result<(), ApiError> {
     let mut present = false;
     for field in ["max_tokens", "max_completion_tokens"] {
@@ -204,13 +215,7 @@ fn check_max_tokens(body: &mut Map<String, Value>, limits: &RequestLimits) -> Re
             continue;
         }
         present = true;
-        let n = v.as_u64().filter(|n| *n > 0).ok_or_else(|| {
-            ApiError::invalid(
-                "invalid_value",
-                Some(field),
-                format!("`{field}` must be a positive integer"),
-            )
-        })?;
+        let n = positive_integer(v, field)?;
         if let Some(max) = limits.max_tokens {
             if n > u64::from(max) {
                 return Err(ApiError::invalid(
@@ -261,13 +266,7 @@ fn check_count(
     let Some(v) = body.get(field).filter(|v| !v.is_null()) else {
         return Ok(());
     };
-    let n = v.as_u64().filter(|n| *n > 0).ok_or_else(|| {
-        ApiError::invalid(
-            "invalid_value",
-            Some(field),
-            format!("`{field}` must be a positive integer"),
-        )
-    })?;
+    let n = positive_integer(v, field)?;
     if n > u64::from(max) {
         return Err(ApiError::invalid(
             "too_many_choices",
