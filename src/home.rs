@@ -55,6 +55,20 @@ pub const LAYOUT: [&str; 9] = [
     "cache",
 ];
 
+/// File names inside `run/<name>/`: [`RUN_FILES`] are what `destroy` removes.
+const RUN_BLUEPRINT: &str = "blueprint.yaml";
+const RUN_SUPERVISOR_PID: &str = "supervisor.pid";
+const RUN_CONTROL_SOCKET: &str = "control.sock";
+const RUN_DEPLOYED_RECORD: &str = "deployed.json";
+/// The run-directory files of a sandbox that `destroy` removes (the inventory record goes
+/// through the inventory).
+pub const RUN_FILES: [&str; 3] = [RUN_BLUEPRINT, RUN_SUPERVISOR_PID, RUN_CONTROL_SOCKET];
+/// The log file names inside `logs/<name>/`.
+pub const AGENT_LOG: &str = "agent.log";
+pub const SUPERVISOR_LOG: &str = "supervisor.jsonl";
+pub const INFERENCE_LOG: &str = "inference.jsonl";
+pub const EGRESS_LOG: &str = "egress.jsonl";
+
 /// A nemoclaw home directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Home {
@@ -109,8 +123,56 @@ impl Home {
     pub fn logs(&self, name: &str) -> PathBuf {
         self.root.join("logs").join(name)
     }
+    /// `run/`: what nemoclaw keeps about running and deployed sandboxes (never agent data).
+    pub fn run_root(&self) -> PathBuf {
+        self.root.join("run")
+    }
     pub fn run_dir(&self, name: &str) -> PathBuf {
-        self.root.join("run").join(name)
+        self.run_root().join(name)
+    }
+    /// The apply lock (`run/apply.lock`), held by apply, watch and the lifecycle commands.
+    pub fn apply_lock(&self) -> PathBuf {
+        self.run_root().join("apply.lock")
+    }
+    /// The inventory generation (`run/generation`).
+    pub fn generation_file(&self) -> PathBuf {
+        self.run_root().join("generation")
+    }
+    /// The table of per-sandbox host id ranges (`run/id-ranges.json`).
+    pub fn id_ranges(&self) -> PathBuf {
+        self.run_root().join("id-ranges.json")
+    }
+    /// The inventory record of a deployed sandbox (`run/<name>/deployed.json`).
+    pub fn deployed_record(&self, name: &str) -> PathBuf {
+        self.run_dir(name).join(RUN_DEPLOYED_RECORD)
+    }
+    /// The deployed blueprint the supervisor runs (`run/<name>/blueprint.yaml`).
+    pub fn deployed_blueprint(&self, name: &str) -> PathBuf {
+        self.run_dir(name).join(RUN_BLUEPRINT)
+    }
+    /// The supervisor's pid file; its lock held means the supervisor is alive.
+    pub fn supervisor_pid(&self, name: &str) -> PathBuf {
+        self.run_dir(name).join(RUN_SUPERVISOR_PID)
+    }
+    /// The supervisor's control socket.
+    pub fn control_socket(&self, name: &str) -> PathBuf {
+        self.run_dir(name).join(RUN_CONTROL_SOCKET)
+    }
+    /// The inference router's daily budget, out of the agent's reach.
+    pub fn inference_budget(&self, name: &str) -> PathBuf {
+        self.run_dir(name).join("inference-budget.json")
+    }
+    /// The sandbox's root filesystem mount point.
+    pub fn sandbox_root(&self, name: &str) -> PathBuf {
+        self.run_dir(name).join("root")
+    }
+    /// The agent's captured output (`logs/<name>/agent.log`).
+    pub fn agent_log(&self, name: &str) -> PathBuf {
+        self.logs(name).join(AGENT_LOG)
+    }
+    /// The supervisor's JSON event log (`logs/<name>/supervisor.jsonl`).
+    pub fn supervisor_log(&self, name: &str) -> PathBuf {
+        self.logs(name).join(SUPERVISOR_LOG)
     }
 
     /// Creates the home (0700) and its layout; existing directories are left as they are.

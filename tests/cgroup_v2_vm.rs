@@ -484,7 +484,7 @@ fn check_supervisor() -> bool {
             ensure!(o.code == 0, "exec: {}{}", o.stdout, o.stderr);
             // What `nemoclaw status` shows, from the supervisor's control socket.
             let home = nemoclaw::home::Home::at(&lab.home);
-            let sock = nemoclaw::supervisor::control_socket(&home, name);
+            let sock = home.control_socket(name);
             let s = Client::connect(&sock)
                 .and_then(|mut c| c.request(Request::Status))
                 .map_err(|e| format!("status: {e}"))?

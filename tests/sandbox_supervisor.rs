@@ -34,7 +34,7 @@ fn agent_bp(lab: &Lab, name: &str, script: &str, extra: &str) -> std::path::Path
 
 fn status(lab: &Lab, name: &str) -> Option<Status> {
     let home = Home::at(&lab.home);
-    let mut c = Client::connect(&nemoclaw::supervisor::control_socket(&home, name)).ok()?;
+    let mut c = Client::connect(&home.control_socket(name)).ok()?;
     c.request(Request::Status).ok()?.status
 }
 

@@ -12,12 +12,13 @@ use clap::Args;
 use super::plan::{describe_source, prepare_or_report};
 use super::source_args::{PlanFlags, SourceArgs};
 use super::{Context, Exit, UsageError};
-use crate::home::{FileLock, Home};
-use crate::reconcile::apply::{execute, Progress, Runtime};
+use crate::home::Home;
+use crate::reconcile::apply::{execute, Progress};
+use crate::reconcile::lifecycle::lock;
 use crate::reconcile::plan::PlanOptions;
 use crate::reconcile::render::render_human;
+use crate::reconcile::runtime::{preflight, SupervisorRuntime};
 use crate::reconcile::saved::SavedPlan;
-use crate::supervisor::{self, client::Client, protocol::Request};
 
 #[derive(Debug, Clone, Args)]
 pub struct ApplyArgs {
@@ -39,86 +40,6 @@ pub struct ApplyArgs {
     /// How many independent sandboxes to change at once.
     #[arg(long, default_value_t = 4)]
     pub parallel: usize,
-}
-
-/// The real sandbox runtime: supervisors started and stopped through the lifecycle commands.
-pub struct SupervisorRuntime<'a> {
-    pub ctx: &'a Context,
-    pub home: Home,
-    pub wait: Duration,
-}
-
-impl Runtime for SupervisorRuntime<'_> {
-    fn start(&self, name: &str) -> Result<(), String> {
-        let target = crate::reconcile::apply::deployed_file(&self.home, name);
-        let args = super::start::StartArgs {
-            target: target.display().to_string(),
-            wait: self.wait,
-        };
-        match super::start::run(args, self.ctx) {
-            Ok(Exit::Ok) => Ok(()),
-            Ok(code) => Err(format!("start failed (exit {})", code as u8)),
-            Err(e) => Err(format!("{e:#}")),
-        }
-    }
-
-    fn stop(&self, name: &str) -> Result<(), String> {
-        let args = super::stop::StopArgs {
-            name: name.to_string(),
-            timeout: None,
-        };
-        super::stop::run(args, self.ctx)
-            .map(|_| ())
-            .map_err(|e| format!("{e:#}"))
-    }
-
-    fn reload(&self, name: &str) -> Result<(), String> {
-        let mut c = Client::connect(&supervisor::control_socket(&self.home, name))
-            .map_err(|e| e.to_string())?;
-        let r = c
-            .request(Request::ReloadPolicy)
-            .map_err(|e| e.to_string())?;
-        if r.ok {
-            Ok(())
-        } else {
-            Err(r.error.unwrap_or_else(|| "reload refused".into()))
-        }
-    }
-
-    fn is_running(&self, name: &str) -> bool {
-        supervisor::is_running(&self.home, name)
-    }
-}
-
-/// Host checks for every sandbox the plan starts (keys readable, network policy compiles), all
-/// reported together, before anything changes.
-pub fn preflight(home: &Home, plan: &crate::reconcile::plan::Plan) -> anyhow::Result<()> {
-    use crate::reconcile::plan::ChangeKind;
-    let problems: Vec<String> = plan
-        .changes
-        .iter()
-        .filter(|c| {
-            !matches!(c.kind, ChangeKind::Destroy | ChangeKind::Refused) && !c.stays_stopped
-        })
-        .filter_map(|c| c.after.as_ref().map(|bp| (c, bp)))
-        .filter_map(|(c, bp)| {
-            crate::supervisor::gateway::preflight(home, bp)
-                .err()
-                .map(|e| format!("{}: {e}", c.name))
-        })
-        .collect();
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        bail!("nothing was changed: {}", problems.join("; "))
-    }
-}
-
-/// Takes the apply lock, naming its holder when it is taken.
-pub fn lock(home: &Home, timeout: Duration, what: &str) -> anyhow::Result<FileLock> {
-    home.ensure()?;
-    let path = home.root().join("run").join("apply.lock");
-    Ok(FileLock::acquire(&path, what, timeout)?)
 }
 
 fn confirm() -> anyhow::Result<bool> {
@@ -225,9 +146,7 @@ pub fn run(a: ApplyArgs, ctx: &Context) -> anyhow::Result<Exit> {
         return Ok(Exit::Failure);
     }
     preflight(&home, plan)?;
-    let silenced = ctx.silenced();
     let runtime = SupervisorRuntime {
-        ctx: &silenced,
         home: home.clone(),
         wait: a.wait,
     };

@@ -28,7 +28,7 @@ pub fn run(a: ExecArgs, ctx: &Context) -> anyhow::Result<Exit> {
     if !supervisor::is_running(&home, name) {
         bail!("sandbox `{name}` is not running (start it with `nemoclaw start {name}`)");
     }
-    let mut c = Client::connect(&supervisor::control_socket(&home, name))?;
+    let mut c = Client::connect(&home.control_socket(name))?;
     let r = c.request(Request::ExecInfo)?;
     let info = r
         .exec

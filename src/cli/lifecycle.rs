@@ -1,69 +1,32 @@
-//! The lifecycle commands as the reconciler owns them: `start`, `stop`, `restart` and `destroy`
-//! act under the apply lock and keep the inventory true. A sandbox the user stopped is recorded
-//! as stopped, so neither `apply` nor `watch` brings it back until `start` (or
-//! `apply --replace NAME`) does.
+//! `nemoclaw start|stop|restart|destroy`: the lifecycle commands. They parse, call
+//! [`crate::reconcile::lifecycle`] (which holds the apply lock and keeps the inventory true) and
+//! print what happened.
 
-use std::path::Path;
 use std::time::Duration;
 
-use anyhow::bail;
 use clap::Args;
 
-use super::apply::lock;
-use super::{start, stop, Context, Exit};
+use super::{Context, Exit};
 use crate::home::Home;
-use crate::reconcile::inventory::{self, Inventory};
+use crate::reconcile::lifecycle::{self, LifecycleError};
+use crate::supervisor::launch::{LaunchError, Started, Stopped};
 
-/// How long lifecycle commands wait for a running apply.
-const LOCK_TIMEOUT: Duration = Duration::from_secs(30);
-
-fn home(ctx: &Context) -> anyhow::Result<Home> {
-    let h = ctx.home()?;
-    h.ensure()?;
-    Ok(Home::at(std::fs::canonicalize(h.root())?))
+#[derive(Debug, Clone, Args)]
+pub struct StartArgs {
+    /// A blueprint file, or the name of a sandbox (from the home's blueprints/ or the last deployed one).
+    pub target: String,
+    /// How long to wait for the agent to be running.
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+    pub wait: Duration,
 }
 
-/// Marks a deployed sandbox stopped (or not); a no-op for names outside the inventory.
-fn mark_stopped(home: &Home, name: &str, stopped: bool) -> anyhow::Result<()> {
-    let inv = Inventory::load(home)?;
-    if let Some(rec) = inv.get(name) {
-        if rec.stopped != stopped {
-            let mut rec = rec.clone();
-            rec.stopped = stopped;
-            inventory::save_record(home, &rec)?;
-            inventory::bump_generation(home)?;
-        }
-    }
-    Ok(())
-}
-
-/// `start BLUEPRINT.yaml|NAME`: a deployed NAME starts from its deployed blueprint and is no
-/// longer recorded as stopped; anything else starts directly (`nemoclaw run`'s detached twin).
-pub fn start(mut a: start::StartArgs, ctx: &Context) -> anyhow::Result<Exit> {
-    let home = home(ctx)?;
-    let _lock = lock(&home, LOCK_TIMEOUT, "nemoclaw start")?;
-    let deployed =
-        Inventory::load(&home)?.get(&a.target).is_some() && !Path::new(&a.target).is_file();
-    if deployed {
-        let name = a.target.clone();
-        a.target = crate::reconcile::apply::deployed_file(&home, &name)
-            .display()
-            .to_string();
-        let code = start::run(a, ctx)?;
-        mark_stopped(&home, &name, false)?;
-        return Ok(code);
-    }
-    start::run(a, ctx)
-}
-
-/// `stop NAME`: stops the sandbox and records that the user wants it stopped.
-pub fn stop(a: stop::StopArgs, ctx: &Context) -> anyhow::Result<Exit> {
-    let home = home(ctx)?;
-    let _lock = lock(&home, LOCK_TIMEOUT, "nemoclaw stop")?;
-    let name = a.name.clone();
-    let code = stop::run(a, ctx)?;
-    mark_stopped(&home, &name, true)?;
-    Ok(code)
+#[derive(Debug, Clone, Args)]
+pub struct StopArgs {
+    /// The sandbox name.
+    pub name: String,
+    /// Override the blueprint's lifecycle.stopTimeout.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub timeout: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -75,37 +38,6 @@ pub struct RestartArgs {
     pub wait: Duration,
 }
 
-/// `restart NAME`: stop, then start from the deployed blueprint.
-pub fn restart(a: RestartArgs, ctx: &Context) -> anyhow::Result<Exit> {
-    let home = home(ctx)?;
-    let _lock = lock(&home, LOCK_TIMEOUT, "nemoclaw restart")?;
-    if Inventory::load(&home)?.get(&a.name).is_none() {
-        bail!(
-            "`{}` is not a deployed sandbox (see `nemoclaw status`)",
-            a.name
-        );
-    }
-    stop::run(
-        stop::StopArgs {
-            name: a.name.clone(),
-            timeout: None,
-        },
-        ctx,
-    )?;
-    let target = crate::reconcile::apply::deployed_file(&home, &a.name)
-        .display()
-        .to_string();
-    let code = start::run(
-        start::StartArgs {
-            target,
-            wait: a.wait,
-        },
-        ctx,
-    )?;
-    mark_stopped(&home, &a.name, false)?;
-    Ok(code)
-}
-
 #[derive(Debug, Clone, Args)]
 pub struct DestroyArgs {
     /// The sandbox name.
@@ -115,33 +47,81 @@ pub struct DestroyArgs {
     pub delete_state: bool,
 }
 
-/// `destroy NAME`: stop the sandbox and remove it from the inventory; state is kept unless
-/// `--delete-state`. Logs are kept.
+fn home(ctx: &Context) -> anyhow::Result<Home> {
+    let h = ctx.home()?;
+    h.ensure()?;
+    Ok(Home::at(std::fs::canonicalize(h.root())?))
+}
+
+/// Blueprint errors are shown as `validate` shows them (file:line:col); the rest propagate.
+fn report(e: LifecycleError) -> anyhow::Result<Exit> {
+    match e {
+        LifecycleError::Launch(LaunchError::Blueprint { diagnostics }) => {
+            eprint!("{}", crate::blueprint::diag::render_human(&diagnostics, |_| None));
+            Ok(Exit::Failure)
+        }
+        e => Err(e.into()),
+    }
+}
+
+fn say_started(ctx: &Context, name: &str, s: &Started) {
+    if ctx.quiet {
+        return;
+    }
+    match s {
+        Started::AlreadyRunning => println!("sandbox `{name}` is already running"),
+        Started::Now { supervisor_pid, pid } => {
+            println!("started `{name}` (supervisor {supervisor_pid}, sandbox init {pid})")
+        }
+    }
+}
+
+fn say_stopped(ctx: &Context, name: &str, s: Stopped) {
+    if ctx.quiet {
+        return;
+    }
+    match s {
+        Stopped::WasNotRunning => println!("sandbox `{name}` is not running"),
+        Stopped::Now => println!("stopped `{name}` (state and logs kept)"),
+    }
+}
+
+/// `start BLUEPRINT.yaml|NAME`.
+pub fn start(a: StartArgs, ctx: &Context) -> anyhow::Result<Exit> {
+    match lifecycle::start(&home(ctx)?, &a.target, a.wait) {
+        Ok((name, s)) => {
+            say_started(ctx, &name, &s);
+            Ok(Exit::Ok)
+        }
+        Err(e) => report(e),
+    }
+}
+
+/// `stop NAME`.
+pub fn stop(a: StopArgs, ctx: &Context) -> anyhow::Result<Exit> {
+    let s = lifecycle::stop(&home(ctx)?, &a.name, a.timeout)?;
+    say_stopped(ctx, &a.name, s);
+    Ok(Exit::Ok)
+}
+
+/// `restart NAME`.
+pub fn restart(a: RestartArgs, ctx: &Context) -> anyhow::Result<Exit> {
+    match lifecycle::restart(&home(ctx)?, &a.name, a.wait) {
+        Ok((stopped, started)) => {
+            say_stopped(ctx, &a.name, stopped);
+            say_started(ctx, &a.name, &started);
+            Ok(Exit::Ok)
+        }
+        Err(e) => report(e),
+    }
+}
+
+/// `destroy NAME [--delete-state]`.
 pub fn destroy(a: DestroyArgs, ctx: &Context) -> anyhow::Result<Exit> {
     let home = home(ctx)?;
-    let _lock = lock(&home, LOCK_TIMEOUT, "nemoclaw destroy")?;
-    if Inventory::load(&home)?.get(&a.name).is_none() {
-        bail!("`{}` is not a deployed sandbox: nemoclaw only destroys what it deployed (see `nemoclaw status`)", a.name);
-    }
-    stop::run(
-        stop::StopArgs {
-            name: a.name.clone(),
-            timeout: None,
-        },
-        ctx,
-    )?;
-    inventory::remove_record(&home, &a.name)?;
-    inventory::bump_generation(&home)?;
-    let run = home.run_dir(&a.name);
-    for f in ["blueprint.yaml", "supervisor.pid", "control.sock"] {
-        let _ = std::fs::remove_file(run.join(f));
-    }
-    let _ = std::fs::remove_dir(&run);
+    let stopped = lifecycle::destroy(&home, &a.name, a.delete_state)?;
+    say_stopped(ctx, &a.name, stopped);
     if a.delete_state {
-        let state = home.state(&a.name);
-        if state.exists() {
-            std::fs::remove_dir_all(&state)?;
-        }
         println!("destroyed `{}` and deleted its state", a.name);
     } else {
         println!(

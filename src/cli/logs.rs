@@ -10,6 +10,7 @@ use anyhow::bail;
 use clap::{Args, ValueEnum};
 
 use super::{Context, Exit};
+use crate::home;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogKind {
@@ -22,10 +23,10 @@ pub enum LogKind {
 impl LogKind {
     fn file(self) -> &'static str {
         match self {
-            LogKind::Agent => "agent.log",
-            LogKind::Inference => "inference.jsonl",
-            LogKind::Egress => "egress.jsonl",
-            LogKind::Supervisor => "supervisor.jsonl",
+            LogKind::Agent => home::AGENT_LOG,
+            LogKind::Inference => home::INFERENCE_LOG,
+            LogKind::Egress => home::EGRESS_LOG,
+            LogKind::Supervisor => home::SUPERVISOR_LOG,
         }
     }
 }

@@ -27,9 +27,7 @@ pub mod progress;
 pub mod run;
 pub mod schema;
 pub mod source_args;
-pub mod start;
 pub mod status;
-pub mod stop;
 pub mod validate;
 pub mod watch;
 
@@ -121,9 +119,9 @@ pub enum Command {
     /// Reconcile on every change to the blueprints (for systemd, cron, GitOps).
     Watch(watch::WatchArgs),
     /// Start a sandbox.
-    Start(start::StartArgs),
+    Start(lifecycle::StartArgs),
     /// Stop a sandbox (state is kept).
-    Stop(stop::StopArgs),
+    Stop(lifecycle::StopArgs),
     /// Restart a sandbox.
     Restart(lifecycle::RestartArgs),
     /// Stop a sandbox and remove it from the inventory.

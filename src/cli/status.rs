@@ -88,7 +88,7 @@ fn row(home: &crate::home::Home, rec: &Deployed, default_agent: &str) -> Row {
         last_inference: None,
     };
     if supervisor::is_running(home, &rec.name) {
-        let status = Client::connect(&supervisor::control_socket(home, &rec.name))
+        let status = Client::connect(&home.control_socket(&rec.name))
             .and_then(|mut c| c.request(Request::Status));
         match status.ok().and_then(|resp| resp.status) {
             Some(s) => {

@@ -8,21 +8,16 @@
 //! Every event is one JSON line on stdout (for journald or a log file).
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::Args;
 use serde_json::json;
 
-use super::apply::{lock, SupervisorRuntime};
 use super::source_args::SourceArgs;
 use super::{Context, Exit};
 use crate::blueprint::set::LoadOptions;
 use crate::home::Home;
-use crate::reconcile::apply::{execute, Progress};
-use crate::reconcile::plan::PlanOptions;
-use crate::reconcile::prepare::{prepare, PrepareError};
-use crate::source::watch::{DirWatcher, DEBOUNCE};
-use crate::source::SourceSpec;
+use crate::reconcile::watch::{Event, WatchConfig, Watcher};
 
 #[derive(Debug, Clone, Args)]
 pub struct WatchArgs {
@@ -72,7 +67,40 @@ fn ts() -> f64 {
         .unwrap_or(0.0)
 }
 
-fn event(what: &str, detail: serde_json::Value) {
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// One event as its JSON line (without the timestamp).
+fn render(e: &Event<'_>) -> (&'static str, serde_json::Value) {
+    match e {
+        Event::WatchStart { source } => (
+            "watch-start",
+            json!({"source": format!("{source:?}"), "pid": std::process::id()}),
+        ),
+        Event::ReconcileStart { trigger, since_change } => (
+            "reconcile-start",
+            json!({"trigger": trigger.as_str(), "sinceChangeMs": since_change.map(ms)}),
+        ),
+        Event::Invalid { errors, diagnostics } => (
+            "reconcile-invalid",
+            json!({"errors": errors, "diagnostics": diagnostics, "note": "nothing changed: the running sandboxes keep their last good blueprint"}),
+        ),
+        Event::Error { error } => ("reconcile-error", json!({ "error": error })),
+        Event::Change(o) => (
+            "change",
+            json!({"sandbox": o.name, "action": o.kind, "ok": o.result.is_ok(), "error": o.result.as_ref().err().map(ToString::to_string), "ms": u64::try_from(o.elapsed.as_millis()).unwrap_or(u64::MAX)}),
+        ),
+        Event::ReconcileDone { commit, changes, failed, elapsed } => (
+            "reconcile-done",
+            json!({"commit": commit, "changes": changes, "failed": failed, "ms": ms(*elapsed)}),
+        ),
+        Event::WatchStop => ("watch-stop", json!({"note": "sandboxes keep running"})),
+    }
+}
+
+fn print_event(e: Event<'_>) {
+    let (what, detail) = render(&e);
     let mut line = json!({"ts": ts(), "event": what});
     if let (Some(l), Some(d)) = (line.as_object_mut(), detail.as_object()) {
         l.extend(d.clone());
@@ -80,132 +108,22 @@ fn event(what: &str, detail: serde_json::Value) {
     println!("{line}");
 }
 
-struct Watcher<'a> {
-    ctx: &'a Context,
-    home: Home,
-    spec: SourceSpec,
-    args: WatchArgs,
-}
-
-impl Watcher<'_> {
-    /// One reconcile: plan and apply under the apply lock.
-    fn reconcile(&self, trigger: &str, since_change: Option<Instant>) {
-        let started = Instant::now();
-        event(
-            "reconcile-start",
-            json!({"trigger": trigger, "sinceChangeMs": since_change.map(|t| t.elapsed().as_secs_f64() * 1000.0)}),
-        );
-        let _lock = match lock(&self.home, Duration::from_secs(60), "nemoclaw watch") {
-            Ok(l) => l,
-            Err(e) => {
-                event("reconcile-error", json!({"error": format!("{e:#}")}));
-                return;
-            }
-        };
-        let load_opts = LoadOptions {
-            default_agent_type: self.ctx.flavor.default_agent_type().to_string(),
-        };
-        let opts = PlanOptions {
-            prune: self.args.prune,
-            ..Default::default()
-        };
-        let prepared = match prepare(&self.home, &self.spec, &load_opts, opts) {
-            Ok(p) => p,
-            Err((PrepareError::Invalid { errors }, Some(l))) => {
-                let diags: Vec<String> = l.set.diagnostics.iter().map(|d| d.headline()).collect();
-                event(
-                    "reconcile-invalid",
-                    json!({"errors": errors, "diagnostics": diags, "note": "nothing changed: the running sandboxes keep their last good blueprint"}),
-                );
-                return;
-            }
-            Err((e, _)) => {
-                event("reconcile-error", json!({"error": e.to_string()}));
-                return;
-            }
-        };
-        if let Err(e) = super::apply::preflight(&self.home, &prepared.plan) {
-            event("reconcile-error", json!({"error": format!("{e:#}")}));
-            return;
-        }
-        let runtime = SupervisorRuntime {
-            ctx: self.ctx,
-            home: self.home.clone(),
-            wait: self.args.wait,
-        };
-        let outcomes = execute(
-            &self.home,
-            &prepared.plan,
-            &prepared.origins(),
-            &runtime,
-            self.args.parallel,
-            &|p| {
-                if let Progress::Finished(o) = p {
-                    event(
-                        "change",
-                        json!({"sandbox": o.name, "action": o.kind, "ok": o.result.is_ok(), "error": o.result.as_ref().err(), "ms": o.elapsed.as_millis() as u64}),
-                    )
-                }
-            },
-        );
-        event(
-            "reconcile-done",
-            json!({
-                "commit": prepared.loaded.source.commit,
-                "changes": outcomes.len(),
-                "failed": outcomes.iter().filter(|o| o.result.is_err()).count(),
-                "ms": started.elapsed().as_secs_f64() * 1000.0,
-            }),
-        );
-    }
-}
-
 pub fn run(a: WatchArgs, ctx: &Context) -> anyhow::Result<Exit> {
     install_signal_handlers()?;
     let home = ctx.home()?;
     home.ensure()?;
     let home = Home::at(std::fs::canonicalize(home.root())?);
-    let spec = a.source.spec(&home);
-    let dir_watcher = match &spec {
-        SourceSpec::Dir(d) => Some(DirWatcher::new(d)?),
-        SourceSpec::Git { .. } => None,
+    let config = WatchConfig {
+        source: a.source.spec(&home),
+        load: LoadOptions {
+            default_agent_type: ctx.flavor.default_agent_type().to_string(),
+        },
+        prune: a.prune,
+        interval: a.interval,
+        resync: a.resync,
+        wait: a.wait,
+        parallel: a.parallel,
     };
-    let quiet = ctx.silenced();
-    let w = Watcher {
-        ctx: &quiet,
-        home,
-        spec,
-        args: a.clone(),
-    };
-    event(
-        "watch-start",
-        json!({"source": format!("{:?}", w.spec), "pid": std::process::id()}),
-    );
-    w.reconcile("start", None);
-    let mut next_resync = Instant::now() + a.resync;
-    let mut next_poll = Instant::now() + a.interval;
-    let slice = Duration::from_millis(100);
-    while !STOP.load(Ordering::SeqCst) {
-        if let Some(dw) = &dir_watcher {
-            if let Some(first) = dw.wait(slice, DEBOUNCE) {
-                w.reconcile("file-change", Some(first));
-                next_resync = Instant::now() + a.resync;
-                continue;
-            }
-        } else {
-            std::thread::sleep(slice);
-            if Instant::now() >= next_poll {
-                w.reconcile("git-poll", None);
-                next_poll = Instant::now() + a.interval;
-                next_resync = Instant::now() + a.resync;
-                continue;
-            }
-        }
-        if Instant::now() >= next_resync {
-            w.reconcile("resync", None);
-            next_resync = Instant::now() + a.resync;
-        }
-    }
-    event("watch-stop", json!({"note": "sandboxes keep running"}));
+    Watcher::new(home, config)?.run(&STOP, &print_event);
     Ok(Exit::Ok)
 }

@@ -22,16 +22,42 @@ use super::render::canonical_yaml;
 use crate::blueprint::Blueprint;
 use crate::home::{write_atomic, Home};
 
+/// What a [`Runtime`] reports when it fails; its source chain is kept.
+pub type RuntimeError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 /// What apply needs from the sandbox runtime.
 pub trait Runtime: Sync {
     /// Starts the supervisor of `name` from `run/<name>/blueprint.yaml` and waits until the
     /// agent runs (the health gate).
-    fn start(&self, name: &str) -> Result<(), String>;
+    fn start(&self, name: &str) -> Result<(), RuntimeError>;
     /// Stops the sandbox (SIGTERM, stop timeout, SIGKILL) and its supervisor; state is kept.
-    fn stop(&self, name: &str) -> Result<(), String>;
+    fn stop(&self, name: &str) -> Result<(), RuntimeError>;
     /// Applies a changed network, inference or lifecycle policy without restarting the agent.
-    fn reload(&self, name: &str) -> Result<(), String>;
+    fn reload(&self, name: &str) -> Result<(), RuntimeError>;
     fn is_running(&self, name: &str) -> bool;
+}
+
+/// Why one change failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ChangeError {
+    #[error("{}", .0.join("; "))]
+    Refused(Vec<String>),
+    #[error("skipped: its dependency `{0}` failed")]
+    DependencyFailed(String),
+    #[error("internal: no desired blueprint")]
+    NoDesired,
+    #[error(transparent)]
+    Runtime(RuntimeError),
+    #[error(transparent)]
+    Inventory(#[from] InventoryError),
+    #[error(transparent)]
+    Home(#[from] crate::home::HomeError),
+}
+
+impl From<RuntimeError> for ChangeError {
+    fn from(e: RuntimeError) -> ChangeError {
+        ChangeError::Runtime(e)
+    }
 }
 
 /// What `execute` reports as it goes.
@@ -42,11 +68,11 @@ pub enum Progress<'a> {
 }
 
 /// The result of one change.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Outcome {
     pub name: String,
     pub kind: ChangeKind,
-    pub result: Result<(), String>,
+    pub result: Result<(), ChangeError>,
     pub elapsed: Duration,
 }
 
@@ -55,11 +81,6 @@ fn now() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
-}
-
-/// The deployed blueprint file the supervisor reads.
-pub fn deployed_file(home: &Home, name: &str) -> std::path::PathBuf {
-    home.run_dir(name).join("blueprint.yaml")
 }
 
 /// The self-contained copy of a blueprint that a supervisor runs from `run/<name>/`: paths
@@ -120,8 +141,8 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn record(&self, c: &Change, stopped: bool) -> Result<(), String> {
-        let bp = c.after.as_ref().ok_or("internal: no desired blueprint")?;
+    fn record(&self, c: &Change, stopped: bool) -> Result<(), ChangeError> {
+        let bp = c.after.as_ref().ok_or(ChangeError::NoDesired)?;
         let (source, base) = self
             .origins
             .by_name
@@ -129,10 +150,7 @@ impl Ctx<'_> {
             .cloned()
             .unwrap_or_default();
         let _g = self.inventory.lock().unwrap_or_else(|p| p.into_inner());
-        let existing = Inventory::load(self.home)
-            .map_err(|e| e.to_string())?
-            .get(&c.name)
-            .cloned();
+        let existing = Inventory::load(self.home)?.get(&c.name).cloned();
         let rec = Deployed {
             format: RECORD_FORMAT,
             name: c.name.clone(),
@@ -144,53 +162,52 @@ impl Ctx<'_> {
             applied_at: now(),
             stopped,
         };
-        crate::home::create_dir_private(&self.home.run_dir(&c.name)).map_err(|e| e.to_string())?;
+        crate::home::create_dir_private(&self.home.run_dir(&c.name))?;
         let deployed = canonical_yaml(&resolve_paths(bp, &base));
         write_atomic(
-            &deployed_file(self.home, &c.name),
+            &self.home.deployed_blueprint(&c.name),
             deployed.as_bytes(),
             0o600,
-        )
-        .map_err(|e| e.to_string())?;
-        inventory::save_record(self.home, &rec).map_err(|e: InventoryError| e.to_string())?;
-        inventory::bump_generation(self.home).map_err(|e| e.to_string())?;
+        )?;
+        inventory::save_record(self.home, &rec)?;
+        inventory::bump_generation(self.home)?;
         Ok(())
     }
 
-    fn forget(&self, name: &str) -> Result<(), String> {
+    fn forget(&self, name: &str) -> Result<(), ChangeError> {
         let _g = self.inventory.lock().unwrap_or_else(|p| p.into_inner());
-        inventory::remove_record(self.home, name).map_err(|e| e.to_string())?;
-        let _ = std::fs::remove_file(deployed_file(self.home, name));
-        inventory::bump_generation(self.home).map_err(|e| e.to_string())?;
+        inventory::remove_record(self.home, name)?;
+        let _ = std::fs::remove_file(self.home.deployed_blueprint(name));
+        inventory::bump_generation(self.home)?;
         Ok(())
     }
 
-    fn execute(&self, c: &Change) -> Result<(), String> {
+    fn execute(&self, c: &Change) -> Result<(), ChangeError> {
         let rt = self.runtime;
         match c.kind {
-            ChangeKind::Refused => Err(c.reasons.join("; ")),
+            ChangeKind::Refused => Err(ChangeError::Refused(c.reasons.clone())),
             _ if c.stays_stopped => self.record(c, true),
             ChangeKind::Create => {
                 self.record(c, false)?;
                 if rt.is_running(&c.name) {
                     // A crash after a start but before the record: the sandbox is ours already.
-                    rt.reload(&c.name)
+                    Ok(rt.reload(&c.name)?)
                 } else {
-                    rt.start(&c.name)
+                    Ok(rt.start(&c.name)?)
                 }
             }
             ChangeKind::Update => {
                 self.record(c, false)?;
                 if rt.is_running(&c.name) {
-                    rt.reload(&c.name)
+                    Ok(rt.reload(&c.name)?)
                 } else {
-                    rt.start(&c.name)
+                    Ok(rt.start(&c.name)?)
                 }
             }
             ChangeKind::Upgrade | ChangeKind::Replace => {
                 rt.stop(&c.name)?;
                 self.record(c, false)?;
-                rt.start(&c.name)
+                Ok(rt.start(&c.name)?)
             }
             ChangeKind::Restart => {
                 // Bring a crashed or drifted sandbox back to its recorded blueprint.
@@ -200,7 +217,7 @@ impl Ctx<'_> {
                 if c.after.is_some() {
                     self.record(c, false)?;
                 }
-                rt.start(&c.name)
+                Ok(rt.start(&c.name)?)
             }
             ChangeKind::Destroy => {
                 rt.stop(&c.name)?;
@@ -271,7 +288,7 @@ pub fn execute(
                             });
                             let t = Instant::now();
                             let result = match failed_dep {
-                                Some(d) => Err(format!("skipped: its dependency `{d}` failed")),
+                                Some(d) => Err(ChangeError::DependencyFailed(d)),
                                 None => ctx.execute(c),
                             };
                             let o = Outcome {
@@ -315,7 +332,7 @@ mod tests {
     }
 
     impl Runtime for Fake {
-        fn start(&self, name: &str) -> Result<(), String> {
+        fn start(&self, name: &str) -> Result<(), RuntimeError> {
             self.calls.lock().unwrap().push(format!("start {name}"));
             if self.fail_start.contains(name) {
                 return Err("agent exited with 1".into());
@@ -323,12 +340,12 @@ mod tests {
             self.running.lock().unwrap().insert(name.into());
             Ok(())
         }
-        fn stop(&self, name: &str) -> Result<(), String> {
+        fn stop(&self, name: &str) -> Result<(), RuntimeError> {
             self.calls.lock().unwrap().push(format!("stop {name}"));
             self.running.lock().unwrap().remove(name);
             Ok(())
         }
-        fn reload(&self, name: &str) -> Result<(), String> {
+        fn reload(&self, name: &str) -> Result<(), RuntimeError> {
             self.calls.lock().unwrap().push(format!("reload {name}"));
             Ok(())
         }
@@ -382,7 +399,7 @@ mod tests {
             ["start db", "start web"],
             "dependencies first"
         );
-        assert!(deployed_file(&home, "web").is_file());
+        assert!(home.deployed_blueprint("web").is_file());
         assert!(
             apply(&home, &rt, &v1, &PlanOptions::default()).is_empty(),
             "second apply is a no-op"
@@ -464,10 +481,11 @@ mod tests {
             &[bp("db", ""), bp("web", "dependsOn: [db]\n")],
             &PlanOptions::default(),
         );
-        assert_eq!(out[0].result, Err("agent exited with 1".into()));
+        let err = |o: &Outcome| o.result.as_ref().map_err(ToString::to_string).err();
+        assert_eq!(err(&out[0]), Some("agent exited with 1".into()));
         assert_eq!(
-            out[1].result,
-            Err("skipped: its dependency `db` failed".into())
+            err(&out[1]),
+            Some("skipped: its dependency `db` failed".into())
         );
         assert!(!rt.calls.lock().unwrap().contains(&"start web".to_string()));
         assert!(inventory::read_generation(&home).unwrap() > before);

@@ -36,21 +36,7 @@ pub enum InventoryError {
     Format { path: PathBuf, found: u32 },
 }
 
-/// Where a deployment's blueprint came from.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SourceRef {
-    /// `dir` or `git`.
-    pub kind: String,
-    /// The directory, or the repository URL.
-    pub location: String,
-    /// The blueprint file, relative to the source.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub file: Option<String>,
-    /// The git commit id, for git sources.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub commit: Option<String>,
-}
+pub use crate::source::SourceRef;
 
 /// One deployed sandbox, as nemoclaw last applied it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -92,17 +78,17 @@ pub struct Inventory {
 }
 
 fn record_path(home: &Home, name: &str) -> PathBuf {
-    home.run_dir(name).join("deployed.json")
+    home.deployed_record(name)
 }
 
 fn generation_path(home: &Home) -> PathBuf {
-    home.root().join("run").join("generation")
+    home.generation_file()
 }
 
 impl Inventory {
     /// Reads every `run/*/deployed.json` (a missing run dir is an empty inventory).
     pub fn load(home: &Home) -> Result<Inventory, InventoryError> {
-        let run = home.root().join("run");
+        let run = home.run_root();
         let mut records = Vec::new();
         let entries = match fs::read_dir(&run) {
             Ok(e) => e,
@@ -114,7 +100,10 @@ impl Inventory {
                 path: run.clone(),
                 source,
             })?;
-            let path = entry.path().join("deployed.json");
+            let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
+            let path = home.deployed_record(&name);
             match fs::read(&path) {
                 Ok(bytes) => records.push(parse_record(&path, &bytes)?),
                 Err(e)
@@ -169,7 +158,7 @@ pub fn read_generation(home: &Home) -> Result<u64, InventoryError> {
 /// Bumps the generation; call under the apply lock after changing records.
 pub fn bump_generation(home: &Home) -> Result<u64, InventoryError> {
     let next = read_generation(home)? + 1;
-    crate::home::create_dir_private(&home.root().join("run"))?;
+    crate::home::create_dir_private(&home.run_root())?;
     write_atomic(
         &generation_path(home),
         format!("{next}\n").as_bytes(),

@@ -12,7 +12,7 @@ pub fn observe(home: &Home, rec: &Deployed) -> Live {
     if !supervisor::is_running(home, &rec.name) {
         return Live::Down;
     }
-    let status = Client::connect(&supervisor::control_socket(home, &rec.name))
+    let status = Client::connect(&home.control_socket(&rec.name))
         .and_then(|mut c| c.request(Request::Status))
         .ok()
         .and_then(|r| r.status);

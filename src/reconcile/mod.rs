@@ -1,13 +1,24 @@
 //! The reconciler: the inventory of what nemoclaw deployed, planning (a pure function from
-//! desired x actual to actions), and rendering plans for people and machines.
+//! desired x actual to actions), executing plans through a [`apply::Runtime`], the lifecycle
+//! commands under the apply lock, and the watch loop.
+//!
+//! - [`prepare`]: load the source, read the inventory and live facts, plan.
+//! - [`plan`] (pure), [`render`], [`saved`]: the plan, shown and saved.
+//! - [`apply`]: executing a plan, crash-safe, behind the [`apply::Runtime`] seam;
+//!   [`runtime`]: the production runtime (supervisors) and the pre-apply host checks.
+//! - [`lifecycle`]: start/stop/restart/destroy under the apply lock, inventory kept true.
+//! - [`watch`]: the reconcile loop (file changes, git polls, resyncs).
 
 pub mod apply;
 pub mod inventory;
+pub mod lifecycle;
 pub mod live;
 pub mod plan;
 pub mod prepare;
 pub mod render;
+pub mod runtime;
 pub mod saved;
+pub mod watch;
 
 #[cfg(test)]
 mod plan_tests;

@@ -8,7 +8,7 @@ use crate::source::{self, Loaded, SourceSpec};
 use super::apply::Origins;
 use super::inventory::{Inventory, InventoryError};
 use super::live;
-use super::plan::{plan, Plan, PlanError, PlanOptions};
+use super::plan::{plan, DesiredEntry, Plan, PlanError, PlanOptions};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PrepareError {
@@ -75,7 +75,7 @@ pub fn prepare(
         .map(|r| (r.clone(), live::observe(home, r)))
         .collect();
     let prune = opts.prune;
-    match plan(&loaded.desired(), &actual, &opts) {
+    match plan(&desired(&loaded), &actual, &opts) {
         Ok(plan) => Ok(Prepared {
             loaded,
             inventory,
@@ -84,4 +84,17 @@ pub fn prepare(
         }),
         Err(e) => Err((e.into(), Some(loaded))),
     }
+}
+
+/// The valid blueprints of a loaded source, with the migration steps its files provide.
+pub fn desired(loaded: &Loaded) -> Vec<DesiredEntry> {
+    loaded
+        .set
+        .blueprints
+        .iter()
+        .map(|e| DesiredEntry {
+            blueprint: e.blueprint.clone(),
+            migration_steps: source::migration_steps(&e.path, &e.blueprint),
+        })
+        .collect()
 }

@@ -11,9 +11,25 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use serde::{Deserialize, Serialize};
+
 use crate::blueprint::set::{load_paths, LoadOptions, SourceSet};
-use crate::reconcile::inventory::SourceRef;
-use crate::reconcile::plan::DesiredEntry;
+
+/// Where a deployment's blueprint came from (recorded in the inventory).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceRef {
+    /// `dir` or `git`.
+    pub kind: String,
+    /// The directory, or the repository URL.
+    pub location: String,
+    /// The blueprint file, relative to the source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// The git commit id, for git sources.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -49,18 +65,6 @@ pub struct Loaded {
 }
 
 impl Loaded {
-    /// The valid blueprints, with the migration steps each one's source provides.
-    pub fn desired(&self) -> Vec<DesiredEntry> {
-        self.set
-            .blueprints
-            .iter()
-            .map(|e| DesiredEntry {
-                blueprint: e.blueprint.clone(),
-                migration_steps: migration_steps(&e.path, &e.blueprint),
-            })
-            .collect()
-    }
-
     /// The source reference recorded for one blueprint file.
     pub fn source_for(&self, file: &Path) -> SourceRef {
         let mut s = self.source.clone();
@@ -73,8 +77,8 @@ impl Loaded {
     }
 }
 
-/// The `N` of every `vN.rhai` in the blueprint's migrations dir.
-fn migration_steps(file: &Path, bp: &crate::blueprint::Blueprint) -> Vec<u32> {
+/// The `N` of every `vN.rhai` in the migrations dir of the blueprint read from `file`, sorted.
+pub fn migration_steps(file: &Path, bp: &crate::blueprint::Blueprint) -> Vec<u32> {
     let Some(m) = &bp.migrations else {
         return Vec::new();
     };

@@ -13,6 +13,7 @@ pub mod client;
 pub mod daemon;
 pub mod gateway;
 pub mod health;
+pub mod launch;
 pub mod logcap;
 pub mod pidlock;
 pub mod policy;
@@ -43,12 +44,7 @@ pub enum SupervisorError {
 
 /// Whether the supervisor of `name` is alive: its pid file is locked.
 pub fn is_running(home: &Home, name: &str) -> bool {
-    pidlock::is_held(&home.run_dir(name).join("supervisor.pid"))
-}
-
-/// The control socket of `name`.
-pub fn control_socket(home: &Home, name: &str) -> PathBuf {
-    home.run_dir(name).join("control.sock")
+    pidlock::is_held(&home.supervisor_pid(name))
 }
 
 /// Entry for `nemoclaw __supervise NAME` (before the CLI parser). Exits with the status.
