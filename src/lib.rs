@@ -18,6 +18,7 @@ pub mod home;
 pub mod migrate;
 pub mod observe;
 pub mod plugin;
+pub mod policy;
 pub mod reconcile;
 pub mod sandbox;
 pub mod source;

@@ -102,7 +102,7 @@ async fn the_openai_python_client_chats_streams_and_embeds_through_the_gateway()
                 .env("OPENAI_BASE_URL", base)
                 .env(
                     "OPENAI_API_KEY",
-                    nemoclaw::gateway::inference::PLACEHOLDER_KEY,
+                    nemoclaw::policy::inference::PLACEHOLDER_KEY,
                 )
                 .output()
                 .unwrap()

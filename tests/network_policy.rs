@@ -530,12 +530,12 @@ fn sandbox_netns_has_no_link_outside() {
 #[test]
 fn ingress_forwards_a_host_loopback_port_into_the_sandbox() {
     use nemoclaw::gateway::egress::ingress::serve_ingress;
-    use nemoclaw::sandbox::network::policy::IngressRule;
+    use nemoclaw::policy::network::IngressRule;
     use std::os::fd::AsFd;
     let w = World::new(Spec::default());
     // The agent's "dashboard": an echo server on the sandbox's own loopback.
     let inside: SocketAddr = "127.0.0.1:8080".parse().unwrap();
-    let l = nemoclaw::sandbox::network::bind_tcp_in_netns(w.sb.fd.as_fd(), &[inside])
+    let l = nemoclaw::gateway::netns::bind_tcp_in_netns(w.sb.fd.as_fd(), &[inside])
         .unwrap()
         .pop()
         .unwrap();

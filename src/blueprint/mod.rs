@@ -9,9 +9,7 @@
 pub mod config;
 pub mod credential;
 pub mod diag;
-pub mod domain;
 pub mod load;
-pub mod presets;
 pub mod quantity;
 pub mod set;
 pub mod source_map;

@@ -133,7 +133,7 @@ fn dir_context(
             .map(|s| s.to_string()),
     );
     ctx.presets
-        .extend(super::presets::builtin_names().map(String::from));
+        .extend(crate::policy::presets::builtin_names().map(String::from));
     if let Ok(rd) = fs::read_dir(dir.join("plugins")) {
         for e in rd.flatten() {
             if e.path().join("plugin.yaml").is_file() {
@@ -145,11 +145,8 @@ fn dir_context(
     }
     if let Ok(rd) = fs::read_dir(dir.join("presets")) {
         for e in rd.flatten() {
-            let p = e.path();
-            if p.extension().is_some_and(|x| x == "yaml" || x == "yml") {
-                if let Some(stem) = p.file_stem().and_then(|s| s.to_str()) {
-                    ctx.presets.insert(stem.to_string());
-                }
+            if let Some(name) = crate::policy::presets::preset_name(&e.path()) {
+                ctx.presets.insert(name.to_string());
             }
         }
     }

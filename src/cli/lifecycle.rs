@@ -57,7 +57,10 @@ fn home(ctx: &Context) -> anyhow::Result<Home> {
 fn report(e: LifecycleError) -> anyhow::Result<Exit> {
     match e {
         LifecycleError::Launch(LaunchError::Blueprint { diagnostics }) => {
-            eprint!("{}", crate::blueprint::diag::render_human(&diagnostics, |_| None));
+            eprint!(
+                "{}",
+                crate::blueprint::diag::render_human(&diagnostics, |_| None)
+            );
             Ok(Exit::Failure)
         }
         e => Err(e.into()),
@@ -70,7 +73,10 @@ fn say_started(ctx: &Context, name: &str, s: &Started) {
     }
     match s {
         Started::AlreadyRunning => println!("sandbox `{name}` is already running"),
-        Started::Now { supervisor_pid, pid } => {
+        Started::Now {
+            supervisor_pid,
+            pid,
+        } => {
             println!("started `{name}` (supervisor {supervisor_pid}, sandbox init {pid})")
         }
     }

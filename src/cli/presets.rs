@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 
 use super::{Context, Exit, UsageError};
-use crate::blueprint::domain::parse_rule;
-use crate::sandbox::network::policy::{all_presets, Preset};
+use crate::policy::domain::parse_rule;
+use crate::policy::presets::{all_presets, Preset};
 
 #[derive(Debug, Clone, Args)]
 pub struct PresetsArgs {

@@ -90,8 +90,9 @@ pub fn run(a: RunArgs, ctx: &Context) -> anyhow::Result<Exit> {
         Box::new(LoopbackOnly)
     } else {
         Box::new(
-            GatewayHook::new(&home, &name, bp, &a.blueprint)
-                .map_err(|e| anyhow!("cannot start sandbox `{name}`: {e}"))?,
+            GatewayHook::new(&home, &name, bp, &a.blueprint).map_err(|e| {
+                anyhow!("cannot start sandbox `{name}`: {}", crate::error_chain(&e))
+            })?,
         )
     };
     spec.env.extend(net.agent_env());

@@ -78,11 +78,17 @@ fn render(e: &Event<'_>) -> (&'static str, serde_json::Value) {
             "watch-start",
             json!({"source": format!("{source:?}"), "pid": std::process::id()}),
         ),
-        Event::ReconcileStart { trigger, since_change } => (
+        Event::ReconcileStart {
+            trigger,
+            since_change,
+        } => (
             "reconcile-start",
             json!({"trigger": trigger.as_str(), "sinceChangeMs": since_change.map(ms)}),
         ),
-        Event::Invalid { errors, diagnostics } => (
+        Event::Invalid {
+            errors,
+            diagnostics,
+        } => (
             "reconcile-invalid",
             json!({"errors": errors, "diagnostics": diagnostics, "note": "nothing changed: the running sandboxes keep their last good blueprint"}),
         ),
@@ -91,7 +97,12 @@ fn render(e: &Event<'_>) -> (&'static str, serde_json::Value) {
             "change",
             json!({"sandbox": o.name, "action": o.kind, "ok": o.result.is_ok(), "error": o.result.as_ref().err().map(ToString::to_string), "ms": u64::try_from(o.elapsed.as_millis()).unwrap_or(u64::MAX)}),
         ),
-        Event::ReconcileDone { commit, changes, failed, elapsed } => (
+        Event::ReconcileDone {
+            commit,
+            changes,
+            failed,
+            elapsed,
+        } => (
             "reconcile-done",
             json!({"commit": commit, "changes": changes, "failed": failed, "ms": ms(*elapsed)}),
         ),

@@ -18,8 +18,7 @@ use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseI
 use hickory_server::ServerFuture;
 
 use crate::gateway::egress::{Egress, EgressRecord, Resolve};
-use crate::sandbox::network::policy::INFERENCE_HOST;
-use crate::sandbox::network::PolicyHandle;
+use crate::policy::{PolicyHandle, INFERENCE_HOST};
 
 /// TTL of answers: short, so a reload or an upstream change shows quickly.
 pub const TTL: u32 = 30;
@@ -258,7 +257,7 @@ mod tests {
     use super::*;
     use crate::blueprint::types::{DomainRule, Egress, Network};
     use crate::gateway::egress::StaticResolver;
-    use crate::sandbox::network::NetworkPolicy;
+    use crate::policy::NetworkPolicy;
 
     fn handle(domains: &[&str]) -> PolicyHandle {
         let net = Network {

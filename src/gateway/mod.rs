@@ -5,3 +5,4 @@ pub mod credentials;
 pub mod dns;
 pub mod egress;
 pub mod inference;
+pub mod netns;

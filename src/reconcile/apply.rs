@@ -21,6 +21,7 @@ use super::plan::{Change, ChangeKind, Plan};
 use super::render::canonical_yaml;
 use crate::blueprint::Blueprint;
 use crate::home::{write_atomic, Home};
+use crate::policy::presets;
 
 /// What a [`Runtime`] reports when it fails; its source chain is kept.
 pub type RuntimeError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -92,13 +93,9 @@ pub fn resolve_paths(bp: &Blueprint, base: &Path) -> Blueprint {
     let egress = &mut bp.network.egress;
     let mut kept = Vec::new();
     for name in std::mem::take(&mut egress.presets) {
-        let file = ["yaml", "yml"]
-            .iter()
-            .map(|x| base.join("presets").join(format!("{name}.{x}")))
-            .find(|p| p.is_file());
-        let parsed = file
+        let parsed = presets::find_file(&base.join("presets"), &name)
             .and_then(|f| std::fs::read_to_string(f).ok())
-            .and_then(|t| crate::sandbox::network::policy::parse_preset_file(&t).ok());
+            .and_then(|t| presets::parse_preset_file(&t).ok());
         match parsed {
             Some(p) => egress.allowed_domains.extend(p.domains),
             None => kept.push(name),

@@ -49,7 +49,11 @@ fn mark_stopped(home: &Home, name: &str, stopped: bool) -> Result<(), InventoryE
 /// `start BLUEPRINT.yaml|NAME`: a deployed NAME starts from its deployed blueprint and is no
 /// longer recorded as stopped; anything else starts directly (`nemoclaw run`'s detached twin).
 /// Returns the sandbox's name and what happened.
-pub fn start(home: &Home, target: &str, wait: Duration) -> Result<(String, Started), LifecycleError> {
+pub fn start(
+    home: &Home,
+    target: &str,
+    wait: Duration,
+) -> Result<(String, Started), LifecycleError> {
     let _lock = lock(home, LOCK_TIMEOUT, "nemoclaw start")?;
     let deployed = Inventory::load(home)?.get(target).is_some() && !Path::new(target).is_file();
     let path = if deployed {

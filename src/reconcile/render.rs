@@ -68,7 +68,7 @@ fn presets_line(bp: &Blueprint) -> Option<String> {
     }
     let parts: Vec<String> = presets
         .iter()
-        .map(|p| match crate::blueprint::presets::builtin(p) {
+        .map(|p| match crate::policy::presets::builtin(p) {
             Some(domains) => format!("{p} = {}", domains.join(", ")),
             None => format!("{p} = (user preset, presets/{p}.yaml)"),
         })

@@ -164,13 +164,19 @@ impl Watcher {
         });
         let _lock = match lifecycle::lock(&self.home, LOCK_WAIT, "nemoclaw watch") {
             Ok(l) => l,
-            Err(e) => return on(Event::Error { error: e.to_string() }),
+            Err(e) => {
+                return on(Event::Error {
+                    error: e.to_string(),
+                })
+            }
         };
         let Some(prepared) = self.prepare(on) else {
             return;
         };
         if let Err(e) = preflight(&self.home, &prepared.plan) {
-            return on(Event::Error { error: e.to_string() });
+            return on(Event::Error {
+                error: e.to_string(),
+            });
         }
         let runtime = SupervisorRuntime {
             home: self.home.clone(),

@@ -13,11 +13,9 @@ pub mod enter;
 pub mod ids;
 pub mod init;
 pub mod instance;
-pub mod network;
 pub mod seccomp;
 pub mod spawn;
 pub mod spec;
-pub mod syscalls;
 
 pub use spawn::{spawn, LoopbackOnly, NetnsHandle, NetworkSetup, Sandbox, SpawnOptions, Stdio};
 pub use spec::{SandboxSpec, NEMOCLAW_BIN, STATE_PATH};

@@ -17,7 +17,7 @@ use seccompiler::{
     SeccompRule, TargetArch,
 };
 
-use super::syscalls;
+use crate::policy::syscalls;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SeccompError {

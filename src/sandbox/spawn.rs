@@ -51,8 +51,8 @@ pub enum SpawnError {
         step: String,
         err: nix::errno::Errno,
     },
-    #[error("network setup for the sandbox failed: {0}")]
-    Network(String),
+    #[error("network setup for the sandbox failed")]
+    Network(#[source] HookError),
     #[error("the sandbox process exited during setup")]
     Vanished,
     #[error("the command has more than {0} arguments or environment variables")]
@@ -76,10 +76,14 @@ pub struct NetnsHandle<'a> {
     pub netns: BorrowedFd<'a>,
 }
 
+/// The error a [`NetworkSetup`] hook returns: the implementor's own typed error, boxed so the
+/// sandbox runtime needs to know nothing of it (its chain is kept for printing and matching).
+pub type HookError = Box<dyn std::error::Error + Send + Sync>;
+
 /// The network engineer's hook: runs in the parent after the sandbox's network namespace
 /// exists (with `lo` up) and before anything in the sandbox runs. An error aborts the start.
 pub trait NetworkSetup {
-    fn setup(&mut self, ns: &NetnsHandle<'_>) -> Result<(), String>;
+    fn setup(&mut self, ns: &NetnsHandle<'_>) -> Result<(), HookError>;
 
     /// Environment the agent needs to use this network (proxy variables).
     fn agent_env(&self) -> Vec<(String, String)> {
@@ -91,7 +95,7 @@ pub trait NetworkSetup {
         &mut self,
         _bp: &crate::blueprint::Blueprint,
         _bp_path: &std::path::Path,
-    ) -> Result<(), String> {
+    ) -> Result<(), HookError> {
         Ok(())
     }
 
@@ -109,7 +113,7 @@ pub trait NetworkSetup {
 pub struct LoopbackOnly;
 
 impl NetworkSetup for LoopbackOnly {
-    fn setup(&mut self, _ns: &NetnsHandle<'_>) -> Result<(), String> {
+    fn setup(&mut self, _ns: &NetnsHandle<'_>) -> Result<(), HookError> {
         Ok(())
     }
 }

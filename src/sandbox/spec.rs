@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 
 use crate::blueprint::types::{defaults, Blueprint};
+use crate::policy::INFERENCE_HOST;
 
 use super::cgroups::CgroupLimits;
 
@@ -26,10 +27,6 @@ pub const IDS_PER_SANDBOX: u32 = 65536;
 pub const MIN_MEMORY: u64 = 16 << 20;
 /// Size of the read-only root tmpfs (holds /etc and the mount points only).
 pub const ROOT_TMPFS_SIZE: u64 = 1 << 20;
-/// The hostname the gateway answers inference on; `/etc/hosts` points it at 127.0.0.1.
-pub const INFERENCE_HOST: &str = "inference.local";
-/// The API key the agent sees; the gateway replaces it with the real one.
-pub const PLACEHOLDER_API_KEY: &str = "nemoclaw-placeholder-key";
 /// PATH inside the sandbox.
 pub const SANDBOX_PATH: &str =
     "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin:/opt/nemoclaw/bin";
@@ -546,12 +543,8 @@ pub fn build(input: &SpecInput<'_>) -> Result<SandboxSpec, SpecError> {
     }
     env.insert("HOSTNAME".into(), name.clone());
     env.insert("NEMOCLAW_SANDBOX".into(), name.clone());
-    if bp.inference.is_some() {
-        env.insert(
-            "OPENAI_BASE_URL".into(),
-            format!("http://{INFERENCE_HOST}/v1"),
-        );
-        env.insert("OPENAI_API_KEY".into(), PLACEHOLDER_API_KEY.into());
+    if let Some(inference) = &bp.inference {
+        env.extend(inference.agent_env());
     }
     for (k, v) in &bp.agent.env {
         check_env_name(k).map_err(|e| field_err(format!("agent.env.{k}"), e))?;
@@ -571,7 +564,7 @@ pub fn build(input: &SpecInput<'_>) -> Result<SandboxSpec, SpecError> {
     }
 
     for (i, d) in bp.sandbox.seccomp.deny.iter().enumerate() {
-        if super::syscalls::number(d).is_none() {
+        if crate::policy::syscalls::number(d).is_none() {
             return Err(field_err(
                 format!("sandbox.seccomp.deny[{i}]"),
                 format!("`{d}` is not an x86_64 syscall name"),

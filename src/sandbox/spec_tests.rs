@@ -1,5 +1,6 @@
 use super::*;
 use crate::blueprint::types::Blueprint;
+use crate::policy::inference::PLACEHOLDER_KEY;
 
 fn bp(yaml: &str) -> Blueprint {
     let head =
@@ -346,5 +347,21 @@ fn inference_gets_the_gateway_url_and_a_placeholder_key() {
     )
     .unwrap();
     assert_eq!(s.env["OPENAI_BASE_URL"], "http://inference.local/v1");
-    assert_eq!(s.env["OPENAI_API_KEY"], PLACEHOLDER_API_KEY);
+    assert_eq!(s.env["OPENAI_API_KEY"], PLACEHOLDER_KEY);
+    assert!(
+        !s.env.contains_key("ANTHROPIC_BASE_URL"),
+        "no anthropic backend, no anthropic variables"
+    );
+}
+
+#[test]
+fn an_anthropic_backend_gets_the_anthropic_variables_too() {
+    let s = spec_of(
+        &bp("agent:\n  command: /bin/sh\ninference:\n  backends:\n    - {name: a, kind: anthropic, apiKey: {env: ANTHROPIC_KEY}}\n  allowedModels: [claude-x]\n"),
+        None,
+    )
+    .unwrap();
+    assert_eq!(s.env["ANTHROPIC_BASE_URL"], "http://inference.local");
+    assert_eq!(s.env["ANTHROPIC_API_KEY"], PLACEHOLDER_KEY);
+    assert_eq!(s.env["OPENAI_BASE_URL"], "http://inference.local/v1");
 }

@@ -677,6 +677,7 @@ impl Daemon {
                 Ok(bp) => {
                     // Network and inference first: a refused reload changes nothing.
                     if let Err(e) = self.net.reload(&bp, &self.bp_path) {
+                        let e = crate::error_chain(e.as_ref());
                         event(&self.name, "reload-failed", serde_json::json!({"error": e}));
                         return Response::err(id, e);
                     }

@@ -11,12 +11,37 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::blueprint::Blueprint;
-use crate::gateway::credentials;
-use crate::gateway::egress::{SandboxGateway, SystemResolver};
-use crate::gateway::inference::{Router, RouterConfig};
+use crate::gateway::credentials::{self, CredentialError};
+use crate::gateway::egress::{AttachError, EgressError, SandboxGateway, SystemResolver};
+use crate::gateway::inference::{InferenceError, Router, RouterConfig};
+use crate::gateway::netns::NetError;
 use crate::home::Home;
-use crate::sandbox::network::NetworkPolicy;
+use crate::policy::{NetworkPolicy, PolicyError};
+use crate::sandbox::spawn::HookError;
 use crate::sandbox::{NetnsHandle, NetworkSetup};
+
+/// Why the gateway of a sandbox cannot start, attach or reload; each keeps its source.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("network")]
+    Policy(#[from] PolicyError),
+    #[error("gateway")]
+    Egress(#[from] EgressError),
+    #[error(transparent)]
+    Credentials(#[from] CredentialError),
+    #[error("inference")]
+    Inference(#[from] InferenceError),
+    #[error(transparent)]
+    Attach(#[from] AttachError),
+    #[error("inference listener")]
+    InferenceListener(#[source] std::io::Error),
+    #[error("network")]
+    Reload(#[from] NetError),
+    #[error(
+        "adding or removing the inference section needs a restart (apply replaces the sandbox)"
+    )]
+    InferenceAddedOrRemoved,
+}
 
 /// The gateway of one sandbox.
 pub struct GatewayHook {
@@ -45,11 +70,10 @@ fn router_config(home: &Home, name: &str, bp: &Blueprint, bp_path: &Path) -> Opt
 /// The host checks a gateway start makes, without starting anything: the network policy
 /// compiles (user presets from the home) and every key the inference section names can be read.
 /// `apply` runs this for every sandbox it is about to start, before it changes anything.
-pub fn preflight(home: &Home, bp: &Blueprint) -> Result<(), String> {
-    NetworkPolicy::compile(&bp.network, Some(&home.presets()))
-        .map_err(|e| format!("network: {e}"))?;
+pub fn preflight(home: &Home, bp: &Blueprint) -> Result<(), GatewayError> {
+    NetworkPolicy::compile(&bp.network, Some(&home.presets()))?;
     if let Some(inf) = &bp.inference {
-        credentials::resolve(inf, &home.credentials()).map_err(|e| e.to_string())?;
+        credentials::resolve(inf, &home.credentials())?;
     }
     Ok(())
 }
@@ -64,22 +88,19 @@ impl GatewayHook {
         name: &str,
         bp: &Blueprint,
         bp_path: &Path,
-    ) -> Result<GatewayHook, String> {
-        let policy = NetworkPolicy::compile(&bp.network, Some(&home.presets()))
-            .map_err(|e| format!("network: {e}"))?;
+    ) -> Result<GatewayHook, GatewayError> {
+        let policy = NetworkPolicy::compile(&bp.network, Some(&home.presets()))?;
         let net = SandboxGateway::new(
             name,
             policy,
             &home.logs(name),
             Arc::new(SystemResolver),
             bp.inference.is_some(),
-        )
-        .map_err(|e| format!("gateway: {e}"))?;
+        )?;
         let router = match router_config(home, name, bp, bp_path) {
             Some(cfg) => {
-                let creds = credentials::resolve(&cfg.inference, &home.credentials())
-                    .map_err(|e| e.to_string())?;
-                Some(Router::build(cfg, &creds).map_err(|e| format!("inference: {e}"))?)
+                let creds = credentials::resolve(&cfg.inference, &home.credentials())?;
+                Some(Router::build(cfg, &creds)?)
             }
             None => None,
         };
@@ -92,7 +113,7 @@ impl GatewayHook {
         })
     }
 
-    fn serve_inference(&mut self) -> Result<(), String> {
+    fn serve_inference(&mut self) -> Result<(), GatewayError> {
         if let Some(h) = self.serving.take() {
             h.abort();
         }
@@ -103,11 +124,11 @@ impl GatewayHook {
         };
         listener
             .set_nonblocking(true)
-            .map_err(|e| format!("inference listener: {e}"))?;
+            .map_err(GatewayError::InferenceListener)?;
         let rt = self.net.runtime();
         let _guard = rt.enter();
-        let listener = tokio::net::TcpListener::from_std(listener)
-            .map_err(|e| format!("inference listener: {e}"))?;
+        let listener =
+            tokio::net::TcpListener::from_std(listener).map_err(GatewayError::InferenceListener)?;
         self.serving = Some(rt.spawn(async move {
             let _ = router.serve(listener).await;
         }));
@@ -115,29 +136,37 @@ impl GatewayHook {
     }
 }
 
+impl GatewayHook {
+    fn reload_policy(&mut self, bp: &Blueprint, bp_path: &Path) -> Result<(), GatewayError> {
+        let policy = NetworkPolicy::compile(&bp.network, Some(&self.home.presets()))?;
+        match (
+            &self.router,
+            router_config(&self.home, &self.name, bp, bp_path),
+        ) {
+            (Some(router), Some(cfg)) => {
+                // Keys are read again, so a rotated key needs no restart.
+                let creds = credentials::resolve(&cfg.inference, &self.home.credentials())?;
+                router.reload(&cfg.inference, &cfg.base_dir, &creds)?;
+            }
+            (None, None) => {}
+            _ => return Err(GatewayError::InferenceAddedOrRemoved),
+        }
+        Ok(self.net.reload(policy)?)
+    }
+}
+
 impl NetworkSetup for GatewayHook {
-    fn setup(&mut self, ns: &NetnsHandle<'_>) -> Result<(), String> {
-        self.net.setup(ns)?;
-        self.serve_inference()
+    fn setup(&mut self, ns: &NetnsHandle<'_>) -> Result<(), HookError> {
+        self.net.attach(ns.netns).map_err(GatewayError::from)?;
+        Ok(self.serve_inference()?)
     }
 
     fn agent_env(&self) -> Vec<(String, String)> {
         self.net.agent_env()
     }
 
-    fn reload(&mut self, bp: &Blueprint, bp_path: &Path) -> Result<(), String> {
-        let policy = NetworkPolicy::compile(&bp.network, Some(&self.home.presets()))
-            .map_err(|e| format!("network: {e}"))?;
-        match (&self.router, router_config(&self.home, &self.name, bp, bp_path)) {
-            (Some(router), Some(cfg)) => {
-                // Keys are read again, so a rotated key needs no restart.
-                let creds = credentials::resolve(&cfg.inference, &self.home.credentials()).map_err(|e| e.to_string())?;
-                router.reload(&cfg.inference, &cfg.base_dir, &creds).map_err(|e| format!("inference: {e}"))?;
-            }
-            (None, None) => {}
-            _ => return Err("adding or removing the inference section needs a restart (apply replaces the sandbox)".into()),
-        }
-        self.net.reload(policy).map_err(|e| format!("network: {e}"))
+    fn reload(&mut self, bp: &Blueprint, bp_path: &Path) -> Result<(), HookError> {
+        Ok(self.reload_policy(bp, bp_path)?)
     }
 
     fn last_inference(&self) -> Option<std::time::SystemTime> {

@@ -87,7 +87,7 @@ fn run_with_gateway(home: &Home, name: &str) -> Result<i32, SupervisorError> {
     daemon::block_signals()?;
     let bp_path = daemon::deployed_blueprint(home, name);
     let bp = daemon::load(&bp_path)?;
-    let hook =
-        gateway::GatewayHook::new(home, name, &bp, &bp_path).map_err(SupervisorError::Sandbox)?;
+    let hook = gateway::GatewayHook::new(home, name, &bp, &bp_path)
+        .map_err(|e| SupervisorError::Sandbox(crate::error_chain(&e)))?;
     daemon::run_with(home, name, Box::new(hook))
 }

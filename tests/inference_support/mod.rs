@@ -540,7 +540,7 @@ fn dechunk(mut rest: &str) -> String {
 pub async fn post(addr: SocketAddr, path: &str, body: &str) -> Resp {
     let req = format!(
         "POST {path} HTTP/1.1\r\nHost: inference.local\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        nemoclaw::gateway::inference::PLACEHOLDER_KEY,
+        nemoclaw::policy::inference::PLACEHOLDER_KEY,
         body.len()
     );
     raw(addr, req.as_bytes()).await

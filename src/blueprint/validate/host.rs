@@ -4,8 +4,8 @@ use std::collections::HashSet;
 
 use super::{Findings, RESERVED_SANDBOX_PATHS};
 use crate::blueprint::diag::did_you_mean;
-use crate::blueprint::domain::check_port;
 use crate::blueprint::types::*;
+use crate::policy::domain::check_port;
 
 fn points_into_home(host: &str) -> bool {
     host.split('/').any(|c| c == ".nemoclaw")
@@ -221,13 +221,13 @@ pub(super) fn check_lifecycle(l: &Lifecycle, f: &mut Findings) {
 
 pub(super) fn check_sandbox(s: &SandboxSettings, f: &mut Findings) {
     for (i, name) in s.seccomp.deny.iter().enumerate() {
-        if crate::sandbox::syscalls::number(name).is_none() {
+        if crate::policy::syscalls::number(name).is_none() {
             let e = f.err(
                 "sandbox.syscall",
                 format!("sandbox.seccomp.deny[{i}]"),
                 format!("unknown syscall `{name}`"),
             );
-            if let Some(s) = did_you_mean(name, crate::sandbox::syscalls::names()) {
+            if let Some(s) = did_you_mean(name, crate::policy::syscalls::names()) {
                 e.hint(format!("did you mean `{s}`?"));
             }
         }

@@ -4,14 +4,14 @@ use std::collections::HashSet;
 
 use super::{Context, Findings};
 use crate::blueprint::diag::did_you_mean;
-use crate::blueprint::domain::{check_port, parse_rule};
 use crate::blueprint::types::*;
+use crate::policy::domain::{check_port, parse_rule};
 
 /// Checks an `allowAddresses` entry: `CIDR` (exempt from the SSRF guard) or `CIDR:PORT` (also
 /// allows connections that carry no name), parsed exactly as the gateway parses it. A range
 /// that covers every address is refused.
 pub fn check_address_rule(s: &str) -> Result<(), String> {
-    let rule = crate::sandbox::network::policy::parse_address_rule(s)?;
+    let rule = crate::policy::network::parse_address_rule(s)?;
     if rule.net.prefix == 0 {
         return Err(format!(
             "`{s}` allows every address: name the ranges the agent needs"

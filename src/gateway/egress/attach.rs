@@ -1,22 +1,37 @@
-//! [`SandboxGateway`]: everything network for one sandbox, packaged as the sandbox runtime's
-//! [`NetworkSetup`] hook. It owns a small tokio runtime (its threads live in the supervisor's
-//! namespace, so upstream connections leave from there); each `setup` seals the new netns,
+//! [`SandboxGateway`]: everything network for one sandbox, which the supervisor plugs in as the
+//! sandbox runtime's network hook. It owns a small tokio runtime (its threads live in the supervisor's
+//! namespace, so upstream connections leave from there); each [`SandboxGateway::attach`] seals the new netns,
 //! plants the gateway's sockets in it and serves them (a restarted agent gets a new netns and
 //! the previous one's sockets are dropped); [`SandboxGateway::reload`] applies a new policy to
 //! the running sandbox without restarting anything.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 use std::sync::Arc;
 
 use tokio::runtime::Runtime;
 
-use super::ingress::serve_ingress;
+use super::ingress::{serve_ingress, IngressError};
 use super::{serve, Egress, EgressError, EgressLog, Listeners, Resolve, Serving};
-use crate::blueprint::types::DnsResolver;
 use crate::gateway::dns::{self, DnsServing};
-use crate::sandbox::network::{self as net, GatewayPorts, NetError, NetworkPolicy, PolicyHandle};
-use crate::sandbox::{NetnsHandle, NetworkSetup};
+use crate::gateway::netns::{self as net, GatewayPorts, NetError};
+use crate::policy::types::DnsResolver;
+use crate::policy::{NetworkPolicy, PolicyHandle};
+
+/// Why the gateway could not be attached to a new sandbox netns (the start is aborted).
+#[derive(Debug, thiserror::Error)]
+pub enum AttachError {
+    #[error(transparent)]
+    Netns(#[from] NetError),
+    #[error("duplicating the netns fd")]
+    DupNetns(#[source] std::io::Error),
+    #[error(transparent)]
+    Egress(#[from] EgressError),
+    #[error(transparent)]
+    Dns(#[from] dns::DnsError),
+    #[error(transparent)]
+    Ingress(#[from] IngressError),
+}
 
 /// What is attached to the current sandbox netns.
 struct Attached {
@@ -107,18 +122,15 @@ impl SandboxGateway {
         self.inference_listener = None;
     }
 
-    fn attach(&mut self, netns: &NetnsHandle<'_>) -> Result<(), String> {
+    /// Seals the sandbox's new netns, plants the gateway's sockets in it and serves them.
+    pub fn attach(&mut self, netns: BorrowedFd<'_>) -> Result<(), AttachError> {
         self.current = None; // the previous sandbox's sockets and forwards
         let policy = self.egress.policy.current();
-        net::setup_sealed(netns.netns, &policy, &self.ports).map_err(|e| e.to_string())?;
+        net::setup_sealed(netns, &policy, &self.ports)?;
         let dns_on = policy.dns == DnsResolver::Host;
-        let socks = net::bind_gateway(netns.netns, &self.ports, dns_on, self.inference)
-            .map_err(|e| e.to_string())?;
+        let socks = net::bind_gateway(netns, &self.ports, dns_on, self.inference)?;
         self.inference_listener = socks.inference;
-        let owned = netns
-            .netns
-            .try_clone_to_owned()
-            .map_err(|e| format!("duplicating the netns fd: {e}"))?;
+        let owned = netns.try_clone_to_owned().map_err(AttachError::DupNetns)?;
         let _g = self.rt.enter();
         let egress = serve(
             Listeners {
@@ -126,26 +138,18 @@ impl SandboxGateway {
                 transparent: Some(socks.transparent),
             },
             self.egress.clone(),
-        )
-        .map_err(|e| e.to_string())?;
+        )?;
         let dns = match socks.dns_udp {
-            Some(udp) => Some(
-                dns::serve(udp, socks.dns_tcp, self.egress.clone()).map_err(|e| e.to_string())?,
-            ),
+            Some(udp) => Some(dns::serve(udp, socks.dns_tcp, self.egress.clone())?),
             None => None,
         };
-        let ingress_ns = owned
-            .try_clone()
-            .map_err(|e| format!("duplicating the netns fd: {e}"))?;
-        let ingress = self
-            .rt
-            .block_on(serve_ingress(
-                ingress_ns,
-                &policy.ingress,
-                &self.egress.sandbox,
-                self.egress.log.clone(),
-            ))
-            .map_err(|e| e.to_string())?;
+        let ingress_ns = owned.try_clone().map_err(AttachError::DupNetns)?;
+        let ingress = self.rt.block_on(serve_ingress(
+            ingress_ns,
+            &policy.ingress,
+            &self.egress.sandbox,
+            self.egress.log.clone(),
+        ))?;
         self.current = Some(Attached {
             netns: owned,
             _egress: egress,
@@ -153,11 +157,5 @@ impl SandboxGateway {
             _ingress: ingress,
         });
         Ok(())
-    }
-}
-
-impl NetworkSetup for SandboxGateway {
-    fn setup(&mut self, ns: &NetnsHandle<'_>) -> Result<(), String> {
-        self.attach(ns)
     }
 }

@@ -11,8 +11,8 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
 use super::relay::relay_pipelined;
 use super::{EgressLog, EgressRecord, Serving};
-use crate::sandbox::network::policy::IngressRule;
-use crate::sandbox::network::{tcp_socket_in_netns, NetError};
+use crate::gateway::netns::{tcp_socket_in_netns, NetError};
+use crate::policy::network::IngressRule;
 
 /// Listens on 127.0.0.1:`host_port` (in the caller's namespace) for every rule and forwards
 /// each connection to 127.0.0.1:`port` inside `netns`. Must run inside a tokio runtime.

@@ -1,13 +1,13 @@
 //! The egress gateway: the agent's only way out of its sealed network namespace.
 //!
 //! Its listening sockets live inside the sandbox netns (planted by
-//! [`crate::sandbox::network::bind_gateway`]); it decides every connection with the sandbox's
+//! [`crate::gateway::netns::bind_gateway`]); it decides every connection with the sandbox's
 //! [`NetworkPolicy`] and dials upstream from its own (the host's) namespace.
 //! - [`explicit`]: the `HTTP_PROXY` / `HTTPS_PROXY` proxy (CONNECT and absolute-form HTTP).
 //! - [`transparent`]: every other TCP connection, redirected by the fence; the name comes from
 //!   the TLS SNI or the HTTP Host, and the gateway dials its own resolution of that name.
 //! - [`ingress`]: host loopback ports forwarded to ports inside the sandbox.
-//! - [`attach`]: [`SandboxGateway`], all of the above as the sandbox runtime's network hook.
+//! - [`attach`]: [`SandboxGateway`], all of the above for one sandbox netns at a time.
 //! - [`relay`]: pipelined large-buffer byte moving; [`sniff`]: SNI / Host parsing; [`resolve`]: the
 //!   injectable upstream resolver; [`log`]: `egress.jsonl`.
 
@@ -27,11 +27,11 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
-pub use attach::SandboxGateway;
+pub use attach::{AttachError, SandboxGateway};
 pub use log::{EgressLog, EgressRecord};
 pub use resolve::{Resolve, StaticResolver, SystemResolver};
 
-use crate::sandbox::network::{Decision, PolicyHandle};
+use crate::policy::{Decision, PolicyHandle};
 
 /// Errors starting the gateway's listeners.
 #[derive(Debug, thiserror::Error)]

@@ -13,7 +13,6 @@
 //! tokio::spawn({ let r = router.clone(); async move { r.serve(listener).await } });
 //! router.reload(&new_inference, &blueprint_dir, &new_creds)?;                  // hot
 //! router.last_inference();                                                      // for status
-//! let env = agent_env(Some(&inference));                                        // sandbox env
 //! ```
 
 pub mod error;
@@ -38,44 +37,13 @@ use bytes::Bytes;
 
 pub use error::{ApiError, InferenceError};
 
-use crate::blueprint::{BackendKind, Inference};
+use crate::blueprint::Inference;
 use crate::gateway::credentials::Credentials;
 use limits::Limiter;
 use policy::Policy;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type BoxBody = http_body_util::combinators::BoxBody<Bytes, BoxError>;
-
-/// The host name the agent uses; the sandbox network routes it to this router.
-pub const INFERENCE_HOST: &str = "inference.local";
-/// The key the agent holds. It means nothing outside the gateway, which ignores it and sends
-/// the real key upstream.
-pub const PLACEHOLDER_KEY: &str = "nemoclaw-placeholder-key";
-
-/// The environment an agent gets for inference: OpenAI variables always, Anthropic ones when a
-/// backend of that kind is configured. Pure; the sandbox spec calls it.
-pub fn agent_env(inference: Option<&Inference>) -> Vec<(String, String)> {
-    let Some(inf) = inference else { return vec![] };
-    let mut env = vec![
-        (
-            "OPENAI_BASE_URL".to_string(),
-            format!("http://{INFERENCE_HOST}/v1"),
-        ),
-        ("OPENAI_API_KEY".to_string(), PLACEHOLDER_KEY.to_string()),
-    ];
-    if inf
-        .backends
-        .iter()
-        .any(|b| b.kind == BackendKind::Anthropic)
-    {
-        env.push((
-            "ANTHROPIC_BASE_URL".to_string(),
-            format!("http://{INFERENCE_HOST}"),
-        ));
-        env.push(("ANTHROPIC_API_KEY".to_string(), PLACEHOLDER_KEY.to_string()));
-    }
-    env
-}
 
 /// HTTP-level limits of the listener.
 #[derive(Debug, Clone)]
@@ -320,29 +288,4 @@ fn short(name: &str) -> String {
         .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
         .take(24)
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn agent_env_has_placeholders_only() {
-        let inf: Inference = serde_json::from_value(serde_json::json!({
-            "backends": [{"name": "a", "kind": "anthropic", "apiKey": {"env": "ANTHROPIC_KEY"}}, {"name": "m", "kind": "mock"}],
-            "allowedModels": ["mock-1"],
-        }))
-        .unwrap();
-        let env = agent_env(Some(&inf));
-        assert!(env.contains(&("OPENAI_BASE_URL".into(), "http://inference.local/v1".into())));
-        assert!(env.contains(&("OPENAI_API_KEY".into(), PLACEHOLDER_KEY.into())));
-        assert!(env.contains(&("ANTHROPIC_BASE_URL".into(), "http://inference.local".into())));
-        assert!(agent_env(None).is_empty());
-    }
-
-    #[test]
-    fn the_sandbox_spec_and_the_gateway_agree_on_host_and_placeholder() {
-        assert_eq!(PLACEHOLDER_KEY, crate::sandbox::spec::PLACEHOLDER_API_KEY);
-        assert_eq!(INFERENCE_HOST, crate::sandbox::spec::INFERENCE_HOST);
-    }
 }

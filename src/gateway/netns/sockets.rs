@@ -11,8 +11,8 @@ use rtnetlink::{Handle, LinkUnspec, LinkVeth, RouteMessageBuilder};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::nft::{render, GatewayPorts};
-use super::policy::NetworkPolicy;
 use super::NetError;
+use crate::policy::NetworkPolicy;
 
 /// The veth end that carries the sandbox's address and default route.
 pub const INNER_LINK: &str = "nc0";

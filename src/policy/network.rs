@@ -6,20 +6,18 @@
 //! steps: [`NetworkPolicy::decide_name`] (domain and port), then [`NetworkPolicy::pick_address`]
 //! on its own resolution of the name (the SSRF guard: the address it returns is the one to dial).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fmt;
 use std::net::IpAddr;
 use std::path::Path;
+use std::sync::{Arc, RwLock};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::addr::{special_purpose, Cidr};
-use crate::blueprint::domain::{check_port, parse_rule, DomainSpec};
-use crate::blueprint::presets as builtin_presets;
-use crate::blueprint::types::{DnsResolver, DomainRule, Network};
-
-/// The name the inference gateway answers to inside the sandbox.
-pub const INFERENCE_HOST: &str = "inference.local";
+use super::domain::{check_port, parse_rule, DomainSpec};
+use super::presets::all_presets;
+use super::types::{DnsResolver, Network};
 
 /// Errors compiling a policy: each names the offending entry and how to fix it.
 #[derive(Debug, thiserror::Error)]
@@ -87,92 +85,6 @@ pub struct NetworkPolicy {
     pub allow_addresses: Vec<AddressRule>,
     pub dns: DnsResolver,
     pub ingress: Vec<IngressRule>,
-}
-
-/// A user preset file, `presets/<name>.yaml`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct PresetFile {
-    #[serde(default)]
-    pub description: String,
-    pub domains: Vec<DomainRule>,
-}
-
-/// A preset as listed by `nemoclaw presets`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Preset {
-    pub name: String,
-    pub description: String,
-    /// `builtin` or the path of the user's file.
-    pub source: String,
-    pub domains: Vec<DomainRule>,
-}
-
-/// The built-in presets, then the user's `<dir>/<name>.yaml` (a user preset replaces a built-in
-/// of the same name). A missing directory means no user presets.
-pub fn all_presets(user_dir: Option<&Path>) -> Result<BTreeMap<String, Preset>, PolicyError> {
-    let mut out = BTreeMap::new();
-    for (name, description, domains) in builtin_presets::BUILTIN {
-        out.insert(
-            (*name).to_string(),
-            Preset {
-                name: (*name).to_string(),
-                description: (*description).to_string(),
-                source: "builtin".into(),
-                domains: domains
-                    .iter()
-                    .map(|d| DomainRule::Name((*d).to_string()))
-                    .collect(),
-            },
-        );
-    }
-    let Some(dir) = user_dir else { return Ok(out) };
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => {
-            return Err(PolicyError::PresetFile {
-                path: dir.display().to_string(),
-                message: e.to_string(),
-            })
-        }
-    };
-    let mut paths: Vec<_> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    paths.sort();
-    for path in paths {
-        let Some(name) = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.strip_suffix(".yaml"))
-        else {
-            continue;
-        };
-        let err = |message: String| PolicyError::PresetFile {
-            path: path.display().to_string(),
-            message,
-        };
-        let text = std::fs::read_to_string(&path).map_err(|e| err(e.to_string()))?;
-        let file = parse_preset_file(&text).map_err(err)?;
-        out.insert(
-            name.to_string(),
-            Preset {
-                name: name.to_string(),
-                description: file.description,
-                source: path.display().to_string(),
-                domains: file.domains,
-            },
-        );
-    }
-    Ok(out)
-}
-
-/// Parses a user preset file (`description`, `domains`).
-pub fn parse_preset_file(text: &str) -> Result<PresetFile, String> {
-    let file: PresetFile = serde_saphyr::from_str(text).map_err(|e| format!("{e}"))?;
-    if file.domains.is_empty() {
-        return Err("`domains` is empty: list the domains this preset allows".into());
-    }
-    Ok(file)
 }
 
 impl NetworkPolicy {
@@ -390,10 +302,30 @@ impl Decision {
     }
 }
 
+/// The policy that the gateway reads on every new connection and DNS query; cloning shares it.
+#[derive(Debug, Clone)]
+pub struct PolicyHandle(Arc<RwLock<Arc<NetworkPolicy>>>);
+
+impl PolicyHandle {
+    pub fn new(policy: NetworkPolicy) -> PolicyHandle {
+        PolicyHandle(Arc::new(RwLock::new(Arc::new(policy))))
+    }
+
+    /// The policy in force now.
+    pub fn current(&self) -> Arc<NetworkPolicy> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Swaps in `policy`: new connections and queries follow it at once.
+    pub fn reload(&self, policy: NetworkPolicy) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(policy);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::blueprint::types::{Dns, Egress, Ingress};
+    use crate::policy::types::{Dns, DomainRule, Egress, Ingress};
 
     fn policy(
         domains: &[&str],
@@ -547,5 +479,18 @@ mod tests {
         assert_eq!(v["port"], 443);
         assert_eq!(v["hint"], "add it to network.egress.allowedDomains");
         assert!(v["rule"].is_string());
+    }
+
+    #[test]
+    fn handle_reload_is_seen_by_clones() {
+        let h = PolicyHandle::new(NetworkPolicy::compile(&Network::default(), None).unwrap());
+        let h2 = h.clone();
+        assert!(!h2.current().decide_name("a.example", 443).allowed);
+        let mut net = Network::default();
+        net.egress
+            .allowed_domains
+            .push(DomainRule::Name("a.example".into()));
+        h.reload(NetworkPolicy::compile(&net, None).unwrap());
+        assert!(h2.current().decide_name("a.example", 443).allowed);
     }
 }

@@ -1,9 +1,9 @@
-//! The sealed network namespace of a sandbox and the policy it enforces.
+//! The sealed network namespace of a sandbox, as the gateway holds it: the only way out of the
+//! sandbox is through the gateway's sockets planted in it.
 //!
-//! - [`policy`] (pure): the blueprint's `network` section compiled into a [`NetworkPolicy`]
-//!   and the decisions the gateway takes with it; [`addr`]: CIDRs and the SSRF ranges.
-//! - [`nft`] (pure): the nftables fence as data.
-//! - [`netns`]: the effectful shell: links by netlink, the fence applied with `nft`, and the
+//! - [`nft`] (pure): the nftables fence as data, rendered from a
+//!   [`NetworkPolicy`](crate::policy::NetworkPolicy).
+//! - [`sockets`]: the effectful shell: links by netlink, the fence applied with `nft`, and the
 //!   gateway's sockets planted inside the netns by a thread that `setns`es in.
 //!
 //! Integration (the supervisor, once the sandbox's netns exists and before the agent execs):
@@ -11,19 +11,17 @@
 //! sockets with `gateway::egress::serve` and `gateway::dns::serve`; on a `network` change,
 //! [`reload`].
 
-pub mod addr;
-pub mod netns;
 pub mod nft;
-pub mod policy;
+pub mod sockets;
 
 use std::os::fd::BorrowedFd;
-use std::sync::{Arc, RwLock};
 
-pub use netns::{
+pub use nft::GatewayPorts;
+pub use sockets::{
     bind_gateway, bind_tcp_in_netns, in_netns, setup_sealed, tcp_socket_in_netns, GatewaySockets,
 };
-pub use nft::GatewayPorts;
-pub use policy::{Decision, NetworkPolicy, PolicyError};
+
+use crate::policy::{NetworkPolicy, PolicyHandle, INFERENCE_HOST};
 
 /// Errors setting up or changing a sandbox's network.
 #[derive(Debug, thiserror::Error)]
@@ -42,31 +40,11 @@ pub enum NetError {
     Bind(String, std::io::Error),
 }
 
-/// The policy that the gateway reads on every new connection and DNS query; cloning shares it.
-#[derive(Debug, Clone)]
-pub struct PolicyHandle(Arc<RwLock<Arc<NetworkPolicy>>>);
-
-impl PolicyHandle {
-    pub fn new(policy: NetworkPolicy) -> PolicyHandle {
-        PolicyHandle(Arc::new(RwLock::new(Arc::new(policy))))
-    }
-
-    /// The policy in force now.
-    pub fn current(&self) -> Arc<NetworkPolicy> {
-        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    /// Swaps in `policy`: new connections and queries follow it at once.
-    pub fn reload(&self, policy: NetworkPolicy) {
-        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(policy);
-    }
-}
-
 /// The proxy variables the agent gets (`HTTP_PROXY`, `HTTPS_PROXY` in both cases, `NO_PROXY`).
 /// Programs that ignore them still go through the gateway, transparently.
 pub fn agent_env(ports: &GatewayPorts) -> Vec<(String, String)> {
     let proxy = format!("http://127.0.0.1:{}", ports.proxy);
-    let no_proxy = format!("{},localhost,127.0.0.1", policy::INFERENCE_HOST);
+    let no_proxy = format!("{},localhost,127.0.0.1", INFERENCE_HOST);
     let mut env = Vec::new();
     for k in ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"] {
         env.push((k.to_string(), proxy.clone()));
@@ -81,10 +59,10 @@ pub fn agent_env(ports: &GatewayPorts) -> Vec<(String, String)> {
 /// redirected to the gateway anyway.
 pub fn resolv_conf(policy: &NetworkPolicy) -> String {
     match policy.dns {
-        crate::blueprint::types::DnsResolver::Host => {
+        crate::policy::types::DnsResolver::Host => {
             "nameserver 127.0.0.1\noptions edns0 trust-ad\n".into()
         }
-        crate::blueprint::types::DnsResolver::None => {
+        crate::policy::types::DnsResolver::None => {
             "# dns.resolver: none: this sandbox has no DNS\n".into()
         }
     }
@@ -98,7 +76,7 @@ pub fn reload(
     policy: NetworkPolicy,
     ports: &GatewayPorts,
 ) -> Result<(), NetError> {
-    netns::apply_fence(netns, &policy, ports)?;
+    sockets::apply_fence(netns, &policy, ports)?;
     handle.reload(policy);
     Ok(())
 }
@@ -106,7 +84,7 @@ pub fn reload(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::blueprint::types::Network;
+    use crate::policy::types::Network;
 
     #[test]
     fn agent_env_and_resolv_conf() {
@@ -118,20 +96,5 @@ mod tests {
         )));
         let p = NetworkPolicy::compile(&Network::default(), None).unwrap();
         assert_eq!(resolv_conf(&p).lines().next(), Some("nameserver 127.0.0.1"));
-    }
-
-    #[test]
-    fn handle_reload_is_seen_by_clones() {
-        let h = PolicyHandle::new(NetworkPolicy::compile(&Network::default(), None).unwrap());
-        let h2 = h.clone();
-        assert!(!h2.current().decide_name("a.example", 443).allowed);
-        let mut net = Network::default();
-        net.egress
-            .allowed_domains
-            .push(crate::blueprint::types::DomainRule::Name(
-                "a.example".into(),
-            ));
-        h.reload(NetworkPolicy::compile(&net, None).unwrap());
-        assert!(h2.current().decide_name("a.example", 443).allowed);
     }
 }

@@ -20,8 +20,8 @@ use nftables::schema::{Chain, NfCmd, NfListObject, NfObject, Nftables, Rule, Tab
 use nftables::stmt::{Match, Operator, Reject, RejectType, Statement, NAT};
 use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
 
-use super::policy::NetworkPolicy;
-use crate::blueprint::types::DnsResolver;
+use crate::policy::types::DnsResolver;
+use crate::policy::NetworkPolicy;
 
 /// The table nemoclaw owns in each sandbox netns.
 pub const TABLE: &str = "nemoclaw";
@@ -368,7 +368,7 @@ impl Ruleset {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::blueprint::types::{Dns, Egress, Network};
+    use crate::policy::types::{Dns, Egress, Network};
 
     fn policy(blocked: &[u32], dns: DnsResolver) -> NetworkPolicy {
         let net = Network {

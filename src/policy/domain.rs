@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use super::types::{defaults, DomainRule};
+use super::types::{DomainRule, DOMAIN_PORTS};
 
 /// A host pattern: an exact name or a `*.` wildcard over any depth of subdomains (the apex
 /// itself is not matched by the wildcard).
@@ -51,7 +51,7 @@ impl fmt::Display for HostPattern {
 impl fmt::Display for DomainSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.pattern)?;
-        if self.ports != defaults::DOMAIN_PORTS {
+        if self.ports != DOMAIN_PORTS {
             let ports: Vec<String> = self.ports.iter().map(u16::to_string).collect();
             write!(f, " (ports {})", ports.join(", "))?;
         }
@@ -84,7 +84,7 @@ pub fn parse_rule(rule: &DomainRule) -> Result<DomainSpec, String> {
         }
     };
     let pattern = parse_host_pattern(&host)?;
-    let mut ports = ports.unwrap_or_else(|| defaults::DOMAIN_PORTS.to_vec());
+    let mut ports = ports.unwrap_or_else(|| DOMAIN_PORTS.to_vec());
     ports.sort_unstable();
     ports.dedup();
     Ok(DomainSpec { pattern, ports })
@@ -194,7 +194,7 @@ pub fn check_domain_name(name: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::blueprint::types::DomainWithPorts;
+    use crate::policy::types::DomainWithPorts;
 
     fn rule(s: &str) -> Result<DomainSpec, String> {
         parse_rule(&DomainRule::Name(s.into()))
