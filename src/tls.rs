@@ -17,10 +17,25 @@ pub const CA_FILE_ENV: &str = "NEMOCLAW_CA_FILE";
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("CA file {path}: {reason} (it must hold PEM certificates; see {CA_FILE_ENV})")]
-    CaFile { path: PathBuf, reason: String },
-    #[error("TLS setup: {0}")]
-    Setup(String),
+    #[error("CA file {} (it must hold PEM certificates; see {CA_FILE_ENV})", path.display())]
+    CaFile {
+        path: PathBuf,
+        #[source]
+        source: CaFileError,
+    },
+    #[error("TLS setup")]
+    Setup(#[source] rustls::Error),
+}
+
+/// What is wrong with the CA file.
+#[derive(Debug, thiserror::Error)]
+pub enum CaFileError {
+    #[error(transparent)]
+    Pem(#[from] rustls::pki_types::pem::Error),
+    #[error("no PEM certificates in it")]
+    NoCertificates,
+    #[error("a certificate is refused")]
+    Refused(#[from] rustls::Error),
 }
 
 /// The extra CA file named by `NEMOCLAW_CA_FILE`, if any.
@@ -33,26 +48,26 @@ pub fn client_config(extra_ca: Option<&Path>) -> Result<rustls::ClientConfig, Tl
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if let Some(path) = extra_ca {
-        let bad = |reason: String| TlsError::CaFile {
+        let bad = |source: CaFileError| TlsError::CaFile {
             path: path.to_path_buf(),
-            reason,
+            source,
         };
         let certs = CertificateDer::pem_file_iter(path)
-            .map_err(|e| bad(e.to_string()))?
+            .map_err(|e| bad(e.into()))?
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| bad(e.to_string()))?;
+            .map_err(|e| bad(e.into()))?;
         if certs.is_empty() {
-            return Err(bad("no PEM certificates in it".into()));
+            return Err(bad(CaFileError::NoCertificates));
         }
         for c in certs {
-            roots.add(c).map_err(|e| bad(e.to_string()))?;
+            roots.add(c).map_err(|e| bad(e.into()))?;
         }
     }
     Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
-    .map_err(|e| TlsError::Setup(e.to_string()))?
+    .map_err(TlsError::Setup)?
     .with_root_certificates(roots)
     .with_no_client_auth())
 }
@@ -92,11 +107,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("ca.pem");
         std::fs::write(&f, "not a certificate\n").unwrap();
-        let e = client_config(Some(&f)).unwrap_err().to_string();
+        let e = crate::error_chain(&client_config(Some(&f)).unwrap_err());
         assert!(e.contains(&f.display().to_string()), "{e}");
         assert!(e.contains("no PEM certificates"), "{e}");
         let missing = dir.path().join("missing.pem");
-        let e = client_config(Some(&missing)).unwrap_err().to_string();
+        let e = crate::error_chain(&client_config(Some(&missing)).unwrap_err());
         assert!(e.contains("missing.pem"), "{e}");
     }
 

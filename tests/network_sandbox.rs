@@ -11,8 +11,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use nemoclaw::gateway::egress::{SandboxGateway, StaticResolver};
+use nemoclaw::sandbox::spawn::HookError;
 use nemoclaw::sandbox::spec::{self, HostView, IdRange, SpecInput};
-use nemoclaw::sandbox::{spawn, NetworkSetup, SpawnOptions, Stdio};
+use nemoclaw::sandbox::{spawn, NetnsHandle, NetworkSetup, SpawnOptions, Stdio};
 use network_support::{test_names, Spec, World};
 
 fn blueprint(dir: &Path) -> nemoclaw::blueprint::Blueprint {
@@ -31,6 +32,15 @@ fn read_all(fd: OwnedFd) -> String {
     let mut s = String::new();
     let _ = std::fs::File::from(fd).read_to_string(&mut s);
     s
+}
+
+/// The gateway as the spawn hook, the way the supervisor plugs it in.
+struct Hook<'a>(&'a mut SandboxGateway);
+
+impl NetworkSetup for Hook<'_> {
+    fn setup(&mut self, ns: &NetnsHandle<'_>) -> Result<(), HookError> {
+        Ok(self.0.attach(ns.netns)?)
+    }
 }
 
 /// A started agent: wait for it with [`Agent::finish`].
@@ -87,8 +97,8 @@ fn start_agent(w: &World, gw: &mut SandboxGateway, script: &str) -> Agent {
         cgroups: false,
         seccomp: true,
     };
-    let hook: &mut dyn NetworkSetup = gw;
-    let sandbox = spawn::spawn(&sb_spec, &opts, stdio, hook).expect("spawning the sandbox");
+    let sandbox =
+        spawn::spawn(&sb_spec, &opts, stdio, &mut Hook(gw)).expect("spawning the sandbox");
     Agent {
         sandbox,
         out: out_r,

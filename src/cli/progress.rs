@@ -88,10 +88,11 @@ impl Reporter {
                     ),
                     Ok(()) => {}
                     Err(e) => eprintln!(
-                        "{} {} {}: failed: {e}",
+                        "{} {} {}: failed: {}",
                         o.kind.symbol(),
                         o.kind.verb(),
-                        o.name
+                        o.name,
+                        crate::error_chain(e)
                     ),
                 }
             }

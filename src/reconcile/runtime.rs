@@ -39,7 +39,7 @@ impl Runtime for SupervisorRuntime {
 
 /// Sandboxes a plan would start whose host checks fail: nothing was changed.
 #[derive(Debug, thiserror::Error)]
-#[error("nothing was changed: {}", .problems.iter().map(|(n, e)| format!("{n}: {e}")).collect::<Vec<_>>().join("; "))]
+#[error("nothing was changed: {}", .problems.iter().map(|(n, e)| format!("{n}: {}", crate::error_chain(e.as_ref()))).collect::<Vec<_>>().join("; "))]
 pub struct PreflightError {
     pub problems: Vec<(String, RuntimeError)>,
 }

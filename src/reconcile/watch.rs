@@ -166,7 +166,7 @@ impl Watcher {
             Ok(l) => l,
             Err(e) => {
                 return on(Event::Error {
-                    error: e.to_string(),
+                    error: crate::error_chain(&e),
                 })
             }
         };
@@ -175,7 +175,7 @@ impl Watcher {
         };
         if let Err(e) = preflight(&self.home, &prepared.plan) {
             return on(Event::Error {
-                error: e.to_string(),
+                error: crate::error_chain(&e),
             });
         }
         let runtime = SupervisorRuntime {
@@ -220,7 +220,7 @@ impl Watcher {
             }
             Err((e, _)) => {
                 on(Event::Error {
-                    error: e.to_string(),
+                    error: crate::error_chain(&e),
                 });
                 None
             }

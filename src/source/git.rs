@@ -14,15 +14,19 @@ use crate::home::{create_dir_private, FileLock, HomeError};
 pub enum GitError {
     #[error(transparent)]
     Home(#[from] HomeError),
-    #[error("git {url}: {what}: {source}")]
+    #[error("git {url}: {what}")]
     Git {
         url: String,
         what: &'static str,
         #[source]
         source: git2::Error,
     },
-    #[error("git {url}: {reason}")]
-    Setup { url: String, reason: String },
+    #[error("git {url}")]
+    Setup {
+        url: String,
+        #[source]
+        source: super::git_http::PreflightError,
+    },
     #[error(
         "git {url}: ref `{reference}` is neither a branch, a tag nor a commit of the repository"
     )]
@@ -56,9 +60,9 @@ pub fn checkout(cache: &Path, url: &str, reference: &str) -> Result<Checkout, Gi
         Duration::from_secs(120),
     )?;
     let dir = base.join("repo");
-    super::git_http::preflight(url).map_err(|reason| GitError::Setup {
+    super::git_http::preflight(url).map_err(|source| GitError::Setup {
         url: super::git_http::redact(url),
-        reason,
+        source,
     })?;
     super::git_http::register().map_err(|source| GitError::Git {
         url: super::git_http::redact(url),

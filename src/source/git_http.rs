@@ -59,15 +59,23 @@ pub fn register() -> Result<(), git2::Error> {
     .map_err(|m| git2::Error::from_str(&m))
 }
 
+/// Why a source URL cannot be fetched, found before libgit2 is involved.
+#[derive(Debug, thiserror::Error)]
+pub enum PreflightError {
+    #[error("plain http is refused for sources (anyone on the way could change what nemoclaw runs): use an https:// URL")]
+    PlainHttp,
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+}
+
 /// Checks, before libgit2 is involved, what would otherwise fail inside it with a vaguer
 /// message: the URL's scheme and the TLS setup (the CA file).
-pub fn preflight(url: &str) -> Result<(), String> {
+pub fn preflight(url: &str) -> Result<(), PreflightError> {
     if url.starts_with("http://") {
-        return Err("plain http is refused for sources (anyone on the way could change what nemoclaw runs): use an https:// URL".into());
+        return Err(PreflightError::PlainHttp);
     }
     if url.starts_with("https://") {
-        crate::tls::client_config(crate::tls::ca_file_from_env().as_deref())
-            .map_err(|e| e.to_string())?;
+        crate::tls::client_config(crate::tls::ca_file_from_env().as_deref())?;
     }
     Ok(())
 }

@@ -62,7 +62,7 @@ fn router_config(home: &Home, name: &str, bp: &Blueprint, bp_path: &Path) -> Opt
     let mut cfg = RouterConfig::new(name, inf, base_dir(bp_path));
     cfg.log_dir = Some(home.logs(name));
     // Out of the agent's reach: the agent cannot reset its own daily budget.
-    cfg.budget_file = Some(home.run_dir(name).join("inference-budget.json"));
+    cfg.budget_file = Some(home.inference_budget(name));
     cfg.ca_file = crate::tls::ca_file_from_env();
     Some(cfg)
 }
