@@ -23,6 +23,7 @@ pub mod reconcile;
 pub mod sandbox;
 pub mod source;
 pub mod supervisor;
+pub mod sync;
 pub mod tls;
 
 /// Version string shown by `--version` and recorded in deployments.

@@ -57,13 +57,14 @@ fn uptime_of(pid: i32) -> Option<u64> {
     let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
         .ok()??
         .max(1) as u64;
-    let boot_uptime: f64 = std::fs::read_to_string("/proc/uptime")
+    // Whole seconds since boot: the integer part of /proc/uptime's first field.
+    let boot_uptime: u64 = std::fs::read_to_string("/proc/uptime")
         .ok()?
-        .split_whitespace()
+        .split(['.', ' '])
         .next()?
         .parse()
         .ok()?;
-    Some((boot_uptime as u64).saturating_sub(start_ticks / ticks))
+    Some(boot_uptime.saturating_sub(start_ticks / ticks))
 }
 
 fn row(home: &crate::home::Home, rec: &Deployed, default_agent: &str) -> Row {

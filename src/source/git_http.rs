@@ -30,6 +30,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
+use crate::sync::lock;
+
 type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 const MAX_REDIRECTS: usize = 5;
@@ -176,14 +178,14 @@ impl SmartSubtransport for Https {
                 let (clean, auth) = credentials(url);
                 let base = clean.trim_end_matches('/').to_string();
                 if let Some(a) = auth {
-                    *s.auth.lock().unwrap() = Some((host_of(&base).to_string(), a));
+                    *lock(&s.auth) = Some((host_of(&base).to_string(), a));
                 }
                 let (final_url, body) = s.get_refs(format!("{base}{REFS_SUFFIX}"))?;
                 let base = final_url
                     .strip_suffix(REFS_SUFFIX)
                     .unwrap_or(&base)
                     .to_string();
-                *s.base.lock().unwrap() = Some(base);
+                *lock(&s.base) = Some(base);
                 Ok(Box::new(Exchange {
                     shared: s.clone(),
                     state: State::Reading {
@@ -193,10 +195,7 @@ impl SmartSubtransport for Https {
                 }))
             }
             Service::UploadPack => {
-                let base = s
-                    .base
-                    .lock()
-                    .unwrap()
+                let base = lock(&s.base)
                     .clone()
                     .unwrap_or_else(|| credentials(url).0.trim_end_matches('/').to_string());
                 Ok(Box::new(Exchange {
@@ -237,7 +236,7 @@ impl Shared {
         } else {
             req = req.header(header::ACCEPT, "*/*");
         }
-        if let Some((host, value)) = self.auth.lock().unwrap().as_ref() {
+        if let Some((host, value)) = lock(&self.auth).as_ref() {
             if host_of(url) == host {
                 req = req.header(header::AUTHORIZATION, value.as_str());
             }
