@@ -20,7 +20,7 @@ use nix::fcntl::{Flock, FlockArg};
 pub enum HomeError {
     #[error("cannot find the home directory: set $NEMOCLAW_HOME or $HOME")]
     NoHome,
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         path: PathBuf,
         #[source]

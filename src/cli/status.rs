@@ -1,14 +1,12 @@
-//! `nemoclaw status [NAME] [--json]`: every deployed sandbox with its agent, version, source
-//! commit, state, restarts, uptime and memory, from the inventory and the supervisors.
+//! `nemoclaw status [NAME] [--json]`: prints [`crate::reconcile::status::rows`] as a table or
+//! as JSON.
 
 use std::time::Duration;
 
 use clap::Args;
-use serde::Serialize;
 
 use super::{Context, Exit};
-use crate::reconcile::inventory::{Deployed, Inventory};
-use crate::supervisor::{self, client::Client, protocol::Request};
+use crate::reconcile::status;
 
 #[derive(Debug, Clone, Args)]
 pub struct StatusArgs {
@@ -17,101 +15,6 @@ pub struct StatusArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
-}
-
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Row {
-    pub name: String,
-    pub agent: String,
-    pub version: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub commit: Option<String>,
-    /// running, starting, backoff, failed, exited, stopped (by the user), down (no supervisor).
-    pub state: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
-    pub restarts: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub uptime_seconds: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub memory_bytes: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub pid: Option<i32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub healthy: Option<bool>,
-    /// Average CPU use since the agent started, in percent of one core.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cpu_percent: Option<f64>,
-    /// Unix seconds of the last inference request the gateway answered.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_inference: Option<u64>,
-}
-
-/// Seconds since process `pid` started (from /proc), if it exists.
-fn uptime_of(pid: i32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Field 22 (starttime, clock ticks after boot) counts from the end of the `(comm)` field.
-    let after = &stat[stat.rfind(')')? + 2..];
-    let start_ticks: u64 = after.split_whitespace().nth(19)?.parse().ok()?;
-    let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-        .ok()??
-        .max(1) as u64;
-    // Whole seconds since boot: the integer part of /proc/uptime's first field.
-    let boot_uptime: u64 = std::fs::read_to_string("/proc/uptime")
-        .ok()?
-        .split(['.', ' '])
-        .next()?
-        .parse()
-        .ok()?;
-    Some(boot_uptime.saturating_sub(start_ticks / ticks))
-}
-
-fn row(home: &crate::home::Home, rec: &Deployed, default_agent: &str) -> Row {
-    let mut r = Row {
-        name: rec.name.clone(),
-        agent: rec
-            .blueprint
-            .agent
-            .kind
-            .clone()
-            .unwrap_or_else(|| default_agent.to_string()),
-        version: rec.version,
-        commit: rec.source.commit.clone(),
-        state: "down".into(),
-        message: None,
-        restarts: 0,
-        uptime_seconds: None,
-        memory_bytes: None,
-        pid: None,
-        healthy: None,
-        cpu_percent: None,
-        last_inference: None,
-    };
-    if supervisor::is_running(home, &rec.name) {
-        let status = Client::connect(&home.control_socket(&rec.name))
-            .and_then(|mut c| c.request(Request::Status));
-        match status.ok().and_then(|resp| resp.status) {
-            Some(s) => {
-                r.state = serde_json::to_value(s.state)
-                    .ok()
-                    .and_then(|v| v.as_str().map(String::from))
-                    .unwrap_or_default();
-                r.message = s.message;
-                r.restarts = s.restarts;
-                r.memory_bytes = s.memory_bytes;
-                r.pid = s.pid;
-                r.uptime_seconds = s.pid.and_then(uptime_of);
-                r.healthy = s.healthy;
-                r.cpu_percent = s.cpu_percent;
-                r.last_inference = s.last_inference;
-            }
-            None => r.state = "unresponsive".into(),
-        }
-    } else if rec.stopped {
-        r.state = "stopped".into();
-    }
-    r
 }
 
 fn human_duration(secs: u64) -> String {
@@ -126,21 +29,7 @@ fn human_duration(secs: u64) -> String {
 
 pub fn run(a: StatusArgs, ctx: &Context) -> anyhow::Result<Exit> {
     let home = ctx.home()?;
-    let inv = Inventory::load(&home)?;
-    let records: Vec<&Deployed> = inv
-        .records
-        .iter()
-        .filter(|r| a.name.as_ref().is_none_or(|n| *n == r.name))
-        .collect();
-    if let Some(n) = &a.name {
-        if records.is_empty() {
-            anyhow::bail!("`{n}` is not a deployed sandbox");
-        }
-    }
-    let rows: Vec<Row> = records
-        .iter()
-        .map(|r| row(&home, r, ctx.flavor.default_agent_type()))
-        .collect();
+    let rows = status::rows(&home, a.name.as_deref(), ctx.flavor.default_agent_type())?;
     if a.json {
         println!(
             "{}",

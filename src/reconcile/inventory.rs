@@ -20,13 +20,13 @@ pub const RECORD_FORMAT: u32 = 1;
 pub enum InventoryError {
     #[error(transparent)]
     Home(#[from] HomeError),
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("{path} is not a valid deployment record ({source}); move it aside and run apply again to recreate it")]
+    #[error("{path} is not a valid deployment record (move it aside and run apply again to recreate it)")]
     Corrupt {
         path: PathBuf,
         #[source]

@@ -7,6 +7,7 @@
 //! - [`apply`]: executing a plan, crash-safe, behind the [`apply::Runtime`] seam;
 //!   [`runtime`]: the production runtime (supervisors) and the pre-apply host checks.
 //! - [`lifecycle`]: start/stop/restart/destroy under the apply lock, inventory kept true.
+//! - [`status`]: what each deployed sandbox is doing, for `nemoclaw status`.
 //! - [`watch`]: the reconcile loop (file changes, git polls, resyncs).
 
 pub mod apply;
@@ -18,6 +19,7 @@ pub mod prepare;
 pub mod render;
 pub mod runtime;
 pub mod saved;
+pub mod status;
 pub mod watch;
 
 #[cfg(test)]

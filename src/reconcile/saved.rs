@@ -35,13 +35,13 @@ pub struct SavedPlan {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SavedPlanError {
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("{path} is not a nemoclaw plan file ({source})")]
+    #[error("{path} is not a nemoclaw plan file")]
     Parse {
         path: PathBuf,
         #[source]

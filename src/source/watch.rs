@@ -11,7 +11,7 @@ use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 pub const DEBOUNCE: Duration = Duration::from_millis(200);
 
 #[derive(Debug, thiserror::Error)]
-#[error("cannot watch {path}: {source}")]
+#[error("cannot watch {path}")]
 pub struct WatchError {
     path: String,
     #[source]
