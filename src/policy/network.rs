@@ -3,7 +3,7 @@
 //! [`NetworkPolicy::compile`] turns a blueprint's `network` section (presets expanded) into the
 //! one value that both the kernel fence ([`super::nft`]) and the egress gateway use, so the
 //! rules that `validate` accepts are exactly the ones enforced. The gateway decides in two
-//! steps: [`NetworkPolicy::decide_name`] (domain and port), then [`NetworkPolicy::pick_address`]
+//! steps: [`NetworkPolicy::decide_name`] (domain and port), then [`NetworkPolicy::choose_address`]
 //! on its own resolution of the name (the SSRF guard: the address it returns is the one to dial).
 
 use std::collections::BTreeSet;
@@ -621,6 +621,24 @@ mod tests {
         assert_eq!(
             crate::error_chain(&e),
             "network.egress.allowAddresses: `10.0.0.0/33`: the prefix length must be 0 to 32"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("star.yaml"), "domains: ['*']\n").unwrap();
+        let net = Network {
+            egress: Egress {
+                presets: vec!["star".into()],
+                ..Egress::default()
+            },
+            ..Network::default()
+        };
+        let e = NetworkPolicy::compile(&net, Some(dir.path())).unwrap_err();
+        assert!(matches!(
+            &e,
+            PolicyError::PresetEntry { preset, source: DomainError::EveryDomain } if preset == "star"
+        ));
+        assert!(
+            crate::error_chain(&e).starts_with("preset `star`: `*` would allow every domain"),
+            "{e}"
         );
     }
 }
