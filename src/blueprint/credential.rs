@@ -126,50 +126,45 @@ impl JsonSchema for CredentialRef {
     }
 }
 
+/// Why a credential reference is refused. No variant carries a value that looks like a secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReferenceError {
+    #[error("a secret is written inline: move it to an environment variable or to $NEMOCLAW_HOME/credentials/NAME (mode 0600) and write {{env: VARIABLE}} or {{file: NAME}}")]
+    InlineSecret,
+    #[error("credentials are referenced, never written inline: write {{env: VARIABLE}} or {{file: NAME}}")]
+    Inline,
+    #[error("this looks like the secret itself: name the environment variable that holds it, e.g. {{env: NVIDIA_API_KEY}}")]
+    SecretAsEnvName,
+    #[error("`{0}` is not an environment variable name: use upper-case letters, digits and `_`, e.g. NVIDIA_API_KEY")]
+    BadEnvName(String),
+    #[error("this looks like the secret itself: name a file under the home's credentials/ directory, e.g. {{file: nvidia}}")]
+    SecretAsFileName,
+    #[error("`{0}` is not a credentials file name: use a plain name (letters, digits, `.`, `_`, `-`) of a file in $NEMOCLAW_HOME/credentials/")]
+    BadFileName(String),
+}
+
 impl CredentialRef {
-    /// Checks the reference's own syntax; returns a message when it is malformed.
-    pub fn check(&self) -> Result<(), String> {
+    /// Checks the reference's own syntax.
+    pub fn check_syntax(&self) -> Result<(), ReferenceError> {
         match self {
-            CredentialRef::Inline(v) => Err(if v.looks_like_secret() {
-                "a secret is written inline: move it to an environment variable or to $NEMOCLAW_HOME/credentials/NAME (mode 0600) and write {env: VARIABLE} or {file: NAME}".into()
-            } else {
-                "credentials are referenced, never written inline: write {env: VARIABLE} or {file: NAME}".into()
-            }),
-            CredentialRef::Env(name) => {
-                let ok = !name.is_empty()
-                    && name
-                        .chars()
-                        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
-                    && !name.starts_with(|c: char| c.is_ascii_digit());
-                if ok {
-                    Ok(())
-                } else if looks_like_secret(name) {
-                    Err("this looks like the secret itself: name the environment variable that holds it, e.g. {env: NVIDIA_API_KEY}".into())
-                } else {
-                    Err(format!(
-                        "`{name}` is not an environment variable name: use upper-case letters, digits and `_`, e.g. NVIDIA_API_KEY"
-                    ))
-                }
+            CredentialRef::Inline(v) if v.looks_like_secret() => Err(ReferenceError::InlineSecret),
+            CredentialRef::Inline(_) => Err(ReferenceError::Inline),
+            CredentialRef::Env(name) if is_env_var_name(name) => Ok(()),
+            CredentialRef::Env(name) if looks_like_secret(name) => {
+                Err(ReferenceError::SecretAsEnvName)
             }
-            CredentialRef::File(name) => {
-                let ok = !name.is_empty()
-                    && name.len() <= 128
-                    && name != "."
-                    && name != ".."
-                    && name
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
-                if ok {
-                    Ok(())
-                } else if looks_like_secret(name) {
-                    Err("this looks like the secret itself: name a file under the home's credentials/ directory, e.g. {file: nvidia}".into())
-                } else {
-                    Err(format!(
-                        "`{name}` is not a credentials file name: use a plain name (letters, digits, `.`, `_`, `-`) of a file in $NEMOCLAW_HOME/credentials/"
-                    ))
-                }
+            CredentialRef::Env(name) => Err(ReferenceError::BadEnvName(name.clone())),
+            CredentialRef::File(name) if is_credentials_file_name(name) => Ok(()),
+            CredentialRef::File(name) if looks_like_secret(name) => {
+                Err(ReferenceError::SecretAsFileName)
             }
+            CredentialRef::File(name) => Err(ReferenceError::BadFileName(name.clone())),
         }
+    }
+
+    /// [`Self::check_syntax`] with the reason as text (what `gateway::credentials` reports).
+    pub fn check(&self) -> Result<(), String> {
+        self.check_syntax().map_err(|e| e.to_string())
     }
 
     /// A human description that never includes a secret: `env NVIDIA_API_KEY`.
@@ -180,6 +175,26 @@ impl CredentialRef {
             CredentialRef::Inline(_) => "an inline value".into(),
         }
     }
+}
+
+/// `NVIDIA_API_KEY`: upper-case letters, digits and `_`, not starting with a digit.
+fn is_env_var_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+}
+
+/// A plain file name (letters, digits, `.`, `_`, `-`; not `.` or `..`) of at most 128 bytes.
+fn is_credentials_file_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name != "."
+        && name != ".."
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
 }
 
 /// Well-known prefixes of API keys and tokens.
@@ -352,5 +367,36 @@ mod tests {
         assert!(e.contains("looks like the secret"), "{e}");
         assert!(CredentialRef::File("nvidia".into()).check().is_ok());
         assert!(CredentialRef::File("../etc/shadow".into()).check().is_err());
+    }
+
+    #[test]
+    fn reference_errors_are_typed_and_never_hold_a_secret() {
+        let secret = "nvapi-AbCdEf0123456789abcdefGHIJ";
+        let inline = CredentialRef::Inline(Redacted(secret.into()));
+        assert_eq!(inline.check_syntax(), Err(ReferenceError::InlineSecret));
+        assert_eq!(
+            CredentialRef::Inline(Redacted("x".into())).check_syntax(),
+            Err(ReferenceError::Inline)
+        );
+        assert_eq!(
+            CredentialRef::Env(secret.into()).check_syntax(),
+            Err(ReferenceError::SecretAsEnvName)
+        );
+        assert_eq!(
+            CredentialRef::File("sk-proj/abcdefghijklmnop1234".into()).check_syntax(),
+            Err(ReferenceError::SecretAsFileName)
+        );
+        assert_eq!(
+            CredentialRef::Env("1X".into()).check_syntax(),
+            Err(ReferenceError::BadEnvName("1X".into()))
+        );
+        assert_eq!(
+            CredentialRef::File("..".into()).check_syntax(),
+            Err(ReferenceError::BadFileName("..".into()))
+        );
+        assert_eq!(
+            CredentialRef::Inline(Redacted("x".into())).check(),
+            Err("credentials are referenced, never written inline: write {env: VARIABLE} or {file: NAME}".into())
+        );
     }
 }

@@ -29,15 +29,49 @@ const BYTE_HELP: &str = "write a size such as 512Mi, 2Gi or 1G (or a plain numbe
 const CPU_HELP: &str = "write cores as a number such as 1.5 or as millicores such as 500m";
 const DUR_HELP: &str = "write a duration with a unit, such as 30s, 5m, 1h30m or 250ms";
 
+/// Why a quantity does not parse; each message says what a good value looks like. The field is
+/// the value as written (trimmed).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QuantityError {
+    #[error("empty size: {BYTE_HELP}")]
+    EmptySize,
+    #[error("size `{0}` is negative: {BYTE_HELP}")]
+    NegativeSize(String),
+    #[error("unknown size unit `{unit}` in `{size}`: {BYTE_HELP}")]
+    UnknownSizeUnit { unit: String, size: String },
+    #[error("`{0}` is not a size: {BYTE_HELP}")]
+    NotASize(String),
+    #[error("size `{0}` is too large")]
+    SizeTooLarge(String),
+    #[error("size `{0}` is not a whole number of bytes")]
+    FractionalBytes(String),
+    #[error("cpu `{0}` is negative: {CPU_HELP}")]
+    NegativeCpu(String),
+    #[error("`{0}` is not a CPU amount: {CPU_HELP}")]
+    NotACpu(String),
+    #[error("cpu `{0}` is out of range")]
+    CpuOutOfRange(String),
+    #[error("cpu `{0}` is finer than a millicore: {CPU_HELP}")]
+    FinerThanMillicore(String),
+    #[error("cpu `{0}` is zero: give at least 1m (a thousandth of a core)")]
+    ZeroCpu(String),
+    #[error("duration `{0}` is negative: {DUR_HELP}")]
+    NegativeDuration(String),
+    #[error("duration `{0}` has no unit: {DUR_HELP}")]
+    NoUnit(String),
+    #[error("`{0}` is not a duration: {DUR_HELP}")]
+    NotADuration(String),
+}
+
 impl ByteSize {
     /// Parses `512Mi`, `2Gi`, `1G`, `100k`, `4096`.
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self, QuantityError> {
         let t = s.trim();
         if t.is_empty() {
-            return Err(format!("empty size: {BYTE_HELP}"));
+            return Err(QuantityError::EmptySize);
         }
         if t.starts_with('-') {
-            return Err(format!("size `{t}` is negative: {BYTE_HELP}"));
+            return Err(QuantityError::NegativeSize(t.into()));
         }
         let split = t
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -53,17 +87,20 @@ impl ByteSize {
             "Mi" | "MiB" => 1 << 20,
             "Gi" | "GiB" => 1 << 30,
             "Ti" | "TiB" => 1 << 40,
-            other => return Err(format!("unknown size unit `{other}` in `{t}`: {BYTE_HELP}")),
+            other => {
+                return Err(QuantityError::UnknownSizeUnit {
+                    unit: other.into(),
+                    size: t.into(),
+                })
+            }
         };
-        let value: f64 = num
-            .parse()
-            .map_err(|_| format!("`{t}` is not a size: {BYTE_HELP}"))?;
+        let value: f64 = num.parse().map_err(|_| QuantityError::NotASize(t.into()))?;
         let bytes = value * mult as f64;
         if !bytes.is_finite() || bytes > u64::MAX as f64 {
-            return Err(format!("size `{t}` is too large"));
+            return Err(QuantityError::SizeTooLarge(t.into()));
         }
         if num.contains('.') && bytes.fract() != 0.0 {
-            return Err(format!("size `{t}` is not a whole number of bytes"));
+            return Err(QuantityError::FractionalBytes(t.into()));
         }
         Ok(ByteSize(bytes as u64))
     }
@@ -75,31 +112,27 @@ impl ByteSize {
 
 impl Cpu {
     /// Parses `1.5`, `2`, `500m`.
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self, QuantityError> {
         let t = s.trim();
         if t.starts_with('-') {
-            return Err(format!("cpu `{t}` is negative: {CPU_HELP}"));
+            return Err(QuantityError::NegativeCpu(t.into()));
         }
+        let not_a_cpu = || QuantityError::NotACpu(t.into());
         let millis = if let Some(m) = t.strip_suffix('m') {
-            m.parse::<u64>()
-                .map_err(|_| format!("`{t}` is not a CPU amount: {CPU_HELP}"))?
+            m.parse::<u64>().map_err(|_| not_a_cpu())?
         } else {
-            let cores: f64 = t
-                .parse()
-                .map_err(|_| format!("`{t}` is not a CPU amount: {CPU_HELP}"))?;
+            let cores: f64 = t.parse().map_err(|_| not_a_cpu())?;
             if !cores.is_finite() || cores > 100_000.0 {
-                return Err(format!("cpu `{t}` is out of range"));
+                return Err(QuantityError::CpuOutOfRange(t.into()));
             }
             let m = cores * 1000.0;
             if (m - m.round()).abs() > 1e-6 {
-                return Err(format!("cpu `{t}` is finer than a millicore: {CPU_HELP}"));
+                return Err(QuantityError::FinerThanMillicore(t.into()));
             }
             m.round() as u64
         };
         if millis == 0 {
-            return Err(format!(
-                "cpu `{t}` is zero: give at least 1m (a thousandth of a core)"
-            ));
+            return Err(QuantityError::ZeroCpu(t.into()));
         }
         Ok(Cpu(millis))
     }
@@ -111,17 +144,17 @@ impl Cpu {
 
 impl Dur {
     /// Parses `30s`, `1h30m`, `250ms`. A bare number is refused: the unit is never guessed.
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self, QuantityError> {
         let t = s.trim();
         if t.starts_with('-') {
-            return Err(format!("duration `{t}` is negative: {DUR_HELP}"));
+            return Err(QuantityError::NegativeDuration(t.into()));
         }
         if !t.is_empty() && t.chars().all(|c| c.is_ascii_digit()) {
-            return Err(format!("duration `{t}` has no unit: {DUR_HELP}"));
+            return Err(QuantityError::NoUnit(t.into()));
         }
         humantime::parse_duration(t)
             .map(Dur)
-            .map_err(|_| format!("`{t}` is not a duration: {DUR_HELP}"))
+            .map_err(|_| QuantityError::NotADuration(t.into()))
     }
 
     pub fn as_duration(self) -> Duration {
@@ -250,13 +283,20 @@ mod tests {
         assert_eq!(ByteSize::parse("1G").unwrap().bytes(), 1_000_000_000);
         assert_eq!(ByteSize::parse("4096").unwrap().bytes(), 4096);
         assert_eq!(ByteSize::parse("1.5Gi").unwrap().bytes(), 3 << 29);
-        assert!(ByteSize::parse("-1Gi").unwrap_err().contains("negative"));
+        assert!(ByteSize::parse("-1Gi")
+            .unwrap_err()
+            .to_string()
+            .contains("negative"));
         assert!(ByteSize::parse("2Gb")
             .unwrap_err()
+            .to_string()
             .contains("unknown size unit"));
         assert!(ByteSize::parse("lots").is_err());
         assert!(ByteSize::parse("").is_err());
-        assert!(ByteSize::parse("1.5").unwrap_err().contains("whole number"));
+        assert!(ByteSize::parse("1.5")
+            .unwrap_err()
+            .to_string()
+            .contains("whole number"));
         assert_eq!(ByteSize(512 << 20).to_string(), "512Mi");
         assert_eq!(ByteSize(1000).to_string(), "1000");
     }
@@ -266,9 +306,15 @@ mod tests {
         assert_eq!(Cpu::parse("1.5").unwrap().millicores(), 1500);
         assert_eq!(Cpu::parse("500m").unwrap().millicores(), 500);
         assert_eq!(Cpu::parse("2").unwrap().millicores(), 2000);
-        assert!(Cpu::parse("0").unwrap_err().contains("zero"));
-        assert!(Cpu::parse("-1").unwrap_err().contains("negative"));
-        assert!(Cpu::parse("0.0001").unwrap_err().contains("millicore"));
+        assert!(Cpu::parse("0").unwrap_err().to_string().contains("zero"));
+        assert!(Cpu::parse("-1")
+            .unwrap_err()
+            .to_string()
+            .contains("negative"));
+        assert!(Cpu::parse("0.0001")
+            .unwrap_err()
+            .to_string()
+            .contains("millicore"));
         assert_eq!(Cpu(1500).to_string(), "1500m");
         assert_eq!(Cpu(2000).to_string(), "2");
     }
@@ -287,8 +333,47 @@ mod tests {
             Dur::parse("250ms").unwrap().as_duration(),
             Duration::from_millis(250)
         );
-        assert!(Dur::parse("30").unwrap_err().contains("no unit"));
+        assert!(Dur::parse("30")
+            .unwrap_err()
+            .to_string()
+            .contains("no unit"));
         assert!(Dur::parse("soon").is_err());
-        assert!(Dur::parse("-5s").unwrap_err().contains("negative"));
+        assert!(Dur::parse("-5s")
+            .unwrap_err()
+            .to_string()
+            .contains("negative"));
+    }
+
+    #[test]
+    fn errors_are_typed_and_keep_the_value_as_written() {
+        assert_eq!(
+            ByteSize::parse(" 2Gb "),
+            Err(QuantityError::UnknownSizeUnit {
+                unit: "Gb".into(),
+                size: "2Gb".into()
+            })
+        );
+        assert_eq!(ByteSize::parse(""), Err(QuantityError::EmptySize));
+        assert_eq!(
+            Cpu::parse("lots"),
+            Err(QuantityError::NotACpu("lots".into()))
+        );
+        assert_eq!(Cpu::parse("0m"), Err(QuantityError::ZeroCpu("0m".into())));
+        assert_eq!(Dur::parse("30"), Err(QuantityError::NoUnit("30".into())));
+        assert_eq!(
+            Dur::parse("soon").unwrap_err().to_string(),
+            format!("`soon` is not a duration: {DUR_HELP}")
+        );
+    }
+
+    #[test]
+    fn serde_reports_the_typed_error_as_its_message() {
+        let e = serde_json::from_str::<Cpu>("\"-1\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(&QuantityError::NegativeCpu("-1".into()).to_string()),
+            "{e}"
+        );
     }
 }

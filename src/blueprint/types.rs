@@ -446,6 +446,19 @@ mod shapes {
     const GPU_HELP: &str =
         "a GPU count such as 1, `all`, or a list of device indexes or GPU-/MIG- UUIDs";
 
+    /// Why a `resources.gpu` value is refused (reported through serde's custom error).
+    #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+    pub(super) enum GpuError {
+        #[error("gpu count {0} is too large")]
+        CountTooLarge(u64),
+        #[error("gpu count {0} is negative: write {GPU_HELP}")]
+        NegativeCount(i64),
+        #[error("`{0}` is not a GPU request: write {GPU_HELP} (a single UUID goes in a list)")]
+        NotARequest(String),
+        #[error("device index {0} is too large")]
+        IndexTooLarge(u64),
+    }
+
     impl<'de> Deserialize<'de> for Gpu {
         fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
             struct V;
@@ -457,18 +470,16 @@ mod shapes {
                 fn visit_u64<E: de::Error>(self, v: u64) -> Result<Gpu, E> {
                     u32::try_from(v)
                         .map(Gpu::Count)
-                        .map_err(|_| E::custom(format!("gpu count {v} is too large")))
+                        .map_err(|_| E::custom(GpuError::CountTooLarge(v)))
                 }
                 fn visit_i64<E: de::Error>(self, v: i64) -> Result<Gpu, E> {
-                    Err(E::custom(format!(
-                        "gpu count {v} is negative: write {GPU_HELP}"
-                    )))
+                    Err(E::custom(GpuError::NegativeCount(v)))
                 }
                 fn visit_str<E: de::Error>(self, v: &str) -> Result<Gpu, E> {
                     if v == "all" {
                         Ok(Gpu::All(GpuAll::All))
                     } else {
-                        Err(E::custom(format!("`{v}` is not a GPU request: write {GPU_HELP} (a single UUID goes in a list)")))
+                        Err(E::custom(GpuError::NotARequest(v.to_string())))
                     }
                 }
                 fn visit_seq<A: SeqAccess<'de>>(self, s: A) -> Result<Gpu, A::Error> {
@@ -490,13 +501,31 @@ mod shapes {
                 fn visit_u64<E: de::Error>(self, v: u64) -> Result<GpuDevice, E> {
                     u32::try_from(v)
                         .map(GpuDevice::Index)
-                        .map_err(|_| E::custom(format!("device index {v} is too large")))
+                        .map_err(|_| E::custom(GpuError::IndexTooLarge(v)))
                 }
                 fn visit_str<E: de::Error>(self, v: &str) -> Result<GpuDevice, E> {
                     Ok(GpuDevice::Uuid(v.to_string()))
                 }
             }
             d.deserialize_any(V)
+        }
+    }
+}
+
+#[cfg(test)]
+mod gpu_tests {
+    use super::shapes::GpuError;
+    use super::Gpu;
+
+    #[test]
+    fn gpu_errors_reach_the_yaml_message() {
+        for (yaml, want) in [
+            ("-1", GpuError::NegativeCount(-1)),
+            ("some", GpuError::NotARequest("some".into())),
+            ("4294967296", GpuError::CountTooLarge(1 << 32)),
+        ] {
+            let e = serde_saphyr::from_str::<Gpu>(yaml).unwrap_err().to_string();
+            assert!(e.contains(&want.to_string()), "{yaml}: {e}");
         }
     }
 }

@@ -43,10 +43,21 @@ impl Cidr {
     }
 }
 
-impl FromStr for Cidr {
-    type Err = String;
+/// Why a string is not an address range.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CidrError {
+    #[error(
+        "`{0}` is not an address range: write e.g. `10.0.0.0/8`, `192.168.1.20` or `fd00::/8`"
+    )]
+    NotARange(String),
+    #[error("`{range}`: the prefix length must be 0 to {max}")]
+    Prefix { range: String, max: u8 },
+}
 
-    fn from_str(s: &str) -> Result<Cidr, String> {
+impl FromStr for Cidr {
+    type Err = CidrError;
+
+    fn from_str(s: &str) -> Result<Cidr, CidrError> {
         let s = s.trim();
         let (addr, prefix) = match s.split_once('/') {
             Some((a, p)) => (a, Some(p)),
@@ -55,15 +66,19 @@ impl FromStr for Cidr {
         let addr: IpAddr = addr
             .trim_matches(['[', ']'])
             .parse()
-            .map_err(|_| format!("`{s}` is not an address range: write e.g. `10.0.0.0/8`, `192.168.1.20` or `fd00::/8`"))?;
+            .map_err(|_| CidrError::NotARange(s.to_string()))?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let prefix = match prefix {
             None => max,
-            Some(p) => p
-                .parse::<u8>()
-                .ok()
-                .filter(|p| *p <= max)
-                .ok_or_else(|| format!("`{s}`: the prefix length must be 0 to {max}"))?,
+            Some(p) => {
+                p.parse::<u8>()
+                    .ok()
+                    .filter(|p| *p <= max)
+                    .ok_or_else(|| CidrError::Prefix {
+                        range: s.to_string(),
+                        max,
+                    })?
+            }
         };
         Ok(Cidr { addr, prefix })
     }
@@ -167,11 +182,28 @@ mod tests {
         assert!("10.0.0.0/33"
             .parse::<Cidr>()
             .unwrap_err()
+            .to_string()
             .contains("0 to 32"));
         assert!("example.com"
             .parse::<Cidr>()
             .unwrap_err()
+            .to_string()
             .contains("not an address range"));
+    }
+
+    #[test]
+    fn cidr_errors_are_typed() {
+        assert_eq!(
+            "fd00::/129".parse::<Cidr>(),
+            Err(CidrError::Prefix {
+                range: "fd00::/129".into(),
+                max: 128
+            })
+        );
+        assert_eq!(
+            " example.com ".parse::<Cidr>(),
+            Err(CidrError::NotARange("example.com".into()))
+        );
     }
 
     #[test]

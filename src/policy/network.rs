@@ -3,7 +3,7 @@
 //! [`NetworkPolicy::compile`] turns a blueprint's `network` section (presets expanded) into the
 //! one value that both the kernel fence ([`super::nft`]) and the egress gateway use, so the
 //! rules that `validate` accepts are exactly the ones enforced. The gateway decides in two
-//! steps: [`NetworkPolicy::decide_name`] (domain and port), then [`NetworkPolicy::pick_address`]
+//! steps: [`NetworkPolicy::decide_name`] (domain and port), then [`NetworkPolicy::choose_address`]
 //! on its own resolution of the name (the SSRF guard: the address it returns is the one to dial).
 
 use std::collections::BTreeSet;
@@ -14,28 +14,61 @@ use std::sync::{Arc, RwLock};
 
 use serde::Serialize;
 
-use super::addr::{special_purpose, Cidr};
-use super::domain::{check_port, parse_rule, DomainSpec};
-use super::presets::all_presets;
+use super::addr::{special_purpose, Cidr, CidrError};
+use super::domain::{check_port, parse_rule, DomainError, DomainSpec};
+use super::presets::{all_presets, PresetFileError};
 use super::types::{DnsResolver, Network};
 
-/// Errors compiling a policy: each names the offending entry and how to fix it.
+/// Errors compiling a policy: each names the offending entry and how to fix it. The entry's
+/// own error is the source (printed after the section by the error chain).
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
-    #[error("network.egress.allowedDomains: {0}")]
-    Domain(String),
-    #[error("preset `{preset}`: {message}")]
-    PresetEntry { preset: String, message: String },
+    #[error("network.egress.allowedDomains")]
+    Domain(#[source] DomainError),
+    #[error("preset `{preset}`")]
+    PresetEntry {
+        preset: String,
+        #[source]
+        source: DomainError,
+    },
     #[error("unknown preset `{0}`: `nemoclaw presets list` shows the built-in ones; user presets live in the home's presets/<name>.yaml")]
     UnknownPreset(String),
-    #[error("preset file {path}: {message}")]
-    PresetFile { path: String, message: String },
-    #[error("network.egress.blockedPorts: {0}")]
-    Port(String),
-    #[error("network.egress.allowAddresses: {0}")]
-    Address(String),
-    #[error("network.ingress: {0}")]
-    Ingress(String),
+    #[error("preset file {path}")]
+    PresetFile {
+        path: String,
+        #[source]
+        source: PresetFileError,
+    },
+    #[error("network.egress.blockedPorts")]
+    Port(#[source] DomainError),
+    #[error("network.egress.allowAddresses")]
+    Address(#[from] AddressError),
+    #[error("network.ingress")]
+    Ingress(#[source] DomainError),
+}
+
+/// What is wrong with an `allowAddresses` entry.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AddressError {
+    #[error("`{0}`: expected `:PORT` after `]`")]
+    PortExpected(String),
+    #[error("`{0}`: missing `]`")]
+    MissingBracket(String),
+    #[error(transparent)]
+    Range(#[from] CidrError),
+    #[error("`{port}` in `{rule}` is not a port number")]
+    NotAPort { port: String, rule: String },
+    #[error(transparent)]
+    Port(#[from] DomainError),
+}
+
+/// Why the SSRF guard refuses every resolved address of a name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SsrfRefusal {
+    #[error("{ip} is {why}")]
+    SpecialPurpose { ip: IpAddr, why: &'static str },
+    #[error("the name has no IPv4 address")]
+    NoAddress,
 }
 
 /// One allowed-domain rule and where it came from (for the `rule` field of decisions).
@@ -108,9 +141,9 @@ impl NetworkPolicy {
                     .get(name)
                     .ok_or_else(|| PolicyError::UnknownPreset(name.clone()))?;
                 for rule in &p.domains {
-                    let spec = parse_rule(rule).map_err(|message| PolicyError::PresetEntry {
+                    let spec = parse_rule(rule).map_err(|source| PolicyError::PresetEntry {
                         preset: name.clone(),
-                        message,
+                        source,
                     })?;
                     domains.push(AllowedDomain {
                         spec,
@@ -127,7 +160,7 @@ impl NetworkPolicy {
             .egress
             .allow_addresses
             .iter()
-            .map(|s| parse_address_rule(s).map_err(PolicyError::Address))
+            .map(|s| parse_address_rule(s).map_err(PolicyError::from))
             .collect::<Result<_, _>>()?;
         let mut ingress = Vec::new();
         for i in &net.ingress {
@@ -196,8 +229,8 @@ impl NetworkPolicy {
 
     /// The SSRF guard: the first resolved address that is public or covered by
     /// `allowAddresses`, or the reason none is. Dial exactly the returned address.
-    pub fn pick_address(&self, addrs: &[IpAddr]) -> Result<IpAddr, String> {
-        let mut first_reason = None;
+    pub fn choose_address(&self, addrs: &[IpAddr]) -> Result<IpAddr, SsrfRefusal> {
+        let mut first_refusal = None;
         for &ip in addrs {
             match special_purpose(ip) {
                 None => return Ok(ip),
@@ -205,11 +238,17 @@ impl NetworkPolicy {
                     if self.allow_addresses.iter().any(|r| r.net.contains(ip)) {
                         return Ok(ip);
                     }
-                    first_reason.get_or_insert_with(|| format!("{ip} is {why}"));
+                    first_refusal.get_or_insert(SsrfRefusal::SpecialPurpose { ip, why });
                 }
             }
         }
-        Err(first_reason.unwrap_or_else(|| "the name has no IPv4 address".into()))
+        Err(first_refusal.unwrap_or(SsrfRefusal::NoAddress))
+    }
+
+    /// [`Self::choose_address`] with the refusal as text (what the egress gateway puts in its
+    /// denial).
+    pub fn pick_address(&self, addrs: &[IpAddr]) -> Result<IpAddr, String> {
+        self.choose_address(addrs).map_err(|e| e.to_string())
     }
 
     /// Whether DNS may answer `name` (some allowed-domain rule matches it on any port).
@@ -224,7 +263,7 @@ impl NetworkPolicy {
 }
 
 /// Parses `CIDR` or `CIDR:PORT` (IPv6 with a port as `[fd00::/8]:PORT`).
-pub fn parse_address_rule(s: &str) -> Result<AddressRule, String> {
+pub fn parse_address_rule(s: &str) -> Result<AddressRule, AddressError> {
     let s = s.trim();
     let (net, port) = if let Some(rest) = s.strip_prefix('[') {
         match rest.split_once(']') {
@@ -233,10 +272,10 @@ pub fn parse_address_rule(s: &str) -> Result<AddressRule, String> {
                 net,
                 Some(
                     p.strip_prefix(':')
-                        .ok_or_else(|| format!("`{s}`: expected `:PORT` after `]`"))?,
+                        .ok_or_else(|| AddressError::PortExpected(s.to_string()))?,
                 ),
             ),
-            None => return Err(format!("`{s}`: missing `]`")),
+            None => return Err(AddressError::MissingBracket(s.to_string())),
         }
     } else if s.matches(':').count() == 1 {
         let (n, p) = s.split_once(':').expect("one colon");
@@ -248,9 +287,11 @@ pub fn parse_address_rule(s: &str) -> Result<AddressRule, String> {
     let port = match port {
         None => None,
         Some(p) => {
-            Some(check_port(p.parse().map_err(|_| {
-                format!("`{p}` in `{s}` is not a port number")
-            })?)?)
+            let number = p.parse().map_err(|_| AddressError::NotAPort {
+                port: p.to_string(),
+                rule: s.to_string(),
+            })?;
+            Some(check_port(number)?)
         }
     };
     Ok(AddressRule { net, port })
@@ -412,7 +453,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("internal.yaml"), "description: corp\ndomains:\n  - wiki.corp.example\n  - {host: git.corp.example, ports: [22]}\n").unwrap();
         std::fs::write(dir.path().join("bad.yaml"), "domains: []\n").unwrap();
-        let err = all_presets(Some(dir.path())).unwrap_err().to_string();
+        let err = crate::error_chain(&all_presets(Some(dir.path())).unwrap_err());
         assert!(err.contains("bad.yaml") && err.contains("empty"), "{err}");
         std::fs::remove_file(dir.path().join("bad.yaml")).unwrap();
         let all = all_presets(Some(dir.path())).unwrap();
@@ -465,6 +506,7 @@ mod tests {
         assert!(p.decide_name("198.18.0.9", 5432).allowed);
         assert!(parse_address_rule("10.0.0.0/8:99999")
             .unwrap_err()
+            .to_string()
             .contains("out of range"));
         assert!(parse_address_rule("nonsense").is_err());
     }
@@ -492,5 +534,111 @@ mod tests {
             .push(DomainRule::Name("a.example".into()));
         h.reload(NetworkPolicy::compile(&net, None).unwrap());
         assert!(h2.current().decide_name("a.example", 443).allowed);
+    }
+
+    #[test]
+    fn the_ssrf_refusal_is_typed_and_pick_address_keeps_its_text() {
+        let p = policy(&["x.example"], &[], &[], &[]);
+        assert_eq!(
+            p.choose_address(&[ip("10.0.0.1"), ip("127.0.0.1")]),
+            Err(SsrfRefusal::SpecialPurpose {
+                ip: ip("10.0.0.1"),
+                why: "a private address"
+            })
+        );
+        assert_eq!(p.choose_address(&[]), Err(SsrfRefusal::NoAddress));
+        assert_eq!(
+            p.pick_address(&[ip("10.0.0.1")]),
+            Err("10.0.0.1 is a private address".to_string())
+        );
+        assert_eq!(
+            p.pick_address(&[]),
+            Err("the name has no IPv4 address".to_string())
+        );
+    }
+
+    #[test]
+    fn address_rule_errors_are_typed() {
+        assert_eq!(
+            parse_address_rule("[fd00::/8"),
+            Err(AddressError::MissingBracket("[fd00::/8".into()))
+        );
+        assert_eq!(
+            parse_address_rule("[fd00::/8]443"),
+            Err(AddressError::PortExpected("[fd00::/8]443".into()))
+        );
+        assert_eq!(
+            parse_address_rule("10.0.0.0/8:x"),
+            Err(AddressError::NotAPort {
+                port: "x".into(),
+                rule: "10.0.0.0/8:x".into()
+            })
+        );
+        assert_eq!(
+            parse_address_rule("10.0.0.0/8:0"),
+            Err(AddressError::Port(DomainError::PortOutOfRange(0)))
+        );
+        assert!(matches!(
+            parse_address_rule("nonsense"),
+            Err(AddressError::Range(CidrError::NotARange(_)))
+        ));
+    }
+
+    #[test]
+    fn policy_errors_keep_their_source_and_print_the_old_text() {
+        let compile_err = |egress: Egress| {
+            let net = Network {
+                egress,
+                ..Network::default()
+            };
+            NetworkPolicy::compile(&net, None).unwrap_err()
+        };
+        let e = compile_err(Egress {
+            allowed_domains: vec![DomainRule::Name("*".into())],
+            ..Egress::default()
+        });
+        assert!(matches!(e, PolicyError::Domain(DomainError::EveryDomain)));
+        assert_eq!(
+            crate::error_chain(&e),
+            "network.egress.allowedDomains: `*` would allow every domain: list the domains the agent needs, or use a preset"
+        );
+        let e = compile_err(Egress {
+            blocked_ports: vec![70000],
+            ..Egress::default()
+        });
+        assert!(matches!(
+            e,
+            PolicyError::Port(DomainError::PortOutOfRange(70000))
+        ));
+        assert_eq!(
+            crate::error_chain(&e),
+            "network.egress.blockedPorts: port 70000 is out of range: ports are 1 to 65535"
+        );
+        let e = compile_err(Egress {
+            allow_addresses: vec!["10.0.0.0/33".into()],
+            ..Egress::default()
+        });
+        assert_eq!(
+            crate::error_chain(&e),
+            "network.egress.allowAddresses: `10.0.0.0/33`: the prefix length must be 0 to 32"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("star.yaml"), "domains: ['*']\n").unwrap();
+        let net = Network {
+            egress: Egress {
+                presets: vec!["star".into()],
+                ..Egress::default()
+            },
+            ..Network::default()
+        };
+        let e = NetworkPolicy::compile(&net, Some(dir.path())).unwrap_err();
+        assert!(matches!(
+            &e,
+            PolicyError::PresetEntry { preset, source: DomainError::EveryDomain } if preset == "star"
+        ));
+        assert!(
+            crate::error_chain(&e).starts_with("preset `star`: `*` would allow every domain"),
+            "{e}"
+        );
     }
 }

@@ -138,12 +138,7 @@ pub fn all_presets(user_dir: Option<&Path>) -> Result<BTreeMap<String, Preset>, 
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => {
-            return Err(PolicyError::PresetFile {
-                path: dir.display().to_string(),
-                message: e.to_string(),
-            })
-        }
+        Err(e) => return Err(preset_file_error(dir)(e.into())),
     };
     let mut paths: Vec<_> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
     paths.sort();
@@ -151,12 +146,9 @@ pub fn all_presets(user_dir: Option<&Path>) -> Result<BTreeMap<String, Preset>, 
         let Some(name) = preset_name(&path) else {
             continue;
         };
-        let err = |message: String| PolicyError::PresetFile {
-            path: path.display().to_string(),
-            message,
-        };
-        let text = std::fs::read_to_string(&path).map_err(|e| err(e.to_string()))?;
-        let file = parse_preset_file(&text).map_err(|e| err(e.to_string()))?;
+        let err = preset_file_error(&path);
+        let text = std::fs::read_to_string(&path).map_err(|e| err(e.into()))?;
+        let file = parse_preset_file(&text).map_err(err)?;
         out.insert(
             name.to_string(),
             Preset {
@@ -170,9 +162,19 @@ pub fn all_presets(user_dir: Option<&Path>) -> Result<BTreeMap<String, Preset>, 
     Ok(out)
 }
 
+/// Wraps what is wrong with the preset file (or directory) at `path`.
+fn preset_file_error(path: &Path) -> impl Fn(PresetFileError) -> PolicyError + '_ {
+    move |source| PolicyError::PresetFile {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
 /// What is wrong with a user preset file.
 #[derive(Debug, thiserror::Error)]
 pub enum PresetFileError {
+    #[error(transparent)]
+    Unreadable(#[from] std::io::Error),
     #[error(transparent)]
     Yaml(#[from] serde_saphyr::Error),
     #[error("`domains` is empty: list the domains this preset allows")]
@@ -244,5 +246,34 @@ mod tests {
             all["corp"].domains,
             vec![DomainRule::Name("corp.example".into())]
         );
+    }
+
+    #[test]
+    fn a_bad_preset_file_keeps_its_path_and_its_source() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("bad.yaml"), "domains: []\n").unwrap();
+        let e = all_presets(Some(dir.path())).unwrap_err();
+        let PolicyError::PresetFile { path, source } = &e else {
+            panic!("{e:?}");
+        };
+        assert!(path.ends_with("bad.yaml"), "{path}");
+        assert!(matches!(source, PresetFileError::NoDomains));
+        assert_eq!(
+            crate::error_chain(&e),
+            format!("preset file {path}: `domains` is empty: list the domains this preset allows")
+        );
+        std::fs::write(
+            dir.path().join("bad.yaml"),
+            "domains: [a.example]\nextra: 1\n",
+        )
+        .unwrap();
+        let e = all_presets(Some(dir.path())).unwrap_err();
+        assert!(matches!(
+            e,
+            PolicyError::PresetFile {
+                source: PresetFileError::Yaml(_),
+                ..
+            }
+        ));
     }
 }

@@ -7,12 +7,13 @@
 //! live in [`super::set`], which passes what it found in through [`Context`].
 
 use std::collections::{BTreeSet, HashSet};
+use std::fmt;
 
 mod host;
 mod inference;
 mod network;
 
-pub use network::check_address_rule;
+pub use network::{check_address_rule, AddressRuleError};
 
 use super::credential::{env_entry_is_secret, CredentialRef};
 use super::diag::did_you_mean;
@@ -51,12 +52,12 @@ impl Findings {
         &mut self,
         code: &'static str,
         path: impl Into<String>,
-        message: impl Into<String>,
+        message: impl fmt::Display,
     ) -> &mut Finding {
         self.0.push(Finding {
             code,
             path: path.into(),
-            message: message.into(),
+            message: message.to_string(),
             hint: None,
             at_key: false,
             warning: false,
@@ -143,8 +144,25 @@ pub fn check(bp: &Blueprint, ctx: &Context<'_>) -> Vec<Finding> {
     f.0
 }
 
+/// Why a sandbox or backend name is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    #[error("`{name}` is not a valid name: use a DNS label (lower-case letters, digits and `-`, at most 63 characters, not starting or ending with `-`){}", for_example(.suggestion))]
+    NotDnsLabel {
+        name: String,
+        /// A valid name close to it, when there is one.
+        suggestion: Option<String>,
+    },
+}
+
+fn for_example(suggestion: &Option<String>) -> String {
+    suggestion
+        .as_ref()
+        .map_or_else(String::new, |s| format!(", e.g. `{s}`"))
+}
+
 /// Checks a sandbox name: a DNS label.
-pub fn check_name(name: &str) -> Result<(), String> {
+pub fn check_name(name: &str) -> Result<(), NameError> {
     let ok = !name.is_empty()
         && name.len() <= 63
         && name
@@ -153,23 +171,26 @@ pub fn check_name(name: &str) -> Result<(), String> {
         && !name.starts_with('-')
         && !name.ends_with('-');
     if ok {
-        Ok(())
-    } else {
-        let suggestion: String = name
-            .to_ascii_lowercase()
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-            .collect::<String>()
-            .trim_matches('-')
-            .chars()
-            .take(63)
-            .collect();
-        let mut msg = format!("`{name}` is not a valid name: use a DNS label (lower-case letters, digits and `-`, at most 63 characters, not starting or ending with `-`)");
-        if !suggestion.is_empty() && suggestion != name {
-            msg.push_str(&format!(", e.g. `{suggestion}`"));
-        }
-        Err(msg)
+        return Ok(());
     }
+    Err(NameError::NotDnsLabel {
+        name: name.to_string(),
+        suggestion: dns_label_like(name).filter(|s| s != name),
+    })
+}
+
+/// `name` lower-cased, other characters as `-`, trimmed to a DNS label; `None` if nothing is left.
+fn dns_label_like(name: &str) -> Option<String> {
+    let suggestion: String = name
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect::<String>()
+        .trim_matches('-')
+        .chars()
+        .take(63)
+        .collect();
+    (!suggestion.is_empty()).then_some(suggestion)
 }
 
 fn check_header(bp: &Blueprint, f: &mut Findings) {
@@ -295,7 +316,7 @@ fn check_agent(a: &Agent, ctx: &Context<'_>, f: &mut Findings) {
 }
 
 pub(super) fn check_credential(c: &CredentialRef, path: &str, f: &mut Findings) {
-    if let Err(m) = c.check() {
+    if let Err(m) = c.check_syntax() {
         let e = f.err("secret.inline", path, m);
         if matches!(c, CredentialRef::Inline(_)) {
             e.secret();
@@ -314,9 +335,29 @@ mod tests {
     fn names() {
         assert!(check_name("quickstart").is_ok());
         assert!(check_name("a-1").is_ok());
-        let e = check_name("My_Agent").unwrap_err();
+        let e = check_name("My_Agent").unwrap_err().to_string();
         assert!(e.contains("`my-agent`"), "{e}");
         assert!(check_name("-x").is_err());
         assert!(check_name(&"a".repeat(64)).is_err());
+    }
+
+    #[test]
+    fn a_bad_name_carries_its_suggestion() {
+        assert_eq!(
+            check_name("My_Agent"),
+            Err(NameError::NotDnsLabel {
+                name: "My_Agent".into(),
+                suggestion: Some("my-agent".into())
+            })
+        );
+        let e = check_name("--").unwrap_err();
+        assert_eq!(
+            e,
+            NameError::NotDnsLabel {
+                name: "--".into(),
+                suggestion: None
+            }
+        );
+        assert!(e.to_string().ends_with("or ending with `-`)"), "{e}");
     }
 }

@@ -6,16 +6,24 @@ use super::{Context, Findings};
 use crate::blueprint::diag::did_you_mean;
 use crate::blueprint::types::*;
 use crate::policy::domain::{check_port, parse_rule};
+use crate::policy::network::{parse_address_rule, AddressError};
+
+/// Why validation refuses an `allowAddresses` entry.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AddressRuleError {
+    #[error(transparent)]
+    Syntax(#[from] AddressError),
+    #[error("`{0}` allows every address: name the ranges the agent needs")]
+    EveryAddress(String),
+}
 
 /// Checks an `allowAddresses` entry: `CIDR` (exempt from the SSRF guard) or `CIDR:PORT` (also
 /// allows connections that carry no name), parsed exactly as the gateway parses it. A range
 /// that covers every address is refused.
-pub fn check_address_rule(s: &str) -> Result<(), String> {
-    let rule = crate::policy::network::parse_address_rule(s)?;
+pub fn check_address_rule(s: &str) -> Result<(), AddressRuleError> {
+    let rule = parse_address_rule(s)?;
     if rule.net.prefix == 0 {
-        return Err(format!(
-            "`{s}` allows every address: name the ranges the agent needs"
-        ));
+        return Err(AddressRuleError::EveryAddress(s.to_string()));
     }
     Ok(())
 }
@@ -102,9 +110,22 @@ mod tests {
         assert!(check_address_rule("[fd00::/8]:443").is_ok());
         assert!(check_address_rule("0.0.0.0/0")
             .unwrap_err()
+            .to_string()
             .contains("every address"));
         assert!(check_address_rule("10.0.0.0/33").is_err());
         assert!(check_address_rule("example.com").is_err());
         assert!(check_address_rule("10.0.0.1:70000").is_err());
+    }
+
+    #[test]
+    fn address_rule_errors_are_typed() {
+        assert_eq!(
+            check_address_rule("[::/0]:443"),
+            Err(AddressRuleError::EveryAddress("[::/0]:443".into()))
+        );
+        assert!(matches!(
+            check_address_rule("10.0.0.1:70000"),
+            Err(AddressRuleError::Syntax(AddressError::Port(_)))
+        ));
     }
 }
