@@ -15,6 +15,7 @@
 //! router.last_inference();                                                      // for status
 //! ```
 
+pub mod backend;
 pub mod error;
 pub mod guard;
 pub mod limits;
@@ -241,7 +242,7 @@ impl Router {
             }
         }
         if let Err(e) = self.flush() {
-            tracing::warn!("{e}");
+            tracing::warn!("{}", crate::error_chain(&e));
         }
         Ok(())
     }
@@ -277,7 +278,7 @@ fn spawn_flusher(shared: Weak<Shared>) {
             tick.tick().await;
             let Some(s) = shared.upgrade() else { return };
             if let Err(e) = s.state().limiter.persist() {
-                tracing::warn!("{e}");
+                tracing::warn!("{}", crate::error_chain(&e));
             }
         }
     });
