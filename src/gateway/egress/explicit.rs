@@ -23,28 +23,23 @@ use super::{Egress, EgressRecord, Outcome};
 type ProxyBody = BoxBody<Bytes, hyper::Error>;
 
 pub(crate) async fn accept_loop(listener: TcpListener, egress: Arc<Egress>) {
-    loop {
-        let (stream, _) = match listener.accept().await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, "explicit proxy accept");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        let egress = egress.clone();
-        tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req| handle(req, egress.clone()));
-            let conn = hyper::server::conn::http1::Builder::new()
-                .preserve_header_case(true)
-                .title_case_headers(true)
-                .serve_connection(TokioIo::new(stream), svc)
-                .with_upgrades();
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "explicit proxy connection");
-            }
-        });
+    super::accept::serve(listener, "explicit proxy", move |stream| {
+        serve_connection(stream, egress.clone())
+    })
+    .await
+}
+
+/// Serves one agent connection to the proxy (HTTP/1, with CONNECT upgrades).
+async fn serve_connection(stream: TcpStream, egress: Arc<Egress>) {
+    let _ = stream.set_nodelay(true);
+    let svc = hyper::service::service_fn(move |req| handle(req, egress.clone()));
+    let conn = hyper::server::conn::http1::Builder::new()
+        .preserve_header_case(true)
+        .title_case_headers(true)
+        .serve_connection(TokioIo::new(stream), svc)
+        .with_upgrades();
+    if let Err(e) = conn.await {
+        tracing::debug!(error = %e, "explicit proxy connection");
     }
 }
 

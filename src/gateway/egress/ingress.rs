@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
+use super::accept;
 use super::relay::relay_pipelined;
 use super::{EgressLog, EgressRecord, Serving};
 use crate::gateway::netns::{tcp_socket_in_netns, NetError};
@@ -30,15 +31,14 @@ pub async fn serve_ingress(
             .await
             .map_err(|e| IngressError::Bind(r.host_port, e))?;
         let (netns, rule, sandbox, log) = (netns.clone(), *r, sandbox.to_string(), log.clone());
-        serving.push(tokio::spawn(async move {
-            loop {
-                let Ok((client, _)) = listener.accept().await else {
-                    continue;
-                };
+        serving.push(tokio::spawn(accept::serve(
+            listener,
+            "ingress",
+            move |client| {
                 let (netns, sandbox, log) = (netns.clone(), sandbox.clone(), log.clone());
-                tokio::spawn(async move { forward(client, &netns, rule, &sandbox, &log).await });
-            }
-        }));
+                async move { forward(client, &netns, rule, &sandbox, &log).await }
+            },
+        )));
     }
     Ok(serving)
 }

@@ -8,9 +8,11 @@
 //!   the TLS SNI or the HTTP Host, and the gateway dials its own resolution of that name.
 //! - [`ingress`]: host loopback ports forwarded to ports inside the sandbox.
 //! - [`attach`]: [`SandboxGateway`], all of the above for one sandbox netns at a time.
+//! - [`accept`]: the accept loop every gateway listener runs.
 //! - [`relay`]: pipelined large-buffer byte moving; [`sniff`]: SNI / Host parsing; [`resolve`]: the
 //!   injectable upstream resolver; [`log`]: `egress.jsonl`.
 
+pub mod accept;
 pub mod attach;
 pub mod explicit;
 pub mod ingress;

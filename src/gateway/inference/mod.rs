@@ -40,6 +40,7 @@ pub use error::{ApiError, InferenceError};
 
 use crate::blueprint::Inference;
 use crate::gateway::credentials::Credentials;
+use crate::gateway::egress::accept;
 use limits::Limiter;
 use policy::Policy;
 
@@ -225,21 +226,13 @@ impl Router {
         shutdown: impl Future<Output = ()>,
     ) -> std::io::Result<()> {
         spawn_flusher(Arc::downgrade(&self.shared));
-        tokio::pin!(shutdown);
-        loop {
-            tokio::select! {
-                _ = &mut shutdown => break,
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, _)) => {
-                        tokio::spawn(server::serve_connection(self.shared.clone(), stream));
-                    }
-                    Err(e) => {
-                        // Out of descriptors and similar: back off instead of spinning.
-                        tracing::warn!("inference listener: accept failed: {e}");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                },
-            }
+        let shared = self.shared.clone();
+        let accepting = accept::serve(listener, "inference listener", move |stream| {
+            server::serve_connection(shared.clone(), stream)
+        });
+        tokio::select! {
+            _ = shutdown => {}
+            _ = accepting => {}
         }
         if let Err(e) = self.flush() {
             tracing::warn!("{}", crate::error_chain(&e));
