@@ -19,6 +19,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use super::relay::{relay_copy, relay_pipelined};
 use super::{Egress, EgressRecord, Outcome};
+use crate::policy::Decision;
 
 type ProxyBody = BoxBody<Bytes, hyper::Error>;
 
@@ -78,26 +79,23 @@ async fn handle(
     Ok(forward(req, egress).await)
 }
 
-/// Settles a decision that did not lead to a connection: logs it and builds the response.
-fn refuse(egress: &Egress, outcome: Outcome, started: Instant) -> Response<ProxyBody> {
-    match outcome {
-        Outcome::Deny(d) => {
-            egress
-                .log
-                .write(&egress.record("explicit", &d).took(started.elapsed()));
-            json_response(StatusCode::FORBIDDEN, d.denial_body())
-        }
-        Outcome::Unresolved(d, why) => {
-            let mut rec = egress.record("explicit", &d).took(started.elapsed());
-            rec.error = Some(why.clone());
-            egress.log.write(&rec);
-            json_response(
-                StatusCode::BAD_GATEWAY,
-                unreachable_body(&d.host, d.port, &why),
-            )
-        }
-        Outcome::Allow(..) => unreachable!("refuse is only called on refusals"),
-    }
+/// Logs a denial and answers the 403.
+fn deny(egress: &Egress, d: Decision, started: Instant) -> Response<ProxyBody> {
+    egress
+        .log
+        .write(&egress.record("explicit", &d).took(started.elapsed()));
+    json_response(StatusCode::FORBIDDEN, d.denial_body())
+}
+
+/// Logs an allowed name that does not resolve and answers the 502.
+fn unresolved(egress: &Egress, d: Decision, why: String, started: Instant) -> Response<ProxyBody> {
+    let mut rec = egress.record("explicit", &d).took(started.elapsed());
+    rec.error = Some(why.clone());
+    egress.log.write(&rec);
+    json_response(
+        StatusCode::BAD_GATEWAY,
+        unreachable_body(&d.host, d.port, &why),
+    )
 }
 
 async fn connect(req: Request<Incoming>, egress: Arc<Egress>) -> Response<ProxyBody> {
@@ -111,7 +109,8 @@ async fn connect(req: Request<Incoming>, egress: Arc<Egress>) -> Response<ProxyB
     let port = auth.port_u16().unwrap_or(443);
     let (d, addr) = match egress.decide(auth.host(), port).await {
         Outcome::Allow(d, addr) => (d, addr),
-        other => return refuse(&egress, other, started),
+        Outcome::Deny(d) => return deny(&egress, d, started),
+        Outcome::Unresolved(d, why) => return unresolved(&egress, d, why, started),
     };
     let upstream = match egress.dial(addr).await {
         Ok(s) => s,
@@ -178,7 +177,8 @@ async fn forward(mut req: Request<Incoming>, egress: Arc<Egress>) -> Response<Pr
     let port = uri.port_u16().unwrap_or(80);
     let (d, addr) = match egress.decide(host, port).await {
         Outcome::Allow(d, addr) => (d, addr),
-        other => return refuse(&egress, other, started),
+        Outcome::Deny(d) => return deny(&egress, d, started),
+        Outcome::Unresolved(d, why) => return unresolved(&egress, d, why, started),
     };
     let mut rec = egress.record("explicit", &d);
     rec.addr = Some(addr.to_string());

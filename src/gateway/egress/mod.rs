@@ -38,10 +38,13 @@ use crate::policy::{Decision, PolicyHandle};
 /// Errors starting the gateway's listeners.
 #[derive(Debug, thiserror::Error)]
 pub enum EgressError {
-    #[error("registering a gateway socket with the runtime: {0} (serve must run inside a tokio runtime)")]
-    Register(std::io::Error),
-    #[error("opening the egress log {0}: {1}")]
-    Log(String, std::io::Error),
+    #[error(
+        "registering a gateway socket with the runtime (serve must run inside a tokio runtime)"
+    )]
+    Register(#[source] std::io::Error),
+    /// The egress log (its path) could not be opened.
+    #[error("opening the egress log {0}")]
+    Log(String, #[source] std::io::Error),
 }
 
 /// Everything a connection handler needs; shared by all listeners of one sandbox.

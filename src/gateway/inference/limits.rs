@@ -347,4 +347,55 @@ mod tests {
         let e = again.admit().unwrap_err();
         assert_eq!(e.code, "tokens_per_day_exceeded");
     }
+
+    #[test]
+    fn a_poisoned_counter_keeps_counting() {
+        let l = Limiter::new(
+            RateSettings {
+                tpd: Some(1000),
+                ..Default::default()
+            },
+            None,
+        )
+        .unwrap();
+        l.charge(400);
+        let Some((_, usage)) = &l.tpd else {
+            panic!("a daily budget was set")
+        };
+        // A thread panics while it holds the daily counter: the lock is poisoned.
+        std::thread::scope(|s| {
+            let _ = s
+                .spawn(|| {
+                    let _held = usage.lock();
+                    panic!("poisoning the daily counter");
+                })
+                .join();
+        });
+        assert!(usage.is_poisoned());
+        l.charge(700);
+        assert_eq!(l.used_today(), Some(1100));
+        let e = l.admit().unwrap_err();
+        assert_eq!(e.code, "tokens_per_day_exceeded");
+    }
+
+    #[test]
+    fn a_broken_budget_file_keeps_its_parse_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("budget.json");
+        std::fs::write(&f, "not json").unwrap();
+        let s = RateSettings {
+            tpd: Some(1000),
+            ..Default::default()
+        };
+        let Err(e) = Limiter::new(s, Some(&f)) else {
+            panic!("a broken budget file was accepted")
+        };
+        assert!(matches!(&e, InferenceError::BudgetFile { path, .. } if *path == f));
+        let chain = crate::error_chain(&e);
+        assert!(chain.contains("not a token budget file"), "{chain}");
+        assert!(
+            chain.contains("expected ident"),
+            "the parse error is kept: {chain}"
+        );
+    }
 }

@@ -135,9 +135,6 @@ impl MockBackend {
             .to_string();
         let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
         let prompt_tokens = words(&prompt_text(body)).max(1);
-        if endpoint == Endpoint::Embeddings {
-            return json_response(embeddings(body, &model, prompt_tokens));
-        }
         let max = body
             .get("max_tokens")
             .or_else(|| body.get("max_completion_tokens"))
@@ -241,7 +238,7 @@ impl MockBackend {
                 frames.push_back(ev("message_stop", json!({"type": "message_stop"})));
                 sse_response(frames)
             }
-            (Endpoint::Embeddings, _) => unreachable!("answered above"),
+            (Endpoint::Embeddings, _) => json_response(embeddings(body, &model, prompt_tokens)),
         }
     }
 }

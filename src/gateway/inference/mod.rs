@@ -31,7 +31,7 @@ pub mod validate;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock, Weak};
+use std::sync::{Arc, PoisonError, RwLock, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -124,7 +124,12 @@ pub struct Shared {
 
 impl Shared {
     fn state(&self) -> Arc<State> {
-        self.state.read().unwrap_or_else(|p| p.into_inner()).clone()
+        // The lock guards one `Arc` swapped whole on reload: poisoned or not, it holds a
+        // complete state.
+        self.state
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
     fn next_id(&self) -> String {
         format!(
@@ -209,8 +214,12 @@ impl Router {
             self.shared.budget_file.as_deref(),
         )?);
         limiter.inherit(&old.limiter);
-        *self.shared.state.write().unwrap_or_else(|p| p.into_inner()) =
-            Arc::new(State { policy, limiter });
+        // Poisoned or not, the slot holds a whole `Arc` (see `Shared::state`).
+        *self
+            .shared
+            .state
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Arc::new(State { policy, limiter });
         Ok(())
     }
 

@@ -195,6 +195,17 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("http://"));
-        assert!(parse_base("not a url").is_err());
+        assert!(matches!(
+            parse_base("not a url"),
+            Err(UrlError::Invalid { source: _, .. })
+        ));
+        let e = InferenceError::BackendUrl {
+            backend: "b".into(),
+            source: parse_base("http://h/v1?x=1").unwrap_err(),
+        };
+        assert_eq!(
+            crate::error_chain(&e),
+            "inference.backends: backend `b`: `url` \"http://h/v1?x=1\" must not have a query"
+        );
     }
 }

@@ -84,7 +84,7 @@ fn json(status: u16, body: String) -> Response<BoxBody> {
         .status(status)
         .header(header::CONTENT_TYPE, "application/json")
         .body(full(Bytes::from(body)))
-        .expect("a valid response")
+        .expect("a valid response: an HTTP status of ours and a static content type")
 }
 
 fn full(b: Bytes) -> BoxBody {
@@ -438,7 +438,8 @@ fn stream(
     idle: Duration,
 ) -> Response<BoxBody> {
     let body = Observed::new(body, scrub, p.take(), idle);
-    resp.body(BodyExt::boxed(body)).expect("a valid response")
+    resp.body(BodyExt::boxed(body))
+        .expect("a valid response: a backend reply's status and headers are valid HTTP")
 }
 
 /// A complete (non-streamed) answer: usage, response guards, key scrubbing.
@@ -491,7 +492,9 @@ fn finish(
         );
     }
     p.rec.ttft_ms.get_or_insert_with(|| ms(p.start));
-    Ok(resp.body(full(body)).expect("a valid response"))
+    Ok(resp
+        .body(full(body))
+        .expect("a valid response: a backend reply's status and headers are valid HTTP"))
 }
 
 fn usage_from(map: &Map<String, Value>) -> (Option<u64>, Option<u64>) {
