@@ -124,13 +124,14 @@ async fn infer(
     let mut req_body = v.body;
     run_request_guards(policy, ep, &v.model, &mut req_body, p)?;
     let chain = route(policy, ep, &v.model, &mut req_body, p)?;
+    let id = p.rec.id.clone();
     let call = Call {
         client: &shared.client,
         endpoint: ep,
         bytes: encode(policy, &req_body, p),
         body: &req_body,
         headers: &parts.headers,
-        request_id: &p.rec.id.clone(),
+        request_id: &id,
     };
     forward(state, &call, &v.model, &chain, p).await
 }
