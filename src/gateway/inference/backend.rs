@@ -106,3 +106,48 @@ fn mock_reply(r: MockResponse) -> Reply {
         streamed: r.content_type == EVENT_STREAM,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+    use serde_json::json;
+
+    #[tokio::test]
+    async fn the_mock_answers_through_the_same_entry_point() {
+        let mock = BackendSpec {
+            name: "m".into(),
+            kind: BackendKind::Mock,
+            target: Target::Mock(MockBackend::default()),
+            timeout: Duration::from_secs(5),
+            key: None,
+        };
+        let client = upstream::client(None).unwrap();
+        let headers = HeaderMap::new();
+        let ask = |stream: bool| {
+            json!({"model": "m-1", "stream": stream, "messages": [{"role": "user", "content": "hi"}]})
+                .as_object()
+                .cloned()
+                .unwrap()
+        };
+        for stream in [false, true] {
+            let body = ask(stream);
+            let call = Call {
+                client: &client,
+                endpoint: Endpoint::Chat,
+                body: &body,
+                bytes: Bytes::new(),
+                headers: &headers,
+                request_id: "r-1",
+            };
+            let Ok(reply) = mock.send(&call).await else {
+                panic!("the mock never fails")
+            };
+            assert_eq!((reply.status, reply.streamed), (200, stream));
+            let text = reply.body.collect().await.unwrap().to_bytes();
+            let text = String::from_utf8_lossy(&text);
+            assert!(text.contains("Mock") && text.contains("hi"), "{text}");
+            assert_eq!(text.contains("data: [DONE]"), stream, "{text}");
+        }
+    }
+}

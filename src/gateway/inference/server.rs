@@ -454,34 +454,11 @@ fn finish(
 ) -> Result<Response<BoxBody>, ApiError> {
     let policy = &state.policy;
     let mut body = policy.scrubber.scrub_bytes(body);
-    let ok = p.rec.status < 300;
-    let guard_responses = ok && policy.guards.has_response_guards();
-    if ok || guard_responses {
+    if p.rec.status < 300 {
         if let Ok(Value::Object(mut map)) = serde_json::from_slice::<Value>(&body) {
-            let (pt, ct) = usage_from(&map);
-            p.rec.prompt_tokens = pt;
-            p.rec.completion_tokens = ct;
-            if guard_responses {
-                match policy.guards.on_response(ep.name(), model, &mut map) {
-                    Ok(rewrote) if rewrote.is_empty() => {}
-                    Ok(rewrote) => {
-                        p.rec.guards.extend(
-                            rewrote
-                                .into_iter()
-                                .map(|g| format!("{g}: rewrote the response")),
-                        );
-                        body =
-                            Bytes::from(serde_json::to_vec(&map).expect("a JSON map serialises"));
-                    }
-                    Err((guard, reason)) => {
-                        p.rec.guards.push(format!("{guard}: denied the response"));
-                        return Err(ApiError::forbidden(
-                            "guard_denied",
-                            None,
-                            format!("response denied by guard {guard}: {reason}"),
-                        ));
-                    }
-                }
+            (p.rec.prompt_tokens, p.rec.completion_tokens) = usage_from(&map);
+            if run_response_guards(policy, ep, model, &mut map, p)? {
+                body = Bytes::from(serde_json::to_vec(&map).expect("a JSON map serialises"));
             }
         }
     }
@@ -496,6 +473,38 @@ fn finish(
     Ok(resp
         .body(full(body))
         .expect("a valid response: a backend reply's status and headers are valid HTTP"))
+}
+
+/// The guards marked `onResponse`, on a successful whole answer; whether one rewrote it.
+fn run_response_guards(
+    policy: &Policy,
+    ep: Endpoint,
+    model: &str,
+    answer: &mut Map<String, Value>,
+    p: &mut Pending,
+) -> Result<bool, ApiError> {
+    if !policy.guards.has_response_guards() {
+        return Ok(false);
+    }
+    match policy.guards.on_response(ep.name(), model, answer) {
+        Ok(rewrote) => {
+            let any = !rewrote.is_empty();
+            p.rec.guards.extend(
+                rewrote
+                    .into_iter()
+                    .map(|g| format!("{g}: rewrote the response")),
+            );
+            Ok(any)
+        }
+        Err((guard, reason)) => {
+            p.rec.guards.push(format!("{guard}: denied the response"));
+            Err(ApiError::forbidden(
+                "guard_denied",
+                None,
+                format!("response denied by guard {guard}: {reason}"),
+            ))
+        }
+    }
 }
 
 fn usage_from(map: &Map<String, Value>) -> (Option<u64>, Option<u64>) {
