@@ -15,6 +15,7 @@ use clap::{Args, Subcommand};
 use super::{Context, Exit, UsageError};
 use crate::blueprint::{set::load_one, Inference};
 use crate::gateway::credentials;
+use crate::gateway::egress::accept;
 use crate::gateway::inference::{mock, Router, RouterConfig};
 
 #[derive(Debug, Clone, Args)]
@@ -167,12 +168,10 @@ fn mock_backend(a: MockArgs) -> anyhow::Result<Exit> {
             serde_json::json!({"listening": listener.local_addr()?.to_string()})
         );
         let backend = Arc::new(mock::MockBackend::default());
-        loop {
-            let (stream, _) = match listener.accept().await {
-                Ok(s) => s,
-                Err(e) => bail!("accept failed: {e}"),
-            };
-            tokio::spawn(mock::serve_connection(backend.clone(), stream));
-        }
+        let e = accept::serve_until_error(listener, move |stream| {
+            mock::serve_connection(backend.clone(), stream)
+        })
+        .await;
+        bail!("accept failed: {e}")
     })
 }

@@ -20,11 +20,12 @@ pub enum CredentialError {
     MissingEnv { backend: String, name: String },
     #[error("backend `{backend}`: environment variable {name} is empty")]
     EmptyEnv { backend: String, name: String },
-    #[error("backend `{backend}`: cannot read credentials file {}: {reason} (create it with mode 0600)", path.display())]
+    #[error("backend `{backend}`: cannot read credentials file {} (create it with mode 0600)", path.display())]
     MissingFile {
         backend: String,
         path: PathBuf,
-        reason: String,
+        #[source]
+        source: std::io::Error,
     },
     #[error("backend `{backend}`: credentials file {} has mode {mode:o}; it must be readable by its owner only: chmod 600 {}", path.display(), path.display())]
     FileMode {
@@ -36,7 +37,8 @@ pub enum CredentialError {
     EmptyFile { backend: String, path: PathBuf },
     #[error("backend `{backend}`: {reason}")]
     BadReference { backend: String, reason: String },
-    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    /// Each with its chain, as one line.
+    #[error("{}", .0.iter().map(|e| crate::error_chain(e)).collect::<Vec<_>>().join("; "))]
     Several(Vec<CredentialError>),
 }
 
@@ -149,10 +151,10 @@ fn read_one(
         },
         CredentialRef::File(name) => {
             let path = dir.join(name);
-            let meta = std::fs::metadata(&path).map_err(|e| CredentialError::MissingFile {
+            let meta = std::fs::metadata(&path).map_err(|source| CredentialError::MissingFile {
                 backend: backend.clone(),
                 path: path.clone(),
-                reason: e.to_string(),
+                source,
             })?;
             let mode = meta.permissions().mode() & 0o777;
             if mode & 0o077 != 0 {
@@ -163,10 +165,10 @@ fn read_one(
                 });
             }
             let text =
-                std::fs::read_to_string(&path).map_err(|e| CredentialError::MissingFile {
+                std::fs::read_to_string(&path).map_err(|source| CredentialError::MissingFile {
                     backend: backend.clone(),
                     path: path.clone(),
-                    reason: e.to_string(),
+                    source,
                 })?;
             let v = text.trim();
             if v.is_empty() {
@@ -251,5 +253,38 @@ mod tests {
         assert!(e.contains("NOPE_KEY"), "{e}");
         assert!(e.contains("chmod 600"), "{e}");
         assert!(e.contains("absent"), "{e}");
+    }
+
+    #[test]
+    fn an_unreadable_file_keeps_its_io_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let inf = inference(vec![CredentialRef::File("absent".into())]);
+        let e = resolve_with(&inf, dir.path(), |_| None).unwrap_err();
+        let CredentialError::MissingFile { source, .. } = &e else {
+            panic!("not MissingFile: {e:?}")
+        };
+        assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
+        let chain = crate::error_chain(&e);
+        assert!(chain.contains("cannot read credentials file"), "{chain}");
+        assert!(
+            chain.ends_with("No such file or directory (os error 2)"),
+            "{chain}"
+        );
+        // Several problems are reported on one line, each with its cause.
+        let two = inference(vec![
+            CredentialRef::File("absent".into()),
+            CredentialRef::Env("NOPE_KEY".into()),
+        ]);
+        let e = resolve_with(&two, dir.path(), |_| None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("(create it with mode 0600): No such file"),
+            "{e}"
+        );
+        assert!(
+            e.contains("; backend `b1`: environment variable NOPE_KEY"),
+            "{e}"
+        );
     }
 }

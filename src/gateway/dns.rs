@@ -7,7 +7,7 @@
 //! agent probing for a way out shows there even when it never gets as far as a connection.
 
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use hickory_server::authority::MessageResponseBuilder;
@@ -26,10 +26,8 @@ pub const TTL: u32 = 30;
 /// Errors starting the DNS server.
 #[derive(Debug, thiserror::Error)]
 pub enum DnsError {
-    #[error(
-        "registering the DNS socket with the runtime: {0} (serve must run inside a tokio runtime)"
-    )]
-    Register(std::io::Error),
+    #[error("registering the DNS socket with the runtime (serve must run inside a tokio runtime)")]
+    Register(#[source] std::io::Error),
 }
 
 /// What the resolver answers for one question (pure part of the handler).
@@ -123,7 +121,9 @@ impl Handler {
     fn audit_refusal(&self, host: &str) {
         let lines = {
             let now = std::time::Instant::now();
-            let mut r = self.refusals.lock().unwrap_or_else(|e| e.into_inner());
+            // Poisoned or not, the memory is usable: it only steers which refusals are logged
+            // (a half-done update logs a line more or less), never what is answered.
+            let mut r = self.refusals.lock().unwrap_or_else(PoisonError::into_inner);
             let mut lines = Vec::new();
             if r.window_start
                 .is_none_or(|t| now.duration_since(t) >= REFUSAL_LOG_WINDOW)

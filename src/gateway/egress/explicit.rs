@@ -19,32 +19,28 @@ use tokio::net::{TcpListener, TcpStream};
 
 use super::relay::{relay_copy, relay_pipelined};
 use super::{Egress, EgressRecord, Outcome};
+use crate::policy::Decision;
 
 type ProxyBody = BoxBody<Bytes, hyper::Error>;
 
 pub(crate) async fn accept_loop(listener: TcpListener, egress: Arc<Egress>) {
-    loop {
-        let (stream, _) = match listener.accept().await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, "explicit proxy accept");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        let egress = egress.clone();
-        tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req| handle(req, egress.clone()));
-            let conn = hyper::server::conn::http1::Builder::new()
-                .preserve_header_case(true)
-                .title_case_headers(true)
-                .serve_connection(TokioIo::new(stream), svc)
-                .with_upgrades();
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "explicit proxy connection");
-            }
-        });
+    super::accept::serve(listener, "explicit proxy", move |stream| {
+        serve_connection(stream, egress.clone())
+    })
+    .await
+}
+
+/// Serves one agent connection to the proxy (HTTP/1, with CONNECT upgrades).
+async fn serve_connection(stream: TcpStream, egress: Arc<Egress>) {
+    let _ = stream.set_nodelay(true);
+    let svc = hyper::service::service_fn(move |req| handle(req, egress.clone()));
+    let conn = hyper::server::conn::http1::Builder::new()
+        .preserve_header_case(true)
+        .title_case_headers(true)
+        .serve_connection(TokioIo::new(stream), svc)
+        .with_upgrades();
+    if let Err(e) = conn.await {
+        tracing::debug!(error = %e, "explicit proxy connection");
     }
 }
 
@@ -83,26 +79,23 @@ async fn handle(
     Ok(forward(req, egress).await)
 }
 
-/// Settles a decision that did not lead to a connection: logs it and builds the response.
-fn refuse(egress: &Egress, outcome: Outcome, started: Instant) -> Response<ProxyBody> {
-    match outcome {
-        Outcome::Deny(d) => {
-            egress
-                .log
-                .write(&egress.record("explicit", &d).took(started.elapsed()));
-            json_response(StatusCode::FORBIDDEN, d.denial_body())
-        }
-        Outcome::Unresolved(d, why) => {
-            let mut rec = egress.record("explicit", &d).took(started.elapsed());
-            rec.error = Some(why.clone());
-            egress.log.write(&rec);
-            json_response(
-                StatusCode::BAD_GATEWAY,
-                unreachable_body(&d.host, d.port, &why),
-            )
-        }
-        Outcome::Allow(..) => unreachable!("refuse is only called on refusals"),
-    }
+/// Logs a denial and answers the 403.
+fn deny(egress: &Egress, d: Decision, started: Instant) -> Response<ProxyBody> {
+    egress
+        .log
+        .write(&egress.record("explicit", &d).took(started.elapsed()));
+    json_response(StatusCode::FORBIDDEN, d.denial_body())
+}
+
+/// Logs an allowed name that does not resolve and answers the 502.
+fn unresolved(egress: &Egress, d: Decision, why: String, started: Instant) -> Response<ProxyBody> {
+    let mut rec = egress.record("explicit", &d).took(started.elapsed());
+    rec.error = Some(why.clone());
+    egress.log.write(&rec);
+    json_response(
+        StatusCode::BAD_GATEWAY,
+        unreachable_body(&d.host, d.port, &why),
+    )
 }
 
 async fn connect(req: Request<Incoming>, egress: Arc<Egress>) -> Response<ProxyBody> {
@@ -116,7 +109,8 @@ async fn connect(req: Request<Incoming>, egress: Arc<Egress>) -> Response<ProxyB
     let port = auth.port_u16().unwrap_or(443);
     let (d, addr) = match egress.decide(auth.host(), port).await {
         Outcome::Allow(d, addr) => (d, addr),
-        other => return refuse(&egress, other, started),
+        Outcome::Deny(d) => return deny(&egress, d, started),
+        Outcome::Unresolved(d, why) => return unresolved(&egress, d, why, started),
     };
     let upstream = match egress.dial(addr).await {
         Ok(s) => s,
@@ -183,7 +177,8 @@ async fn forward(mut req: Request<Incoming>, egress: Arc<Egress>) -> Response<Pr
     let port = uri.port_u16().unwrap_or(80);
     let (d, addr) = match egress.decide(host, port).await {
         Outcome::Allow(d, addr) => (d, addr),
-        other => return refuse(&egress, other, started),
+        Outcome::Deny(d) => return deny(&egress, d, started),
+        Outcome::Unresolved(d, why) => return unresolved(&egress, d, why, started),
     };
     let mut rec = egress.record("explicit", &d);
     rec.addr = Some(addr.to_string());

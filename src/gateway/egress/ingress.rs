@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
+use super::accept;
 use super::relay::relay_pipelined;
 use super::{EgressLog, EgressRecord, Serving};
 use crate::gateway::netns::{tcp_socket_in_netns, NetError};
@@ -30,15 +31,14 @@ pub async fn serve_ingress(
             .await
             .map_err(|e| IngressError::Bind(r.host_port, e))?;
         let (netns, rule, sandbox, log) = (netns.clone(), *r, sandbox.to_string(), log.clone());
-        serving.push(tokio::spawn(async move {
-            loop {
-                let Ok((client, _)) = listener.accept().await else {
-                    continue;
-                };
+        serving.push(tokio::spawn(accept::serve(
+            listener,
+            "ingress",
+            move |client| {
                 let (netns, sandbox, log) = (netns.clone(), sandbox.clone(), log.clone());
-                tokio::spawn(async move { forward(client, &netns, rule, &sandbox, &log).await });
-            }
-        }));
+                async move { forward(client, &netns, rule, &sandbox, &log).await }
+            },
+        )));
     }
     Ok(serving)
 }
@@ -95,7 +95,7 @@ async fn forward(
             rec.bytes_in = moved.out;
             rec.error = err.map(|e| e.to_string());
         }
-        Err(e) => rec.error = Some(e.to_string()),
+        Err(e) => rec.error = Some(crate::error_chain(&e)),
     }
     log.write(&rec.took(started.elapsed()));
 }
@@ -103,12 +103,10 @@ async fn forward(
 /// Errors forwarding ingress.
 #[derive(Debug, thiserror::Error)]
 pub enum IngressError {
-    #[error(
-        "binding 127.0.0.1:{0} on the host for network.ingress: {1} (is the port already in use?)"
-    )]
-    Bind(u16, std::io::Error),
-    #[error("creating a socket inside the sandbox netns: {0}")]
-    Netns(NetError),
-    #[error("connecting to port {0} inside the sandbox: {1} (is the agent listening on 127.0.0.1:{0} or 0.0.0.0:{0}?)")]
-    Connect(u16, std::io::Error),
+    #[error("binding 127.0.0.1:{0} on the host for network.ingress (is the port already in use?)")]
+    Bind(u16, #[source] std::io::Error),
+    #[error("creating a socket inside the sandbox netns")]
+    Netns(#[source] NetError),
+    #[error("connecting to port {0} inside the sandbox (is the agent listening on 127.0.0.1:{0} or 0.0.0.0:{0}?)")]
+    Connect(u16, #[source] std::io::Error),
 }

@@ -8,9 +8,11 @@
 //!   the TLS SNI or the HTTP Host, and the gateway dials its own resolution of that name.
 //! - [`ingress`]: host loopback ports forwarded to ports inside the sandbox.
 //! - [`attach`]: [`SandboxGateway`], all of the above for one sandbox netns at a time.
+//! - [`accept`]: the accept loop every gateway listener runs.
 //! - [`relay`]: pipelined large-buffer byte moving; [`sniff`]: SNI / Host parsing; [`resolve`]: the
 //!   injectable upstream resolver; [`log`]: `egress.jsonl`.
 
+pub mod accept;
 pub mod attach;
 pub mod explicit;
 pub mod ingress;
@@ -36,10 +38,13 @@ use crate::policy::{Decision, PolicyHandle};
 /// Errors starting the gateway's listeners.
 #[derive(Debug, thiserror::Error)]
 pub enum EgressError {
-    #[error("registering a gateway socket with the runtime: {0} (serve must run inside a tokio runtime)")]
-    Register(std::io::Error),
-    #[error("opening the egress log {0}: {1}")]
-    Log(String, std::io::Error),
+    #[error(
+        "registering a gateway socket with the runtime (serve must run inside a tokio runtime)"
+    )]
+    Register(#[source] std::io::Error),
+    /// The egress log (its path) could not be opened.
+    #[error("opening the egress log {0}")]
+    Log(String, #[source] std::io::Error),
 }
 
 /// Everything a connection handler needs; shared by all listeners of one sandbox.

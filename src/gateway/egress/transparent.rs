@@ -19,19 +19,11 @@ use super::{Egress, Outcome};
 
 pub(crate) async fn accept_loop(listener: TcpListener, egress: Arc<Egress>) {
     let own = listener.local_addr().ok();
-    loop {
-        let (stream, _) = match listener.accept().await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, "transparent accept");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                continue;
-            }
-        };
+    super::accept::serve(listener, "transparent", move |stream| {
         let _ = stream.set_nodelay(true);
-        let egress = egress.clone();
-        tokio::spawn(async move { handle(stream, own, egress).await });
-    }
+        handle(stream, own, egress.clone())
+    })
+    .await
 }
 
 /// The destination the agent connected to before the fence redirected it.

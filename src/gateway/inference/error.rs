@@ -4,30 +4,87 @@
 
 use std::path::PathBuf;
 
+/// Why a router cannot be built or reloaded. Variants with a `#[source]` do not repeat it in
+/// their message: print the chain (`crate::error_chain`, or the CLI's `{:#}`).
 #[derive(Debug, thiserror::Error)]
 pub enum InferenceError {
     #[error("inference.backends: backend `{backend}`: {reason}")]
     Backend { backend: String, reason: String },
+    #[error("inference.backends: backend `{backend}`")]
+    BackendUrl {
+        backend: String,
+        #[source]
+        source: UrlError,
+    },
     #[error("inference.routes[{index}]: {reason}")]
     Route { index: usize, reason: String },
-    #[error("inference.guards: {}: {reason}", path.display())]
-    Guard { path: PathBuf, reason: String },
-    #[error("inference.backends: backend `{backend}`: mock replies file {}: {reason}", path.display())]
+    #[error("inference.guards: {}: cannot read", path.display())]
+    GuardRead {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("inference.guards: {}", path.display())]
+    GuardCompile {
+        path: PathBuf,
+        #[source]
+        source: rhai::ParseError,
+    },
+    #[error("inference.backends: backend `{backend}`: mock replies file {}", path.display())]
     MockReplies {
         backend: String,
         path: PathBuf,
-        reason: String,
+        #[source]
+        source: RepliesError,
     },
-    #[error("inference: {0}")]
-    Config(String),
+    #[error("inference: no backends: add at least one to inference.backends")]
+    NoBackends,
+    #[error("inference")]
+    Tls(#[source] crate::tls::TlsError),
+    #[error("inference")]
+    Dir(#[source] crate::home::HomeError),
+    #[error("inference: cannot save the daily token budget")]
+    BudgetSave(#[source] crate::home::HomeError),
+    #[error("inference: {}: not a token budget file (delete it to start the day at zero)", path.display())]
+    BudgetFile {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
     #[error(transparent)]
     Credentials(#[from] crate::gateway::credentials::CredentialError),
-    #[error("{}: {source}", path.display())]
+    #[error("{}", path.display())]
     Io {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
+}
+
+/// Why a backend's `url` is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum UrlError {
+    #[error("`url` {url:?} is not a URL")]
+    Invalid {
+        url: String,
+        #[source]
+        source: hyper::http::uri::InvalidUri,
+    },
+    #[error("`url` {0:?} must start with http:// or https://")]
+    Scheme(String),
+    #[error("`url` {0:?} has no host")]
+    NoHost(String),
+    #[error("`url` {0:?} must not have a query")]
+    Query(String),
+}
+
+/// Why a mock replies file cannot be used (the message is the source's own).
+#[derive(Debug, thiserror::Error)]
+pub enum RepliesError {
+    #[error(transparent)]
+    Read(std::io::Error),
+    #[error(transparent)]
+    Parse(serde_saphyr::Error),
 }
 
 /// A request the gateway answers itself (rejections, limits, upstream failures).

@@ -16,7 +16,7 @@
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use memchr::memmem::Finder;
@@ -69,10 +69,11 @@ impl Guards {
             } else {
                 base_dir.join(&g.script)
             };
-            let text = std::fs::read_to_string(&path).map_err(|e| InferenceError::Guard {
-                path: path.clone(),
-                reason: format!("cannot read: {e}"),
-            })?;
+            let text =
+                std::fs::read_to_string(&path).map_err(|source| InferenceError::GuardRead {
+                    path: path.clone(),
+                    source,
+                })?;
             sources.push((path, text, g.on_response));
         }
         Guards::compile(sources)
@@ -83,10 +84,12 @@ impl Guards {
         let engine = engine();
         let mut scripts = Vec::new();
         for (path, text, on_response) in sources {
-            let ast = engine.compile(&text).map_err(|e| InferenceError::Guard {
-                path: path.clone(),
-                reason: e.to_string(),
-            })?;
+            let ast = engine
+                .compile(&text)
+                .map_err(|source| InferenceError::GuardCompile {
+                    path: path.clone(),
+                    source,
+                })?;
             let name = path
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
@@ -144,7 +147,10 @@ impl Guards {
                     *body = new;
                     rewrote.push(s.name.clone());
                 }
-                Err(e) => return Err((s.name.clone(), format!("guard failed ({e}); denying"))),
+                Err(e) => {
+                    let e = crate::error_chain(&e);
+                    return Err((s.name.clone(), format!("guard failed ({e}); denying")));
+                }
             }
         }
         Ok(rewrote)
@@ -157,8 +163,8 @@ impl Guards {
         endpoint: &str,
         model: &str,
         body: &Map<String, Value>,
-    ) -> Result<Verdict, String> {
-        let doc = rhai::serde::to_dynamic(body).map_err(|e| e.to_string())?;
+    ) -> Result<Verdict, ScriptError> {
+        let doc = rhai::serde::to_dynamic(body).map_err(ScriptError::Run)?;
         let mut scope = Scope::new();
         scope.push_constant("endpoint", endpoint.to_string());
         scope.push_constant("model", model.to_string());
@@ -170,12 +176,28 @@ impl Guards {
             .engine
             .eval_ast_with_scope::<Dynamic>(&mut scope, &s.ast);
         DEADLINE.with(|d| d.set(None));
-        interpret(out.map_err(|e| e.to_string())?)
+        interpret(out.map_err(ScriptError::Run)?)
     }
 }
 
+/// Why a script gave no verdict (the request is denied).
+#[derive(Debug, thiserror::Error)]
+pub enum ScriptError {
+    /// The script failed or overran; the message is rhai's own.
+    #[error(transparent)]
+    Run(Box<rhai::EvalAltResult>),
+    #[error("a guard must end with allow(), deny(reason) or rewrite(body)")]
+    NoVerdict,
+    #[error("rewrite() needs the new body")]
+    NoBody,
+    #[error(transparent)]
+    BadBody(Box<rhai::EvalAltResult>),
+    #[error("rewrite() needs an object")]
+    NotAnObject,
+}
+
 /// Maps a script's result to a verdict.
-fn interpret(v: Dynamic) -> Result<Verdict, String> {
+fn interpret(v: Dynamic) -> Result<Verdict, ScriptError> {
     if v.is_unit() {
         return Ok(Verdict::Allow);
     }
@@ -187,7 +209,7 @@ fn interpret(v: Dynamic) -> Result<Verdict, String> {
         });
     }
     let Some(map) = v.try_cast::<RMap>() else {
-        return Err("a guard must end with allow(), deny(reason) or rewrite(body)".into());
+        return Err(ScriptError::NoVerdict);
     };
     match map
         .get("action")
@@ -201,17 +223,14 @@ fn interpret(v: Dynamic) -> Result<Verdict, String> {
                 .unwrap_or_else(|| "denied by guard".into()),
         )),
         Some("rewrite") => {
-            let body = map
-                .get("body")
-                .cloned()
-                .ok_or("rewrite() needs the new body")?;
-            let v: Value = rhai::serde::from_dynamic(&body).map_err(|e| e.to_string())?;
+            let body = map.get("body").cloned().ok_or(ScriptError::NoBody)?;
+            let v: Value = rhai::serde::from_dynamic(&body).map_err(ScriptError::BadBody)?;
             match v {
                 Value::Object(m) => Ok(Verdict::Rewrite(m)),
-                _ => Err("rewrite() needs an object".into()),
+                _ => Err(ScriptError::NotAnObject),
             }
         }
-        _ => Err("a guard must end with allow(), deny(reason) or rewrite(body)".into()),
+        _ => Err(ScriptError::NoVerdict),
     }
 }
 
@@ -279,13 +298,19 @@ fn with_regex<T>(
     pattern: &str,
     f: impl FnOnce(&Regex) -> T,
 ) -> Result<T, Box<rhai::EvalAltResult>> {
-    if let Some(re) = cache.read().unwrap().get(pattern) {
+    // A poisoned cache is still whole: it only ever gains complete entries (one insert of a
+    // compiled regex), so a panic elsewhere while it was held leaves nothing half-written.
+    if let Some(re) = cache
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(pattern)
+    {
         return Ok(f(re));
     }
     let re = Regex::new(pattern)
         .map_err(|e| -> Box<rhai::EvalAltResult> { format!("bad regex: {e}").into() })?;
     let out = f(&re);
-    let mut w = cache.write().unwrap();
+    let mut w = cache.write().unwrap_or_else(PoisonError::into_inner);
     if w.len() < 256 {
         w.insert(pattern.to_string(), re);
     }
@@ -326,6 +351,11 @@ pub fn prompt_text(body: &Map<String, Value>) -> String {
 }
 
 /// The built-in guard.
+/// The secret guard's refusal: the request carries a key the gateway holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the request contains a credential that this gateway holds for a backend; it is never sent to a model")]
+pub struct HeldCredential;
+
 pub struct SecretGuard {
     finders: Vec<Finder<'static>>,
 }
@@ -391,7 +421,7 @@ impl SecretGuard {
 
     /// Refuses a body carrying a held key (`Err` with the reason) and redacts secret shapes
     /// in every string in place.
-    pub fn check(&self, body: &mut Map<String, Value>) -> Result<Redactions, String> {
+    pub fn check(&self, body: &mut Map<String, Value>) -> Result<Redactions, HeldCredential> {
         let mut r = Redactions::default();
         for v in body.values_mut() {
             self.walk(v, &mut r)?;
@@ -399,11 +429,11 @@ impl SecretGuard {
         Ok(r)
     }
 
-    fn walk(&self, v: &mut Value, r: &mut Redactions) -> Result<(), String> {
+    fn walk(&self, v: &mut Value, r: &mut Redactions) -> Result<(), HeldCredential> {
         match v {
             Value::String(s) => {
                 if self.holds_key_in(s.as_bytes()) {
-                    return Err("the request contains a credential that this gateway holds for a backend; it is never sent to a model".into());
+                    return Err(HeldCredential);
                 }
                 if let Some(new) = redact_shapes(s, r) {
                     *s = new;
@@ -485,7 +515,11 @@ mod tests {
         let mut b = body(
             json!({"messages":[{"role":"user","content":"use canary-key-0123456789 please"}]}),
         );
-        assert!(g.check(&mut b).unwrap_err().contains("credential"));
+        assert!(g
+            .check(&mut b)
+            .unwrap_err()
+            .to_string()
+            .contains("credential"));
         let pem = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----";
         let mut b = body(
             json!({"messages":[{"role":"user","content":format!("key: {pem} and AKIAIOSFODNN7EXAMPLE ok")}]}),

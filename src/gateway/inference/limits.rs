@@ -8,7 +8,7 @@
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use governor::{clock::Clock, DefaultDirectRateLimiter, Quota, RateLimiter};
@@ -152,11 +152,11 @@ impl Limiter {
     /// Carries usage over from the limiter this one replaces (on reload).
     pub fn inherit(&self, old: &Limiter) {
         if let (Some((_, new)), Some((_, old))) = (&self.tpd, &old.tpd) {
-            *new.lock().unwrap() = *old.lock().unwrap();
+            *lock(new) = *lock(old);
         }
         if let (Some(new), Some(old)) = (&self.tpm, &old.tpm) {
-            let o = old.lock().unwrap().clone();
-            let mut n = new.lock().unwrap();
+            let o = lock(old).clone();
+            let mut n = lock(new);
             n.level = o.level.min(n.capacity);
         }
     }
@@ -182,7 +182,7 @@ impl Limiter {
             }
         }
         if let Some(b) = &self.tpm {
-            if let Err(wait) = b.lock().unwrap().admit(self.secs()) {
+            if let Err(wait) = lock(b).admit(self.secs()) {
                 return Err(ApiError::rate_limited(
                     "tokens_per_minute_exceeded",
                     wait,
@@ -191,7 +191,7 @@ impl Limiter {
             }
         }
         if let Some((budget, u)) = &self.tpd {
-            if let Err(wait) = u.lock().unwrap().admit(*budget, unix_now()) {
+            if let Err(wait) = lock(u).admit(*budget, unix_now()) {
                 return Err(ApiError::rate_limited(
                     "tokens_per_day_exceeded",
                     wait,
@@ -208,10 +208,10 @@ impl Limiter {
             return;
         }
         if let Some(b) = &self.tpm {
-            b.lock().unwrap().charge(tokens, self.secs());
+            lock(b).charge(tokens, self.secs());
         }
         if let Some((_, u)) = &self.tpd {
-            u.lock().unwrap().charge(tokens, unix_now());
+            lock(u).charge(tokens, unix_now());
             self.dirty.store(true, Ordering::Release);
         }
     }
@@ -224,22 +224,21 @@ impl Limiter {
         if !self.dirty.swap(false, Ordering::AcqRel) {
             return Ok(());
         }
-        let usage = *u.lock().unwrap();
+        let usage = *lock(u);
         let json = serde_json::to_vec(&usage).expect("usage serialises");
         if let Some(dir) = path.parent() {
-            crate::home::create_dir_private(dir)
-                .map_err(|e| InferenceError::Config(e.to_string()))?;
+            crate::home::create_dir_private(dir).map_err(InferenceError::Dir)?;
         }
         crate::home::write_atomic(path, &json, 0o600).map_err(|e| {
             self.dirty.store(true, Ordering::Release);
-            InferenceError::Config(format!("cannot save the daily token budget: {e}"))
+            InferenceError::BudgetSave(e)
         })
     }
 
     /// Tokens used today, when a daily budget is set.
     pub fn used_today(&self) -> Option<u64> {
         self.tpd.as_ref().map(|(_, u)| {
-            let mut u = u.lock().unwrap();
+            let mut u = lock(u);
             u.roll(unix_now());
             u.used
         })
@@ -248,18 +247,28 @@ impl Limiter {
 
 fn read_usage(path: &Path) -> Result<Option<DailyUsage>, InferenceError> {
     match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-            InferenceError::Config(format!(
-                "{}: not a token budget file ({e}); delete it to start the day at zero",
-                path.display()
-            ))
-        }),
+        Ok(bytes) => {
+            serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|source| InferenceError::BudgetFile {
+                    path: path.to_path_buf(),
+                    source,
+                })
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(source) => Err(InferenceError::Io {
             path: path.to_path_buf(),
             source,
         }),
     }
+}
+
+/// Locks one of the limiter's counters, poisoned or not. A panic while it was held cannot leave
+/// it inconsistent: every update under the lock is a plain assignment of numbers (a bucket
+/// level, a day and a count) with nothing that can panic between related writes, so the last
+/// value written is a valid state, at worst missing the charge of the request that panicked.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 pub fn unix_now() -> u64 {
@@ -337,5 +346,56 @@ mod tests {
         assert_eq!(again.used_today(), Some(1100));
         let e = again.admit().unwrap_err();
         assert_eq!(e.code, "tokens_per_day_exceeded");
+    }
+
+    #[test]
+    fn a_poisoned_counter_keeps_counting() {
+        let l = Limiter::new(
+            RateSettings {
+                tpd: Some(1000),
+                ..Default::default()
+            },
+            None,
+        )
+        .unwrap();
+        l.charge(400);
+        let Some((_, usage)) = &l.tpd else {
+            panic!("a daily budget was set")
+        };
+        // A thread panics while it holds the daily counter: the lock is poisoned.
+        std::thread::scope(|s| {
+            let _ = s
+                .spawn(|| {
+                    let _held = usage.lock();
+                    panic!("poisoning the daily counter");
+                })
+                .join();
+        });
+        assert!(usage.is_poisoned());
+        l.charge(700);
+        assert_eq!(l.used_today(), Some(1100));
+        let e = l.admit().unwrap_err();
+        assert_eq!(e.code, "tokens_per_day_exceeded");
+    }
+
+    #[test]
+    fn a_broken_budget_file_keeps_its_parse_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("budget.json");
+        std::fs::write(&f, "not json").unwrap();
+        let s = RateSettings {
+            tpd: Some(1000),
+            ..Default::default()
+        };
+        let Err(e) = Limiter::new(s, Some(&f)) else {
+            panic!("a broken budget file was accepted")
+        };
+        assert!(matches!(&e, InferenceError::BudgetFile { path, .. } if *path == f));
+        let chain = crate::error_chain(&e);
+        assert!(chain.contains("not a token budget file"), "{chain}");
+        assert!(
+            chain.contains("expected ident"),
+            "the parse error is kept: {chain}"
+        );
     }
 }

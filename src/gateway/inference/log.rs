@@ -129,7 +129,7 @@ impl LogSink {
     }
 
     pub fn open_capped(dir: &Path, cap: u64) -> Result<LogSink, InferenceError> {
-        crate::home::create_dir_private(dir).map_err(|e| InferenceError::Config(e.to_string()))?;
+        crate::home::create_dir_private(dir).map_err(InferenceError::Dir)?;
         let path = dir.join("inference.jsonl");
         let io_err = |source| InferenceError::Io {
             path: dir.join("inference.jsonl"),

@@ -26,7 +26,7 @@ use hyper::body::{Body, Frame};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::error::InferenceError;
+use super::error::{InferenceError, RepliesError};
 use super::guard::prompt_text;
 use super::limits::unix_now;
 use super::validate::Endpoint;
@@ -89,14 +89,15 @@ impl MockBackend {
                 } else {
                     base_dir.join(p)
                 };
-                let err = |reason: String| InferenceError::MockReplies {
+                let err = |source: RepliesError| InferenceError::MockReplies {
                     backend: backend.into(),
                     path: path.clone(),
-                    reason,
+                    source,
                 };
-                let text = std::fs::read_to_string(&path).map_err(|e| err(e.to_string()))?;
+                let text =
+                    std::fs::read_to_string(&path).map_err(|e| err(RepliesError::Read(e)))?;
                 let file: RepliesFile =
-                    serde_saphyr::from_str(&text).map_err(|e| err(e.to_string()))?;
+                    serde_saphyr::from_str(&text).map_err(|e| err(RepliesError::Parse(e)))?;
                 match file {
                     RepliesFile::Wrapped { replies } | RepliesFile::List(replies) => replies,
                 }
@@ -134,9 +135,6 @@ impl MockBackend {
             .to_string();
         let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
         let prompt_tokens = words(&prompt_text(body)).max(1);
-        if endpoint == Endpoint::Embeddings {
-            return json_response(embeddings(body, &model, prompt_tokens));
-        }
         let max = body
             .get("max_tokens")
             .or_else(|| body.get("max_completion_tokens"))
@@ -240,7 +238,7 @@ impl MockBackend {
                 frames.push_back(ev("message_stop", json!({"type": "message_stop"})));
                 sse_response(frames)
             }
-            (Endpoint::Embeddings, _) => unreachable!("answered above"),
+            (Endpoint::Embeddings, _) => json_response(embeddings(body, &model, prompt_tokens)),
         }
     }
 }

@@ -15,6 +15,7 @@
 //! router.last_inference();                                                      // for status
 //! ```
 
+pub mod backend;
 pub mod error;
 pub mod guard;
 pub mod limits;
@@ -30,7 +31,7 @@ pub mod validate;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock, Weak};
+use std::sync::{Arc, PoisonError, RwLock, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -39,6 +40,7 @@ pub use error::{ApiError, InferenceError};
 
 use crate::blueprint::Inference;
 use crate::gateway::credentials::Credentials;
+use crate::gateway::egress::accept;
 use limits::Limiter;
 use policy::Policy;
 
@@ -122,7 +124,12 @@ pub struct Shared {
 
 impl Shared {
     fn state(&self) -> Arc<State> {
-        self.state.read().unwrap_or_else(|p| p.into_inner()).clone()
+        // The lock guards one `Arc` swapped whole on reload: poisoned or not, it holds a
+        // complete state.
+        self.state
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
     fn next_id(&self) -> String {
         format!(
@@ -207,8 +214,12 @@ impl Router {
             self.shared.budget_file.as_deref(),
         )?);
         limiter.inherit(&old.limiter);
-        *self.shared.state.write().unwrap_or_else(|p| p.into_inner()) =
-            Arc::new(State { policy, limiter });
+        // Poisoned or not, the slot holds a whole `Arc` (see `Shared::state`).
+        *self
+            .shared
+            .state
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Arc::new(State { policy, limiter });
         Ok(())
     }
 
@@ -224,24 +235,16 @@ impl Router {
         shutdown: impl Future<Output = ()>,
     ) -> std::io::Result<()> {
         spawn_flusher(Arc::downgrade(&self.shared));
-        tokio::pin!(shutdown);
-        loop {
-            tokio::select! {
-                _ = &mut shutdown => break,
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, _)) => {
-                        tokio::spawn(server::serve_connection(self.shared.clone(), stream));
-                    }
-                    Err(e) => {
-                        // Out of descriptors and similar: back off instead of spinning.
-                        tracing::warn!("inference listener: accept failed: {e}");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                },
-            }
+        let shared = self.shared.clone();
+        let accepting = accept::serve(listener, "inference listener", move |stream| {
+            server::serve_connection(shared.clone(), stream)
+        });
+        tokio::select! {
+            _ = shutdown => {}
+            _ = accepting => {}
         }
         if let Err(e) = self.flush() {
-            tracing::warn!("{e}");
+            tracing::warn!("{}", crate::error_chain(&e));
         }
         Ok(())
     }
@@ -277,7 +280,7 @@ fn spawn_flusher(shared: Weak<Shared>) {
             tick.tick().await;
             let Some(s) = shared.upgrade() else { return };
             if let Err(e) = s.state().limiter.persist() {
-                tracing::warn!("{e}");
+                tracing::warn!("{}", crate::error_chain(&e));
             }
         }
     });

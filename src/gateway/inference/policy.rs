@@ -3,48 +3,18 @@
 //! compiled guards). Swapped whole on reload.
 
 use std::path::Path;
-use std::time::Duration;
 
 use hyper::Uri;
 
-use super::error::InferenceError;
+pub use super::backend::{BackendSpec, Target};
+use super::error::{InferenceError, UrlError};
 use super::guard::{Guards, SecretGuard};
 use super::limits::RateSettings;
 use super::mock::MockBackend;
 use super::route::{AllowList, Matcher, RouteRule};
-use super::validate::{Endpoint, RequestLimits};
+use super::validate::RequestLimits;
 use crate::blueprint::{defaults, BackendKind, Inference};
-use crate::gateway::credentials::{Credentials, Secret};
-
-/// Where a backend is.
-#[derive(Debug)]
-pub enum Target {
-    Http {
-        /// `scheme://authority` plus the base path without a trailing `/` (`http://h:8000/v1`).
-        base: String,
-        authority: String,
-    },
-    Mock(MockBackend),
-}
-
-pub struct BackendSpec {
-    pub name: String,
-    pub kind: BackendKind,
-    pub target: Target,
-    pub timeout: Duration,
-    pub key: Option<Secret>,
-}
-
-impl BackendSpec {
-    /// Whether this backend can serve `endpoint` (no translation between the two APIs).
-    pub fn serves(&self, endpoint: Endpoint) -> bool {
-        match self.kind {
-            BackendKind::Mock => true,
-            BackendKind::Anthropic => endpoint == Endpoint::Messages,
-            BackendKind::Openai => endpoint != Endpoint::Messages,
-        }
-    }
-}
+use crate::gateway::credentials::Credentials;
 
 pub struct Policy {
     pub backends: Vec<BackendSpec>,
@@ -71,9 +41,7 @@ impl Policy {
         base_dir: &Path,
     ) -> Result<Policy, InferenceError> {
         if inf.backends.is_empty() {
-            return Err(InferenceError::Config(
-                "no backends: add at least one to inference.backends".into(),
-            ));
+            return Err(InferenceError::NoBackends);
         }
         let mut backends = Vec::new();
         for b in &inf.backends {
@@ -98,9 +66,9 @@ impl Policy {
                             })
                         }
                     };
-                    parse_base(&url).map_err(|reason| InferenceError::Backend {
+                    parse_base(&url).map_err(|source| InferenceError::BackendUrl {
                         backend: b.name.clone(),
-                        reason,
+                        source,
                     })?
                 }
             };
@@ -186,20 +154,21 @@ impl Policy {
 }
 
 /// `http(s)://authority/base` -> the target; the base path loses its trailing `/`.
-fn parse_base(url: &str) -> Result<Target, String> {
-    let uri: Uri = url
-        .parse()
-        .map_err(|e| format!("`url` {url:?} is not a URL: {e}"))?;
+fn parse_base(url: &str) -> Result<Target, UrlError> {
+    let uri: Uri = url.parse().map_err(|source| UrlError::Invalid {
+        url: url.to_string(),
+        source,
+    })?;
     match uri.scheme_str() {
         Some("http") | Some("https") => {}
-        _ => return Err(format!("`url` {url:?} must start with http:// or https://")),
+        _ => return Err(UrlError::Scheme(url.to_string())),
     }
     let authority = uri
         .authority()
-        .ok_or_else(|| format!("`url` {url:?} has no host"))?
+        .ok_or_else(|| UrlError::NoHost(url.to_string()))?
         .to_string();
     if uri.query().is_some() {
-        return Err(format!("`url` {url:?} must not have a query"));
+        return Err(UrlError::Query(url.to_string()));
     }
     let path = uri.path().trim_end_matches('/');
     Ok(Target::Http {
@@ -222,7 +191,21 @@ mod tests {
             (base.as_str(), authority.as_str()),
             ("http://127.0.0.1:8000/v1", "127.0.0.1:8000")
         );
-        assert!(parse_base("ftp://x/v1").unwrap_err().contains("http://"));
-        assert!(parse_base("not a url").is_err());
+        assert!(parse_base("ftp://x/v1")
+            .unwrap_err()
+            .to_string()
+            .contains("http://"));
+        assert!(matches!(
+            parse_base("not a url"),
+            Err(UrlError::Invalid { source: _, .. })
+        ));
+        let e = InferenceError::BackendUrl {
+            backend: "b".into(),
+            source: parse_base("http://h/v1?x=1").unwrap_err(),
+        };
+        assert_eq!(
+            crate::error_chain(&e),
+            "inference.backends: backend `b`: `url` \"http://h/v1?x=1\" must not have a query"
+        );
     }
 }

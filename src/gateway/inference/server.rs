@@ -3,20 +3,22 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{header, Method, Request, Response};
 use serde_json::{Map, Value};
 
+use super::backend::{BackendSpec, Call, Failure, Reply};
 use super::error::ApiError;
+use super::guard::SecretGuard;
 use super::log::{ms, Pending};
-use super::policy::Target;
-use super::upstream::{self, Failure, Observed};
+use super::policy::Policy;
+use super::upstream::Observed;
 use super::validate::{self, Endpoint};
-use super::{BoxBody, Shared, State};
+use super::{BoxBody, BoxError, Shared, State};
 
 /// Largest non-streamed response read from a backend.
 const MAX_RESPONSE: usize = 64 << 20;
@@ -82,7 +84,7 @@ fn json(status: u16, body: String) -> Response<BoxBody> {
         .status(status)
         .header(header::CONTENT_TYPE, "application/json")
         .body(full(Bytes::from(body)))
-        .expect("a valid response")
+        .expect("a valid response: an HTTP status of ours and a static content type")
 }
 
 fn full(b: Bytes) -> BoxBody {
@@ -109,90 +111,119 @@ async fn infer(
     p: &mut Pending,
 ) -> Result<Response<BoxBody>, ApiError> {
     let policy = &state.policy;
-    let ct = req
-        .headers()
+    let max = policy.limits.max_request_size;
+    check_content_type(req.headers())?;
+    check_declared_size(req.headers(), max)?;
+    state.limiter.admit()?;
+    let (parts, body) = req.into_parts();
+    let body = read_request(body, max, shared.options.body_read_timeout).await?;
+    let v = validate::validate(ep, &body, &policy.limits, &policy.allowed)?;
+    p.rec.model = Some(v.model.clone());
+    p.rec.stream = v.stream;
+    refuse_unguardable_stream(policy, v.stream)?;
+    let mut req_body = v.body;
+    run_request_guards(policy, ep, &v.model, &mut req_body, p)?;
+    let chain = route(policy, ep, &v.model, &mut req_body, p)?;
+    let id = p.rec.id.clone();
+    let call = Call {
+        client: &shared.client,
+        endpoint: ep,
+        bytes: encode(policy, &req_body, p),
+        body: &req_body,
+        headers: &parts.headers,
+        request_id: &id,
+    };
+    forward(state, &call, &v.model, &chain, p).await
+}
+
+/// 415 unless the body is declared as JSON.
+fn check_content_type(headers: &hyper::HeaderMap) -> Result<(), ApiError> {
+    let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    if !ct
+    if ct
         .trim_start()
         .to_ascii_lowercase()
         .starts_with("application/json")
     {
-        let shown = if ct.is_empty() {
-            "none".to_string()
-        } else {
-            format!("`{}`", ct.chars().take(100).collect::<String>())
-        };
-        return Err(ApiError {
-            status: 415,
-            ..ApiError::invalid(
-                "unsupported_media_type",
-                None,
-                format!("Content-Type must be application/json (got {shown})"),
-            )
-        });
+        return Ok(());
     }
-    let max = policy.limits.max_request_size;
-    let declared = req
-        .headers()
+    let shown = if ct.is_empty() {
+        "none".to_string()
+    } else {
+        format!("`{}`", ct.chars().take(100).collect::<String>())
+    };
+    Err(ApiError {
+        status: 415,
+        ..ApiError::invalid(
+            "unsupported_media_type",
+            None,
+            format!("Content-Type must be application/json (got {shown})"),
+        )
+    })
+}
+
+/// 413 at once when the declared length is over the limit.
+fn check_declared_size(headers: &hyper::HeaderMap, max: u64) -> Result<(), ApiError> {
+    let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if let Some(n) = declared.filter(|n| *n > max) {
-        return Err(validate::too_large(n, max));
+    match declared.filter(|n| *n > max) {
+        Some(n) => Err(validate::too_large(n, max)),
+        None => Ok(()),
     }
-    state.limiter.admit()?;
+}
 
-    let (parts, body) = req.into_parts();
-    let body = match tokio::time::timeout(
-        shared.options.body_read_timeout,
-        Limited::new(body, max as usize).collect(),
-    )
-    .await
-    {
-        Err(_) => {
-            return Err(ApiError {
-                status: 408,
-                ..ApiError::invalid(
-                    "request_timeout",
-                    None,
-                    format!(
-                        "the request body did not arrive within {:?}",
-                        shared.options.body_read_timeout
-                    ),
-                )
-            })
-        }
+/// Reads the whole request body, at most `max` bytes within `timeout`.
+async fn read_request(body: Incoming, max: u64, timeout: Duration) -> Result<Bytes, ApiError> {
+    let limit = usize::try_from(max).unwrap_or(usize::MAX);
+    match tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await {
+        Err(_) => Err(ApiError {
+            status: 408,
+            ..ApiError::invalid(
+                "request_timeout",
+                None,
+                format!("the request body did not arrive within {timeout:?}"),
+            )
+        }),
         Ok(Err(e))
             if e.downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some() =>
         {
-            return Err(validate::too_large(max + 1, max))
+            Err(validate::too_large(max + 1, max))
         }
-        Ok(Err(e)) => {
-            return Err(ApiError::invalid(
-                "truncated_body",
-                None,
-                format!("the request body could not be read completely: {e}"),
-            ))
-        }
-        Ok(Ok(c)) => c.to_bytes(),
-    };
-    let v = validate::validate(ep, &body, &policy.limits, &policy.allowed)?;
-    p.rec.model = Some(v.model.clone());
-    p.rec.stream = v.stream;
-    if v.stream && policy.guards.has_response_guards() {
-        // A response guard judges whole answers; a stream would pass it by. Fail closed.
+        Ok(Err(e)) => Err(ApiError::invalid(
+            "truncated_body",
+            None,
+            format!("the request body could not be read completely: {e}"),
+        )),
+        Ok(Ok(c)) => Ok(c.to_bytes()),
+    }
+}
+
+/// A response guard judges whole answers; a stream would pass it by. Fail closed.
+fn refuse_unguardable_stream(policy: &Policy, stream: bool) -> Result<(), ApiError> {
+    if stream && policy.guards.has_response_guards() {
         return Err(ApiError::invalid(
             "stream_with_response_guards",
             Some("stream"),
             "this sandbox's blueprint checks every model answer (inference.guards with onResponse), which needs whole answers: send the request with \"stream\": false",
         ));
     }
-    let mut req_body = v.body;
+    Ok(())
+}
 
-    match policy.guards.on_request(ep.name(), &v.model, &mut req_body) {
+/// The operator's request guards, then the secret guard; each may rewrite or deny.
+fn run_request_guards(
+    policy: &Policy,
+    ep: Endpoint,
+    model: &str,
+    body: &mut Map<String, Value>,
+    p: &mut Pending,
+) -> Result<(), ApiError> {
+    match policy.guards.on_request(ep.name(), model, body) {
         Ok(rewrote) => p.rec.guards.extend(
             rewrote
                 .into_iter()
@@ -207,24 +238,35 @@ async fn infer(
             ));
         }
     }
-    if let Some(sg) = &policy.secret_guard {
-        match sg.check(&mut req_body) {
-            Ok(r) if r.any() => p.rec.guards.push(r.describe()),
-            Ok(_) => {}
-            Err(reason) => {
-                p.rec
-                    .guards
-                    .push("secret guard: denied (held credential)".into());
-                return Err(ApiError::forbidden(
-                    "secret_guard",
-                    None,
-                    format!("denied by the secret guard: {reason}"),
-                ));
-            }
+    let Some(sg) = &policy.secret_guard else {
+        return Ok(());
+    };
+    match sg.check(body) {
+        Ok(r) if r.any() => p.rec.guards.push(r.describe()),
+        Ok(_) => {}
+        Err(reason) => {
+            p.rec
+                .guards
+                .push("secret guard: denied (held credential)".into());
+            return Err(ApiError::forbidden(
+                "secret_guard",
+                None,
+                format!("denied by the secret guard: {reason}"),
+            ));
         }
     }
+    Ok(())
+}
 
-    let plan = super::route::plan(&policy.rules, &v.model);
+/// The backends to try, in order, among those that serve `ep`; renames the model for them.
+fn route(
+    policy: &Policy,
+    ep: Endpoint,
+    model: &str,
+    body: &mut Map<String, Value>,
+    p: &mut Pending,
+) -> Result<Vec<usize>, ApiError> {
+    let plan = super::route::plan(&policy.rules, model);
     let chain: Vec<usize> = plan
         .chain
         .iter()
@@ -235,14 +277,19 @@ async fn infer(
         return Err(ApiError::invalid(
             "no_backend",
             Some("model"),
-            format!("no backend for model `{}` serves {}: add a backend of kind {} and route the model to it in inference.routes", v.model, ep.name(), if ep == Endpoint::Messages { "anthropic" } else { "openai" }),
+            format!("no backend for model `{model}` serves {}: add a backend of kind {} and route the model to it in inference.routes", ep.name(), if ep == Endpoint::Messages { "anthropic" } else { "openai" }),
         ));
     }
-    if plan.upstream_model != v.model {
-        req_body.insert("model".into(), Value::String(plan.upstream_model.clone()));
-        p.rec.upstream_model = Some(plan.upstream_model.clone());
+    if plan.upstream_model != model {
+        body.insert("model".into(), Value::String(plan.upstream_model.clone()));
+        p.rec.upstream_model = Some(plan.upstream_model);
     }
-    let bytes = Bytes::from(serde_json::to_vec(&req_body).expect("a JSON map serialises"));
+    Ok(chain)
+}
+
+/// The request as sent, logged (keys redacted) when the blueprint logs bodies.
+fn encode(policy: &Policy, body: &Map<String, Value>, p: &mut Pending) -> Bytes {
+    let bytes = Bytes::from(serde_json::to_vec(body).expect("a JSON map serialises"));
     if policy.log_bodies {
         p.rec.request_body = Some(
             policy
@@ -250,109 +297,120 @@ async fn infer(
                 .redact_for_log(&String::from_utf8_lossy(&bytes)),
         );
     }
+    bytes
+}
 
+/// Tries the backends of `chain` in order; the first that answers is passed on.
+async fn forward(
+    state: &State,
+    call: &Call<'_>,
+    model: &str,
+    chain: &[usize],
+    p: &mut Pending,
+) -> Result<Response<BoxBody>, ApiError> {
+    let policy = &state.policy;
     let mut timed_out = true;
-    for &i in &chain {
+    for &i in chain {
         let b = &policy.backends[i];
         p.rec.backend = Some(b.name.clone());
-        if let Target::Mock(m) = &b.target {
-            p.reached_backend = true;
-            let r = m.respond(ep, &req_body).await;
-            p.rec.status = r.status;
-            let resp = Response::builder()
-                .status(r.status)
-                .header(header::CONTENT_TYPE, r.content_type);
-            if r.content_type == "text/event-stream" {
-                let scrub = policy.scrubber.stream_scrub();
-                return Ok(stream(resp, r.body, scrub, p, b.timeout));
-            }
-            let body = r
-                .body
-                .collect()
-                .await
-                .map_err(|e| upstream_error(500, e.to_string()))?
-                .to_bytes();
-            return finish(state, ep, &v.model, resp, body, p);
-        }
-        let started = std::time::Instant::now();
-        match upstream::send(
-            &shared.client,
-            b,
-            ep,
-            bytes.clone(),
-            &parts.headers,
-            &p.rec.id,
-        )
-        .await
-        {
+        let started = Instant::now();
+        match b.send(call).await {
+            Ok(reply) => return answer(state, call.endpoint, model, b, reply, started, p).await,
             Err(f) => {
                 timed_out &= matches!(f, Failure::Timeout(_));
-                let f = scrub(&policy.scrubber, &f.to_string());
+                let f = scrub(&policy.scrubber, &crate::error_chain(&f));
                 tracing::debug!(backend = %b.name, "inference backend failed: {f}");
                 p.rec.fallbacks.push(format!("{}: {f}", b.name));
             }
-            Ok(r) => {
-                p.reached_backend = true;
-                let status = r.status().as_u16();
-                p.rec.status = status;
-                let ct = r.headers().get(header::CONTENT_TYPE).cloned();
-                let is_sse = ct
-                    .as_ref()
-                    .and_then(|c| c.to_str().ok())
-                    .is_some_and(|c| c.starts_with("text/event-stream"));
-                let mut resp = Response::builder().status(status);
-                if let Some(ct) = ct {
-                    resp = resp.header(header::CONTENT_TYPE, ct);
-                }
-                if is_sse {
-                    // Time to first token is taken at the first data chunk, in `Observed`.
-                    return Ok(stream(
-                        resp.header(header::CACHE_CONTROL, "no-cache"),
-                        upstream::boxed(r.into_body()),
-                        policy.scrubber.stream_scrub(),
-                        p,
-                        b.timeout,
-                    ));
-                }
-                let left = b.timeout.saturating_sub(started.elapsed());
-                let read = Limited::new(r.into_body(), MAX_RESPONSE).collect();
-                let body = match tokio::time::timeout(left, read).await {
-                    Err(_) => {
-                        return Err(upstream_error(
-                            504,
-                            format!(
-                                "backend `{}` did not finish its answer within {:?}",
-                                b.name, b.timeout
-                            ),
-                        ))
-                    }
-                    Ok(Err(e)) => {
-                        return Err(upstream_error(
-                            502,
-                            format!(
-                                "backend `{}` answer could not be read: {}",
-                                b.name,
-                                scrub(&policy.scrubber, &e.to_string())
-                            ),
-                        ))
-                    }
-                    Ok(Ok(c)) => c.to_bytes(),
-                };
-                p.mark_first_byte();
-                return finish(state, ep, &v.model, resp, body, p);
-            }
         }
     }
+    Err(all_failed(timed_out, p))
+}
+
+/// Passes a backend's reply on: a stream as it comes, a whole answer through [`finish`].
+async fn answer(
+    state: &State,
+    ep: Endpoint,
+    model: &str,
+    b: &BackendSpec,
+    reply: Reply,
+    started: Instant,
+    p: &mut Pending,
+) -> Result<Response<BoxBody>, ApiError> {
+    let scrubber = &state.policy.scrubber;
+    p.reached_backend = true;
+    p.rec.status = reply.status;
+    if reply.streamed {
+        // Time to first token is taken at the first data chunk, in `Observed`.
+        let scrub = scrubber.stream_scrub();
+        return Ok(stream(reply.head, reply.body, scrub, p, b.timeout));
+    }
+    let body = read_answer(b, reply.body, started, scrubber).await?;
+    p.mark_first_byte();
+    finish(state, ep, model, reply.head, body, p)
+}
+
+/// Reads a whole (non-streamed) answer within what is left of the backend's timeout.
+async fn read_answer(
+    b: &BackendSpec,
+    body: BoxBody,
+    started: Instant,
+    scrubber: &SecretGuard,
+) -> Result<Bytes, ApiError> {
+    let left = b.timeout.saturating_sub(started.elapsed());
+    match tokio::time::timeout(left, collect_limited(body, MAX_RESPONSE)).await {
+        Err(_) => Err(upstream_error(
+            504,
+            format!(
+                "backend `{}` did not finish its answer within {:?}",
+                b.name, b.timeout
+            ),
+        )),
+        Ok(Err(e)) => Err(upstream_error(
+            502,
+            format!(
+                "backend `{}` answer could not be read: {}",
+                b.name,
+                scrub(scrubber, &e.to_string())
+            ),
+        )),
+        Ok(Ok(body)) => Ok(body),
+    }
+}
+
+/// A whole body of at most `limit` bytes. Read frame by frame: `Limited` (and `?`) would ask
+/// for `From<BoxError>`, which fails rustc's `Send` check of the connection task ("not general
+/// enough" over the boxed error's lifetime).
+async fn collect_limited(mut body: BoxBody, limit: usize) -> Result<Bytes, BoxError> {
+    let mut out = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let data = match frame {
+            Err(e) => return Err(e),
+            Ok(f) => match f.into_data() {
+                Ok(d) => d,
+                Err(_trailers) => continue,
+            },
+        };
+        if out.len() + data.len() > limit {
+            return Err("length limit exceeded".into());
+        }
+        out.extend_from_slice(&data);
+    }
+    Ok(out.freeze())
+}
+
+/// 504 when every backend timed out, else 502; both list what each backend did.
+fn all_failed(timed_out: bool, p: &mut Pending) -> ApiError {
     let tried = p.rec.fallbacks.join("; ");
     p.rec.backend = None;
-    Err(if timed_out {
+    if timed_out {
         upstream_error(504, format!("no backend answered in time: {tried}"))
     } else {
         upstream_error(502, format!("every backend for this model failed: {tried}"))
-    })
+    }
 }
 
-fn scrub(s: &super::guard::SecretGuard, text: &str) -> String {
+fn scrub(s: &SecretGuard, text: &str) -> String {
     if s.holds_key_in(text.as_bytes()) {
         s.redact_for_log(text)
     } else {
@@ -381,7 +439,8 @@ fn stream(
     idle: Duration,
 ) -> Response<BoxBody> {
     let body = Observed::new(body, scrub, p.take(), idle);
-    resp.body(BodyExt::boxed(body)).expect("a valid response")
+    resp.body(BodyExt::boxed(body))
+        .expect("a valid response: a backend reply's status and headers are valid HTTP")
 }
 
 /// A complete (non-streamed) answer: usage, response guards, key scrubbing.
@@ -395,34 +454,11 @@ fn finish(
 ) -> Result<Response<BoxBody>, ApiError> {
     let policy = &state.policy;
     let mut body = policy.scrubber.scrub_bytes(body);
-    let ok = p.rec.status < 300;
-    let guard_responses = ok && policy.guards.has_response_guards();
-    if ok || guard_responses {
+    if p.rec.status < 300 {
         if let Ok(Value::Object(mut map)) = serde_json::from_slice::<Value>(&body) {
-            let (pt, ct) = usage_from(&map);
-            p.rec.prompt_tokens = pt;
-            p.rec.completion_tokens = ct;
-            if guard_responses {
-                match policy.guards.on_response(ep.name(), model, &mut map) {
-                    Ok(rewrote) if rewrote.is_empty() => {}
-                    Ok(rewrote) => {
-                        p.rec.guards.extend(
-                            rewrote
-                                .into_iter()
-                                .map(|g| format!("{g}: rewrote the response")),
-                        );
-                        body =
-                            Bytes::from(serde_json::to_vec(&map).expect("a JSON map serialises"));
-                    }
-                    Err((guard, reason)) => {
-                        p.rec.guards.push(format!("{guard}: denied the response"));
-                        return Err(ApiError::forbidden(
-                            "guard_denied",
-                            None,
-                            format!("response denied by guard {guard}: {reason}"),
-                        ));
-                    }
-                }
+            (p.rec.prompt_tokens, p.rec.completion_tokens) = usage_from(&map);
+            if run_response_guards(policy, ep, model, &mut map, p)? {
+                body = Bytes::from(serde_json::to_vec(&map).expect("a JSON map serialises"));
             }
         }
     }
@@ -434,7 +470,41 @@ fn finish(
         );
     }
     p.rec.ttft_ms.get_or_insert_with(|| ms(p.start));
-    Ok(resp.body(full(body)).expect("a valid response"))
+    Ok(resp
+        .body(full(body))
+        .expect("a valid response: a backend reply's status and headers are valid HTTP"))
+}
+
+/// The guards marked `onResponse`, on a successful whole answer; whether one rewrote it.
+fn run_response_guards(
+    policy: &Policy,
+    ep: Endpoint,
+    model: &str,
+    answer: &mut Map<String, Value>,
+    p: &mut Pending,
+) -> Result<bool, ApiError> {
+    if !policy.guards.has_response_guards() {
+        return Ok(false);
+    }
+    match policy.guards.on_response(ep.name(), model, answer) {
+        Ok(rewrote) => {
+            let any = !rewrote.is_empty();
+            p.rec.guards.extend(
+                rewrote
+                    .into_iter()
+                    .map(|g| format!("{g}: rewrote the response")),
+            );
+            Ok(any)
+        }
+        Err((guard, reason)) => {
+            p.rec.guards.push(format!("{guard}: denied the response"));
+            Err(ApiError::forbidden(
+                "guard_denied",
+                None,
+                format!("response denied by guard {guard}: {reason}"),
+            ))
+        }
+    }
 }
 
 fn usage_from(map: &Map<String, Value>) -> (Option<u64>, Option<u64>) {

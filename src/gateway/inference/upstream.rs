@@ -18,13 +18,14 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 
+pub use super::backend::Failure;
+use super::backend::{BackendSpec, Call, Reply, EVENT_STREAM};
 use super::error::InferenceError;
 use super::log::Pending;
-use super::policy::{BackendSpec, Target};
 use super::scrub_stream::StreamScrub;
-use super::validate::Endpoint;
 use super::{BoxBody, BoxError};
 use crate::blueprint::BackendKind;
+use crate::gateway::credentials::Secret;
 
 pub type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
 
@@ -36,7 +37,7 @@ pub fn client(extra_ca: Option<&Path>) -> Result<HttpClient, InferenceError> {
         crate::tls::Schemes::HttpsOrHttp,
         Duration::from_secs(10),
     )
-    .map_err(|e| InferenceError::Config(e.to_string()))?;
+    .map_err(InferenceError::Tls)?;
     Ok(Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(60))
         .pool_max_idle_per_host(512)
@@ -52,74 +53,80 @@ const FORWARDED: [&str; 4] = [
     "openai-beta",
 ];
 
-/// Why a backend was skipped.
-#[derive(Debug)]
-pub enum Failure {
-    Connect(String),
-    Timeout(Duration),
-    Status(u16),
-}
-
-impl std::fmt::Display for Failure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Failure::Connect(e) => write!(f, "connection failed: {e}"),
-            Failure::Timeout(d) => write!(f, "no answer within {d:?} (the backend's timeout)"),
-            Failure::Status(s) => write!(f, "answered HTTP {s}"),
-        }
-    }
-}
-
 /// Sends one request to an HTTP backend; `Ok` unless it failed in a way that falls back.
 pub async fn send(
-    client: &HttpClient,
     b: &BackendSpec,
-    endpoint: Endpoint,
-    body: Bytes,
-    headers: &hyper::HeaderMap,
-    request_id: &str,
-) -> Result<Response<Incoming>, Failure> {
-    let Target::Http { base, authority } = &b.target else {
-        unreachable!("mock backends answer in-process")
-    };
-    let mut req = Request::post(format!("{base}{}", endpoint.upstream_suffix()))
-        .header(header::HOST, authority.as_str())
+    base: &str,
+    authority: &str,
+    call: &Call<'_>,
+) -> Result<Reply, Failure> {
+    let mut req = Request::post(format!("{base}{}", call.endpoint.upstream_suffix()))
+        .header(header::HOST, authority)
         .header(header::CONTENT_TYPE, "application/json")
-        .header("x-request-id", request_id);
+        .header("x-request-id", call.request_id);
     for name in FORWARDED {
-        if let Some(v) = headers.get(name) {
+        if let Some(v) = call.headers.get(name) {
             req = req.header(name, v);
         }
     }
-    if b.kind == BackendKind::Anthropic && !headers.contains_key("anthropic-version") {
+    if b.kind == BackendKind::Anthropic && !call.headers.contains_key("anthropic-version") {
         req = req.header("anthropic-version", "2023-06-01");
     }
     if let Some(key) = &b.key {
-        let mut v = match b.kind {
-            BackendKind::Anthropic => header::HeaderValue::from_str(key.expose()),
-            _ => header::HeaderValue::from_str(&format!("Bearer {}", key.expose())),
-        }
-        .map_err(|_| Failure::Connect("the key is not a valid header value".into()))?;
-        v.set_sensitive(true);
-        req = req.header(
-            if b.kind == BackendKind::Anthropic {
-                "x-api-key"
-            } else {
-                "authorization"
-            },
-            v,
-        );
+        let (name, value) = auth_header(b.kind, key)?;
+        req = req.header(name, value);
     }
     let req = req
-        .body(Full::new(body))
-        .map_err(|e| Failure::Connect(e.to_string()))?;
-    match tokio::time::timeout(b.timeout, client.request(req)).await {
+        .body(Full::new(call.bytes.clone()))
+        .map_err(Failure::Request)?;
+    match tokio::time::timeout(b.timeout, call.client.request(req)).await {
         Err(_) => Err(Failure::Timeout(b.timeout)),
-        Ok(Err(e)) => Err(Failure::Connect(crate::error_chain(&e))),
+        Ok(Err(e)) => Err(Failure::Connect(e)),
         Ok(Ok(resp)) if resp.status().is_server_error() => {
             Err(Failure::Status(resp.status().as_u16()))
         }
-        Ok(Ok(resp)) => Ok(resp),
+        Ok(Ok(resp)) => Ok(reply(resp)),
+    }
+}
+
+/// The key's header: `x-api-key` for Anthropic, `authorization: Bearer` otherwise.
+fn auth_header(
+    kind: BackendKind,
+    key: &Secret,
+) -> Result<(&'static str, header::HeaderValue), Failure> {
+    let (name, value) = match kind {
+        BackendKind::Anthropic => ("x-api-key", header::HeaderValue::from_str(key.expose())),
+        _ => (
+            "authorization",
+            header::HeaderValue::from_str(&format!("Bearer {}", key.expose())),
+        ),
+    };
+    let mut value = value.map_err(|_| Failure::BadKey)?;
+    value.set_sensitive(true);
+    Ok((name, value))
+}
+
+/// An HTTP backend's answer as a [`Reply`]: its status and content type (plus `no-cache` on a
+/// stream) and its body.
+fn reply(r: Response<Incoming>) -> Reply {
+    let status = r.status().as_u16();
+    let ct = r.headers().get(header::CONTENT_TYPE).cloned();
+    let streamed = ct
+        .as_ref()
+        .and_then(|c| c.to_str().ok())
+        .is_some_and(|c| c.starts_with(EVENT_STREAM));
+    let mut head = Response::builder().status(status);
+    if let Some(ct) = ct {
+        head = head.header(header::CONTENT_TYPE, ct);
+    }
+    if streamed {
+        head = head.header(header::CACHE_CONTROL, "no-cache");
+    }
+    Reply {
+        status,
+        head,
+        body: boxed(r.into_body()),
+        streamed,
     }
 }
 
