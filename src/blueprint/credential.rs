@@ -161,12 +161,6 @@ impl CredentialRef {
             CredentialRef::File(name) => Err(ReferenceError::BadFileName(name.clone())),
         }
     }
-
-    /// [`Self::check_syntax`] with the reason as text (what `gateway::credentials` reports).
-    pub fn check(&self) -> Result<(), String> {
-        self.check_syntax().map_err(|e| e.to_string())
-    }
-
     /// A human description that never includes a secret: `env NVIDIA_API_KEY`.
     pub fn describe(&self) -> String {
         match self {
@@ -359,14 +353,21 @@ mod tests {
 
     #[test]
     fn reference_syntax() {
-        assert!(CredentialRef::Env("NVIDIA_API_KEY".into()).check().is_ok());
-        assert!(CredentialRef::Env("nvidia key".into()).check().is_err());
+        assert!(CredentialRef::Env("NVIDIA_API_KEY".into())
+            .check_syntax()
+            .is_ok());
+        assert!(CredentialRef::Env("nvidia key".into())
+            .check_syntax()
+            .is_err());
         let e = CredentialRef::Env("nvapi-AbCdEf0123456789abcdefGHIJ".into())
-            .check()
-            .unwrap_err();
+            .check_syntax()
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("looks like the secret"), "{e}");
-        assert!(CredentialRef::File("nvidia".into()).check().is_ok());
-        assert!(CredentialRef::File("../etc/shadow".into()).check().is_err());
+        assert!(CredentialRef::File("nvidia".into()).check_syntax().is_ok());
+        assert!(CredentialRef::File("../etc/shadow".into())
+            .check_syntax()
+            .is_err());
     }
 
     #[test]
@@ -395,7 +396,9 @@ mod tests {
             Err(ReferenceError::BadFileName("..".into()))
         );
         assert_eq!(
-            CredentialRef::Inline(Redacted("x".into())).check(),
+            CredentialRef::Inline(Redacted("x".into()))
+                .check_syntax()
+                .map_err(|e| e.to_string()),
             Err("credentials are referenced, never written inline: write {env: VARIABLE} or {file: NAME}".into())
         );
     }

@@ -117,7 +117,7 @@ fn serve(a: ServeArgs, ctx: &Context) -> anyhow::Result<Exit> {
     } else {
         Some(a.log_dir.clone().unwrap_or_else(|| home.logs(&name)))
     };
-    cfg.budget_file = Some(home.run_dir(&name).join("inference-budget.json"));
+    cfg.budget_file = Some(home.inference_budget(&name));
     cfg.ca_file = a.ca_file.clone();
     let router = Router::build(cfg, &creds)?;
     let rt = runtime(a.threads)?;

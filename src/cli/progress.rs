@@ -37,7 +37,7 @@ impl Reporter {
             std::thread::spawn(move || {
                 for frame in FRAMES.iter().cycle() {
                     std::thread::sleep(Duration::from_millis(100));
-                    let st = state.lock().unwrap_or_else(|p| p.into_inner());
+                    let st = crate::sync::lock(&state);
                     if st.done {
                         return;
                     }
@@ -67,7 +67,7 @@ impl Reporter {
     }
 
     pub fn report(&self, p: Progress<'_>) {
-        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut st = crate::sync::lock(&self.state);
         match p {
             Progress::Started { name, kind } => {
                 st.in_flight
@@ -101,7 +101,7 @@ impl Reporter {
 
     /// Stops the spinner and clears its line.
     pub fn finish(mut self) {
-        self.state.lock().unwrap_or_else(|p| p.into_inner()).done = true;
+        crate::sync::lock(&self.state).done = true;
         if let Some(h) = self.spinner.take() {
             let _ = h.join();
             clear_line();

@@ -11,7 +11,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::blueprint::credential::CredentialRef;
+use crate::blueprint::credential::{CredentialRef, ReferenceError};
 use crate::blueprint::Inference;
 
 #[derive(Debug, thiserror::Error)]
@@ -35,8 +35,12 @@ pub enum CredentialError {
     },
     #[error("backend `{backend}`: credentials file {} is empty", path.display())]
     EmptyFile { backend: String, path: PathBuf },
-    #[error("backend `{backend}`: {reason}")]
-    BadReference { backend: String, reason: String },
+    #[error("backend `{backend}`")]
+    BadReference {
+        backend: String,
+        #[source]
+        source: ReferenceError,
+    },
     /// Each with its chain, as one line.
     #[error("{}", .0.iter().map(|e| crate::error_chain(e)).collect::<Vec<_>>().join("; "))]
     Several(Vec<CredentialError>),
@@ -134,8 +138,8 @@ fn read_one(
     env: &impl Fn(&str) -> Option<String>,
 ) -> Result<Secret, CredentialError> {
     let backend = backend.to_string();
-    if let Err(reason) = r.check() {
-        return Err(CredentialError::BadReference { backend, reason });
+    if let Err(source) = r.check_syntax() {
+        return Err(CredentialError::BadReference { backend, source });
     }
     match r {
         CredentialRef::Env(name) => match env(name) {

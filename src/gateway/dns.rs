@@ -7,7 +7,7 @@
 //! agent probing for a way out shows there even when it never gets as far as a connection.
 
 use std::net::IpAddr;
-use std::sync::{Arc, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use hickory_server::authority::MessageResponseBuilder;
@@ -123,7 +123,7 @@ impl Handler {
             let now = std::time::Instant::now();
             // Poisoned or not, the memory is usable: it only steers which refusals are logged
             // (a half-done update logs a line more or less), never what is answered.
-            let mut r = self.refusals.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut r = crate::sync::lock(&self.refusals);
             let mut lines = Vec::new();
             if r.window_start
                 .is_none_or(|t| now.duration_since(t) >= REFUSAL_LOG_WINDOW)

@@ -245,12 +245,6 @@ impl NetworkPolicy {
         Err(first_refusal.unwrap_or(SsrfRefusal::NoAddress))
     }
 
-    /// [`Self::choose_address`] with the refusal as text (what the egress gateway puts in its
-    /// denial).
-    pub fn pick_address(&self, addrs: &[IpAddr]) -> Result<IpAddr, String> {
-        self.choose_address(addrs).map_err(|e| e.to_string())
-    }
-
     /// Whether DNS may answer `name` (some allowed-domain rule matches it on any port).
     pub fn name_is_allowed(&self, name: &str) -> bool {
         self.domains.iter().any(|d| d.spec.pattern.matches(name))
@@ -354,12 +348,12 @@ impl PolicyHandle {
 
     /// The policy in force now.
     pub fn current(&self) -> Arc<NetworkPolicy> {
-        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+        crate::sync::read(&self.0).clone()
     }
 
     /// Swaps in `policy`: new connections and queries follow it at once.
     pub fn reload(&self, policy: NetworkPolicy) {
-        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(policy);
+        *crate::sync::write(&self.0) = Arc::new(policy);
     }
 }
 
@@ -475,20 +469,22 @@ mod tests {
     #[test]
     fn ssrf_guard() {
         let p = policy(&["x.example"], &[], &["198.18.0.0/15"], &[]);
-        assert_eq!(p.pick_address(&[ip("198.18.0.2")]), Ok(ip("198.18.0.2")));
+        assert_eq!(p.choose_address(&[ip("198.18.0.2")]), Ok(ip("198.18.0.2")));
         assert!(p
-            .pick_address(&[ip("127.0.0.1")])
+            .choose_address(&[ip("127.0.0.1")])
             .unwrap_err()
+            .to_string()
             .contains("loopback"));
         assert!(p
-            .pick_address(&[ip("169.254.169.254")])
+            .choose_address(&[ip("169.254.169.254")])
             .unwrap_err()
+            .to_string()
             .contains("metadata"));
         assert_eq!(
-            p.pick_address(&[ip("10.0.0.1"), ip("93.184.216.34")]),
+            p.choose_address(&[ip("10.0.0.1"), ip("93.184.216.34")]),
             Ok(ip("93.184.216.34"))
         );
-        assert!(p.pick_address(&[]).is_err());
+        assert!(p.choose_address(&[]).is_err());
     }
 
     #[test]
@@ -537,7 +533,7 @@ mod tests {
     }
 
     #[test]
-    fn the_ssrf_refusal_is_typed_and_pick_address_keeps_its_text() {
+    fn the_ssrf_refusal_is_typed_and_keeps_its_text() {
         let p = policy(&["x.example"], &[], &[], &[]);
         assert_eq!(
             p.choose_address(&[ip("10.0.0.1"), ip("127.0.0.1")]),
@@ -548,11 +544,12 @@ mod tests {
         );
         assert_eq!(p.choose_address(&[]), Err(SsrfRefusal::NoAddress));
         assert_eq!(
-            p.pick_address(&[ip("10.0.0.1")]),
+            p.choose_address(&[ip("10.0.0.1")])
+                .map_err(|e| e.to_string()),
             Err("10.0.0.1 is a private address".to_string())
         );
         assert_eq!(
-            p.pick_address(&[]),
+            p.choose_address(&[]).map_err(|e| e.to_string()),
             Err("the name has no IPv4 address".to_string())
         );
     }

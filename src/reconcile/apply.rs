@@ -146,7 +146,7 @@ impl Ctx<'_> {
             .get(&c.name)
             .cloned()
             .unwrap_or_default();
-        let _g = self.inventory.lock().unwrap_or_else(|p| p.into_inner());
+        let _g = crate::sync::lock(&self.inventory);
         let existing = Inventory::load(self.home)?.get(&c.name).cloned();
         let rec = Deployed {
             format: RECORD_FORMAT,
@@ -172,7 +172,7 @@ impl Ctx<'_> {
     }
 
     fn forget(&self, name: &str) -> Result<(), ChangeError> {
-        let _g = self.inventory.lock().unwrap_or_else(|p| p.into_inner());
+        let _g = crate::sync::lock(&self.inventory);
         inventory::remove_record(self.home, name)?;
         let _ = std::fs::remove_file(self.home.deployed_blueprint(name));
         inventory::bump_generation(self.home)?;

@@ -68,9 +68,8 @@ impl SandboxGateway {
             .enable_all()
             .build()
             .map_err(EgressError::Register)?;
-        let path = log_dir.join("egress.jsonl");
-        let log =
-            EgressLog::open(&path).map_err(|e| EgressError::Log(path.display().to_string(), e))?;
+        let path = log_dir.join(crate::home::EGRESS_LOG);
+        let log = EgressLog::open(&path).map_err(|source| EgressError::Log { path, source })?;
         let egress = Arc::new(Egress::new(name, PolicyHandle::new(policy), resolver, log));
         Ok(SandboxGateway {
             rt,

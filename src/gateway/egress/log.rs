@@ -3,7 +3,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
@@ -92,7 +92,7 @@ impl EgressLog {
         line.push('\n');
         // A poisoned lock still holds a usable file: each write is one `write_all` of a whole
         // line, so a panic elsewhere cannot leave the file in a state later lines depend on.
-        let mut f = self.file.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut f = crate::sync::lock(&self.file);
         if let Err(e) = f.write_all(line.as_bytes()) {
             tracing::warn!(path = %self.path.display(), error = %e, "writing the egress log");
         }

@@ -42,9 +42,12 @@ pub enum EgressError {
         "registering a gateway socket with the runtime (serve must run inside a tokio runtime)"
     )]
     Register(#[source] std::io::Error),
-    /// The egress log (its path) could not be opened.
-    #[error("opening the egress log {0}")]
-    Log(String, #[source] std::io::Error),
+    #[error("opening the egress log {}", path.display())]
+    Log {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Everything a connection handler needs; shared by all listeners of one sandbox.
@@ -105,7 +108,7 @@ impl Egress {
             Ok(_) => return Outcome::Unresolved(d, "the name has no IPv4 address".into()),
             Err(e) => return Outcome::Unresolved(d, e.to_string()),
         };
-        match policy.pick_address(&addrs) {
+        match policy.choose_address(&addrs) {
             Ok(ip) => Outcome::Allow(d, SocketAddr::new(ip, port)),
             Err(why) => Outcome::Deny(Decision::deny(
                 &d.host,

@@ -16,7 +16,7 @@
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock, PoisonError, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use memchr::memmem::Finder;
@@ -300,17 +300,13 @@ fn with_regex<T>(
 ) -> Result<T, Box<rhai::EvalAltResult>> {
     // A poisoned cache is still whole: it only ever gains complete entries (one insert of a
     // compiled regex), so a panic elsewhere while it was held leaves nothing half-written.
-    if let Some(re) = cache
-        .read()
-        .unwrap_or_else(PoisonError::into_inner)
-        .get(pattern)
-    {
+    if let Some(re) = crate::sync::read(&cache).get(pattern) {
         return Ok(f(re));
     }
     let re = Regex::new(pattern)
         .map_err(|e| -> Box<rhai::EvalAltResult> { format!("bad regex: {e}").into() })?;
     let out = f(&re);
-    let mut w = cache.write().unwrap_or_else(PoisonError::into_inner);
+    let mut w = crate::sync::write(&cache);
     if w.len() < 256 {
         w.insert(pattern.to_string(), re);
     }

@@ -8,7 +8,14 @@
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::Mutex;
+
+// The limiter's counters are taken poisoned or not (crate::sync::lock). A panic while one was
+// held cannot leave it inconsistent: every update under the lock is a plain assignment of
+// numbers (a bucket level, a day and a count) with nothing that can panic between related
+// writes, so the last value written is a valid state, at worst missing the charge of the
+// request that panicked.
+use crate::sync::lock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use governor::{clock::Clock, DefaultDirectRateLimiter, Quota, RateLimiter};
@@ -261,14 +268,6 @@ fn read_usage(path: &Path) -> Result<Option<DailyUsage>, InferenceError> {
             source,
         }),
     }
-}
-
-/// Locks one of the limiter's counters, poisoned or not. A panic while it was held cannot leave
-/// it inconsistent: every update under the lock is a plain assignment of numbers (a bucket
-/// level, a day and a count) with nothing that can panic between related writes, so the last
-/// value written is a valid state, at worst missing the charge of the request that panicked.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 pub fn unix_now() -> u64 {

@@ -130,9 +130,9 @@ impl LogSink {
 
     pub fn open_capped(dir: &Path, cap: u64) -> Result<LogSink, InferenceError> {
         crate::home::create_dir_private(dir).map_err(InferenceError::Dir)?;
-        let path = dir.join("inference.jsonl");
+        let path = dir.join(crate::home::INFERENCE_LOG);
         let io_err = |source| InferenceError::Io {
-            path: dir.join("inference.jsonl"),
+            path: dir.join(crate::home::INFERENCE_LOG),
             source,
         };
         let mut file = Capped::open(&path, cap).map_err(io_err)?;

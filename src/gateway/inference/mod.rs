@@ -31,7 +31,7 @@ pub mod validate;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock, Weak};
+use std::sync::{Arc, RwLock, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -126,10 +126,7 @@ impl Shared {
     fn state(&self) -> Arc<State> {
         // The lock guards one `Arc` swapped whole on reload: poisoned or not, it holds a
         // complete state.
-        self.state
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        crate::sync::read(&self.state).clone()
     }
     fn next_id(&self) -> String {
         format!(
@@ -215,11 +212,7 @@ impl Router {
         )?);
         limiter.inherit(&old.limiter);
         // Poisoned or not, the slot holds a whole `Arc` (see `Shared::state`).
-        *self
-            .shared
-            .state
-            .write()
-            .unwrap_or_else(PoisonError::into_inner) = Arc::new(State { policy, limiter });
+        *crate::sync::write(&self.shared.state) = Arc::new(State { policy, limiter });
         Ok(())
     }
 
