@@ -82,12 +82,7 @@ pub fn spec_for(
     let name = bp.metadata.name.as_str();
     let ids = ids::allocate(home, name)?;
     let exe = std::fs::canonicalize("/proc/self/exe").map_err(InstanceError::Exe)?;
-    let sys_root = bp
-        .filesystem
-        .rootfs
-        .as_deref()
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/"));
+    let sys_root = spec::system_root(bp);
     if bp.filesystem.rootfs.is_some() && !sys_root.is_dir() {
         return Err(SpecError::Field {
             field: "filesystem.rootfs".into(),
