@@ -17,7 +17,7 @@ use nix::unistd::Pid;
 
 use super::child::{self, ChildFds};
 use super::seccomp::{self, Filters};
-use super::spawn::{SpawnError, Stdio};
+use super::spawn::{cstr, exec_candidates, last_cap, SpawnError, Stdio};
 
 /// What is needed to join a sandbox (the supervisor's `exec_info`).
 #[derive(Debug, Clone)]
@@ -39,11 +39,6 @@ const STEP_FORK: u32 = 20_002;
 /// The command was not found inside the sandbox (ENOENT on every PATH candidate).
 pub fn is_not_found(e: &SpawnError) -> bool {
     matches!(e, SpawnError::Setup { step, err } if step == child::step_name(child::STEP_EXEC) && *err == nix::errno::Errno::ENOENT)
-}
-
-fn cstr(s: impl AsRef<[u8]>) -> Result<CString, SpawnError> {
-    CString::new(s.as_ref())
-        .map_err(|_| SpawnError::Nul(String::from_utf8_lossy(s.as_ref()).into_owned()))
 }
 
 /// Starts `argv` inside the sandbox. Returns the helper's pid; its exit status is the
@@ -72,29 +67,18 @@ pub fn enter(t: &Target, argv: &[String], stdio: Stdio) -> Result<Pid, SpawnErro
         .iter()
         .map(|(k, v)| cstr(format!("{k}={v}")))
         .collect::<Result<_, _>>()?;
-    let arg0 = argv
-        .first()
-        .ok_or_else(|| SpawnError::Nul("empty command".into()))?;
+    let arg0 = argv.first().ok_or(SpawnError::EmptyCommand)?;
     let path = t
         .env
         .iter()
         .find(|(k, _)| k == "PATH")
-        .map(|(_, v)| v.as_str())
-        .unwrap_or(super::spec::SANDBOX_PATH);
-    let candidates: Vec<CString> = if arg0.contains('/') {
-        vec![cstr(arg0)?]
-    } else {
-        path.split(':')
-            .filter(|d| !d.is_empty())
-            .map(|d| cstr(format!("{d}/{arg0}")))
-            .collect::<Result<_, _>>()?
-    };
+        .map(|(_, v)| v.as_str());
+    let candidates: Vec<CString> = exec_candidates(arg0, path, &t.workdir)
+        .into_iter()
+        .map(cstr)
+        .collect::<Result<_, _>>()?;
     let workdir = cstr(&t.workdir)?;
-    let last_cap = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(40u32)
-        .min(63);
+    let last_cap = last_cap();
     let (rep_r, rep_w) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| SpawnError::Io {
             what: "pipe".into(),
