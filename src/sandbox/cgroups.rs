@@ -25,13 +25,13 @@ use serde::{Deserialize, Serialize};
 pub enum CgroupError {
     #[error("no cgroup hierarchy offers the `{0}` controller on this host (needed for resources limits)")]
     NoController(&'static str),
-    #[error("cgroup {path}: {source}")]
+    #[error("cgroup {path}")]
     Io {
         path: PathBuf,
         #[source]
         source: io::Error,
     },
-    #[error("cannot write {value} to {path}: {source}")]
+    #[error("cannot write {value} to {path}")]
     Write {
         path: PathBuf,
         value: String,

@@ -215,9 +215,10 @@ fn cptr(c: &Option<CString>) -> *const libc::c_char {
 }
 
 fn run_op(op: &Op) -> libc::c_int {
-    // SAFETY (whole function): every pointer passed is a NUL-terminated CString or a byte slice
-    // owned by `op`, alive for the duration of the call; null is passed only where the syscall
-    // accepts it.
+    // SAFETY: every pointer passed is a NUL-terminated CString (or `c"."`, `c"/"`) or a byte
+    // slice owned by `op`, alive for the duration of each call, with the length passed being
+    // the slice's; null is passed only where the syscall accepts it (mount's source, type and
+    // data); the descriptors closed are the ones opened here.
     unsafe {
         match op {
             Op::Mount {
@@ -416,7 +417,8 @@ pub(super) fn verify_no_caps(last_cap: u32) -> bool {
             return false;
         }
     }
-    // SAFETY: the raw setresuid syscall with integers; it must fail now.
+    // SAFETY: the callers (the cloned child, the exec helper) are single-threaded, as
+    // `raw_setresuid` requires; the call is expected to fail here (no capability is left).
     unsafe { raw_setresuid(0) != 0 }
 }
 
@@ -425,9 +427,12 @@ pub(super) fn verify_no_caps(last_cap: u32) -> bool {
 /// from a multithreaded supervisor those threads do not exist, and the wait never ends.
 ///
 /// # Safety
-/// A plain syscall on integers; safe in the cloned child.
+/// The calling process must be single-threaded (the cloned child, the exec helper): in a
+/// multithreaded one only the calling thread would change ids, and glibc's view of them would
+/// be wrong for the others.
 unsafe fn raw_setresuid(id: libc::uid_t) -> libc::c_int {
-    // SAFETY: see the function's contract.
+    // SAFETY: a syscall on integers only (no memory is passed); the caller guarantees that
+    // no other thread exists whose ids would diverge.
     unsafe { libc::syscall(libc::SYS_setresuid, id, id, id) as libc::c_int }
 }
 
@@ -447,8 +452,10 @@ struct AgentExec<'a> {
 
 /// The agent between clone and exec.
 extern "C" fn agent_entry(arg: *mut libc::c_void) -> libc::c_int {
-    // SAFETY (whole body): `arg` points to pid 1's live `AgentExec` (pid 1 is suspended until
-    // we exec or exit); raw syscalls on stack values and prepared, NUL-terminated data.
+    // SAFETY: `arg` is the `AgentExec` that `child_main` passed to clone, alive in pid 1's
+    // frame (CLONE_VM shares it, CLONE_VFORK suspends pid 1 until we exec or exit); its
+    // candidates are NUL-terminated CStrings and argv/envp NULL-terminated arrays of them
+    // (`CStringArray`); the sigset is a zeroed stack value; every path ends in execve or _exit.
     unsafe {
         let a = &*(arg as *const AgentExec);
         libc::setpgid(0, 0);
@@ -472,7 +479,9 @@ extern "C" fn agent_entry(arg: *mut libc::c_void) -> libc::c_int {
 ///
 /// # Safety
 /// Must run in a freshly cloned child (its own copy of the parent's memory, one thread) and
-/// `p` and `fds` must come from the parent's [`Prepared`] state.
+/// `p` and `fds` must come from the parent's [`Prepared`] state, with every descriptor in `fds`
+/// open in the child. Only raw syscalls run (no allocation, no locks), so the parent may have
+/// had other threads.
 pub unsafe fn child_main(p: &Prepared, fds: ChildFds) -> ! {
     // SAFETY: prctl with integer arguments.
     check(&fds, STEP_PDEATHSIG, unsafe {
@@ -544,7 +553,7 @@ pub unsafe fn child_main(p: &Prepared, fds: ChildFds) -> ! {
     check(&fds, STEP_SETID, unsafe {
         libc::syscall(libc::SYS_setresgid, p.gid, p.gid, p.gid) as libc::c_int
     });
-    // SAFETY: as above.
+    // SAFETY: we are the single-threaded cloned child (`raw_setresuid`'s contract).
     check(&fds, STEP_SETID, unsafe { raw_setresuid(p.uid) });
     check(&fds, STEP_CAPS, clear_caps());
     if !verify_no_caps(p.last_cap) {
@@ -617,6 +626,8 @@ pub unsafe fn child_main(p: &Prepared, fds: ChildFds) -> ! {
     }
     // pid 1 carries on as the init (closing every descriptor above stderr, among them the
     // report pipe: its EOF tells the parent the setup is done once the agent has exec'd).
-    // SAFETY: we are pid 1 of the sandbox, unprivileged, with the forwarded signals blocked.
+    // SAFETY: we are pid 1 of the sandbox (the first process of its pid namespace), with
+    // privileges dropped above and the forwarded signals and SIGCHLD blocked (`pid1`'s
+    // contract); `agent` is our child.
     unsafe { super::init::pid1(agent as libc::pid_t) }
 }

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 
 use nix::unistd::Pid;
 
-use super::child::{self, ChildFds};
+use super::child::{self, CStringArray, ChildFds};
 use super::seccomp::{self, Filters};
 use super::spawn::{cstr, exec_candidates, last_cap, SpawnError, Stdio};
 
@@ -61,12 +61,15 @@ pub fn enter(t: &Target, argv: &[String], stdio: Stdio) -> Result<Pid, SpawnErro
         .map(|d| cstr(d.join("cgroup.procs").as_os_str().as_bytes()))
         .collect::<Result<_, _>>()?;
     let filters: Filters = seccomp::build(&t.seccomp_deny)?;
-    let argv_c: Vec<CString> = argv.iter().map(cstr).collect::<Result<_, _>>()?;
+    // argv/envp as NULL-terminated pointer arrays, built before the fork (the pointers stay
+    // valid in the child's copy of our memory).
+    let argv_c = CStringArray::new(argv.iter().map(cstr).collect::<Result<_, _>>()?);
     let env_c: Vec<CString> = t
         .env
         .iter()
         .map(|(k, v)| cstr(format!("{k}={v}")))
         .collect::<Result<_, _>>()?;
+    let env_c = CStringArray::new(env_c);
     let arg0 = argv.first().ok_or(SpawnError::EmptyCommand)?;
     let path = t
         .env
@@ -91,15 +94,11 @@ pub fn enter(t: &Target, argv: &[String], stdio: Stdio) -> Result<Pid, SpawnErro
         go: -1,
         report: rep_w.as_raw_fd(),
     };
-    // argv/envp pointer arrays built before the fork (the pointers stay valid in the child's
-    // copy of our memory).
-    let mut argv_p: Vec<*const libc::c_char> = argv_c.iter().map(|c| c.as_ptr()).collect();
-    argv_p.push(std::ptr::null());
-    let mut env_p: Vec<*const libc::c_char> = env_c.iter().map(|c| c.as_ptr()).collect();
-    env_p.push(std::ptr::null());
     let (uid, gid) = (t.uid, t.gid);
 
-    // SAFETY: the child runs only raw syscalls on data prepared above and never returns.
+    // SAFETY: the child runs only raw, async-signal-safe syscalls on data prepared above (no
+    // allocation, no locks: sound even when the caller has other threads, as the supervisor
+    // does) and never returns.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
         return Err(SpawnError::Io {
@@ -108,8 +107,10 @@ pub fn enter(t: &Target, argv: &[String], stdio: Stdio) -> Result<Pid, SpawnErro
         });
     }
     if pid == 0 {
-        // SAFETY (whole block): raw syscalls in the forked helper with pointers to memory
-        // prepared before the fork; every path ends in execve or _exit.
+        // SAFETY: raw syscalls in the forked (single-threaded) helper, with pointers into our
+        // copy of memory prepared before the fork: NUL-terminated CStrings, NULL-terminated
+        // argv/envp arrays of them, descriptors opened before the fork, stack values; every
+        // path ends in execve or _exit.
         unsafe {
             child::check(&fds, child::STEP_SETSID, libc::setsid());
             for (from, to) in [(fds.stdin, 0), (fds.stdout, 1), (fds.stderr, 2)] {
@@ -200,7 +201,7 @@ pub fn enter(t: &Target, argv: &[String], stdio: Stdio) -> Result<Pid, SpawnErro
             libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
             let mut err = libc::ENOENT;
             for c in &candidates {
-                libc::execve(c.as_ptr(), argv_p.as_ptr(), env_p.as_ptr());
+                libc::execve(c.as_ptr(), argv_c.as_ptr(), env_c.as_ptr());
                 let e = child::errno();
                 if e != libc::ENOENT && e != libc::ENOTDIR {
                     err = e;
