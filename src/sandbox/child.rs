@@ -483,8 +483,27 @@ extern "C" fn agent_entry(arg: *mut libc::c_void) -> libc::c_int {
 /// open in the child. Only raw syscalls run (no allocation, no locks), so the parent may have
 /// had other threads.
 pub unsafe fn child_main(p: &Prepared, fds: ChildFds) -> ! {
+    own_session_and_stdio(&fds);
+    enter_cgroup_and_build_root(p, &fds);
+    name_limits_and_user_namespace(p, &fds);
+    report(fds.report, MSG_NEED_MAPS, 0, 0);
+    wait_go(&fds);
+    drop_privileges(p, &fds);
+    lock_down(p, &fds);
+    let agent = start_agent(p, &fds);
+    // pid 1 carries on as the init (closing every descriptor above stderr, among them the
+    // report pipe: its EOF tells the parent the setup is done once the agent has exec'd).
+    // SAFETY: we are pid 1 of the sandbox (the first process of its pid namespace), with
+    // privileges dropped above and the forwarded signals and SIGCHLD blocked (`pid1`'s
+    // contract); `agent` is our child.
+    unsafe { super::init::pid1(agent as libc::pid_t) }
+}
+
+/// Dies with the parent, leads a session of its own, gets the sandbox's stdio, and marks every
+/// other inherited descriptor close-on-exec.
+fn own_session_and_stdio(fds: &ChildFds) {
     // SAFETY: prctl with integer arguments.
-    check(&fds, STEP_PDEATHSIG, unsafe {
+    check(fds, STEP_PDEATHSIG, unsafe {
         libc::prctl(
             libc::PR_SET_PDEATHSIG,
             libc::SIGKILL as libc::c_ulong,
@@ -494,16 +513,16 @@ pub unsafe fn child_main(p: &Prepared, fds: ChildFds) -> ! {
         )
     });
     // SAFETY: setsid takes no arguments.
-    check(&fds, STEP_SETSID, unsafe { libc::setsid() });
+    check(fds, STEP_SETSID, unsafe { libc::setsid() });
     for (from, to) in [(fds.stdin, 0), (fds.stdout, 1), (fds.stderr, 2)] {
         if from != to {
             // SAFETY: dup2 of descriptors the parent handed us.
-            check(&fds, STEP_STDIO, unsafe { libc::dup2(from, to) });
+            check(fds, STEP_STDIO, unsafe { libc::dup2(from, to) });
         }
     }
     // Nothing else the parent had open may reach the sandbox.
     // SAFETY: close_range with integer arguments; CLOEXEC keeps our pipes until exec.
-    check(&fds, STEP_STDIO, unsafe {
+    check(fds, STEP_STDIO, unsafe {
         libc::syscall(
             libc::SYS_close_range,
             3u32,
@@ -511,21 +530,31 @@ pub unsafe fn child_main(p: &Prepared, fds: ChildFds) -> ! {
             libc::CLOSE_RANGE_CLOEXEC,
         ) as libc::c_int
     });
+}
+
+/// Joins the sandbox's cgroup, brings `lo` up, creates the cgroup namespace, then runs the
+/// prepared file-system operations (the root, its mounts, pivot_root).
+fn enter_cgroup_and_build_root(p: &Prepared, fds: &ChildFds) {
     for procs in &p.cgroup_procs {
-        check(&fds, STEP_CGROUP, join_cgroup(procs));
+        check(fds, STEP_CGROUP, join_cgroup(procs));
     }
-    check(&fds, STEP_LOOPBACK, loopback_up());
+    check(fds, STEP_LOOPBACK, loopback_up());
     if p.cgroupns {
         // SAFETY: unshare with an integer flag.
-        check(&fds, STEP_CGROUPNS, unsafe {
+        check(fds, STEP_CGROUPNS, unsafe {
             libc::unshare(libc::CLONE_NEWCGROUP)
         });
     }
     for (i, op) in p.ops.iter().enumerate() {
-        check(&fds, i as u32, run_op(op));
+        check(fds, i as u32, run_op(op));
     }
+}
+
+/// The hostname, the rlimits, no supplementary groups, then the (empty) user namespace whose
+/// maps the parent writes.
+fn name_limits_and_user_namespace(p: &Prepared, fds: &ChildFds) {
     // SAFETY: the hostname is a live CString.
-    check(&fds, STEP_HOSTNAME, unsafe {
+    check(fds, STEP_HOSTNAME, unsafe {
         libc::sethostname(p.hostname.as_ptr(), p.hostname.as_bytes().len())
     });
     for (res, v) in [(libc::RLIMIT_CORE, 0), (libc::RLIMIT_NOFILE, p.nofile)] {
@@ -534,34 +563,34 @@ pub unsafe fn child_main(p: &Prepared, fds: ChildFds) -> ! {
             rlim_max: v,
         };
         // SAFETY: setrlimit reads a live stack struct.
-        check(&fds, STEP_RLIMIT, unsafe { libc::setrlimit(res, &lim) });
+        check(fds, STEP_RLIMIT, unsafe { libc::setrlimit(res, &lim) });
     }
     // SAFETY: the raw setgroups syscall with an empty list.
-    check(&fds, STEP_SETGROUPS, unsafe {
+    check(fds, STEP_SETGROUPS, unsafe {
         libc::syscall(libc::SYS_setgroups, 0usize, std::ptr::null::<libc::gid_t>()) as libc::c_int
     });
     // SAFETY: unshare with an integer flag.
-    check(&fds, STEP_USERNS, unsafe {
+    check(fds, STEP_USERNS, unsafe {
         libc::unshare(libc::CLONE_NEWUSER)
     });
+}
 
-    report(fds.report, MSG_NEED_MAPS, 0, 0);
-    wait_go(&fds);
-
-    check(&fds, STEP_CAPS, drop_bounding(p.last_cap));
+/// Drops every capability and switches to the agent's ids; fails closed if anything is left.
+fn drop_privileges(p: &Prepared, fds: &ChildFds) {
+    check(fds, STEP_CAPS, drop_bounding(p.last_cap));
     // SAFETY: the raw setresgid/setresuid syscalls with integers (mapped ids).
-    check(&fds, STEP_SETID, unsafe {
+    check(fds, STEP_SETID, unsafe {
         libc::syscall(libc::SYS_setresgid, p.gid, p.gid, p.gid) as libc::c_int
     });
     // SAFETY: we are the single-threaded cloned child (`raw_setresuid`'s contract).
-    check(&fds, STEP_SETID, unsafe { raw_setresuid(p.uid) });
-    check(&fds, STEP_CAPS, clear_caps());
+    check(fds, STEP_SETID, unsafe { raw_setresuid(p.uid) });
+    check(fds, STEP_CAPS, clear_caps());
     if !verify_no_caps(p.last_cap) {
-        fail(&fds, STEP_VERIFY, libc::EPERM);
+        fail(fds, STEP_VERIFY, libc::EPERM);
     }
     // The uid change cleared the parent-death signal; set it again.
     // SAFETY: prctl with integer arguments.
-    check(&fds, STEP_PDEATHSIG, unsafe {
+    check(fds, STEP_PDEATHSIG, unsafe {
         libc::prctl(
             libc::PR_SET_PDEATHSIG,
             libc::SIGKILL as libc::c_ulong,
@@ -570,17 +599,21 @@ pub unsafe fn child_main(p: &Prepared, fds: ChildFds) -> ! {
             0,
         )
     });
+}
+
+/// The workdir, no_new_privs, seccomp (last), and the forwarded signals blocked for the init.
+fn lock_down(p: &Prepared, fds: &ChildFds) {
     // SAFETY: chdir to a live CString.
-    check(&fds, STEP_WORKDIR, unsafe {
+    check(fds, STEP_WORKDIR, unsafe {
         libc::chdir(p.workdir.as_ptr())
     });
     // SAFETY: prctl with integer arguments.
-    check(&fds, STEP_NNP, unsafe {
+    check(fds, STEP_NNP, unsafe {
         libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
     });
     if let Some(f) = &p.seccomp {
         if let Err(e) = seccomp::install(f) {
-            fail(&fds, STEP_SECCOMP, e);
+            fail(fds, STEP_SECCOMP, e);
         }
     }
     // The forwarded signals stay blocked (hence pending, not dropped, for a pid 1 without
@@ -597,6 +630,10 @@ pub unsafe fn child_main(p: &Prepared, fds: ChildFds) -> ! {
         }
         libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
     }
+}
+
+/// Starts the agent, which execs the command; returns its pid.
+fn start_agent(p: &Prepared, fds: &ChildFds) -> libc::c_int {
     // The agent: its own process group, an empty signal mask, then the command. It is started
     // the way posix_spawn does it: sharing our memory (CLONE_VM) on a stack of its own, while
     // we wait (CLONE_VFORK) until it has exec'd or exited. No page tables are copied and
@@ -622,12 +659,7 @@ pub unsafe fn child_main(p: &Prepared, fds: ChildFds) -> ! {
         )
     };
     if agent < 0 {
-        fail(&fds, STEP_FORK, errno());
+        fail(fds, STEP_FORK, errno());
     }
-    // pid 1 carries on as the init (closing every descriptor above stderr, among them the
-    // report pipe: its EOF tells the parent the setup is done once the agent has exec'd).
-    // SAFETY: we are pid 1 of the sandbox (the first process of its pid namespace), with
-    // privileges dropped above and the forwarded signals and SIGCHLD blocked (`pid1`'s
-    // contract); `agent` is our child.
-    unsafe { super::init::pid1(agent as libc::pid_t) }
+    agent
 }

@@ -184,7 +184,7 @@ pub fn prepare_host(spec: &SandboxSpec) -> Result<(), SpawnError> {
     Ok(())
 }
 
-fn pipe() -> Result<(OwnedFd, OwnedFd), SpawnError> {
+pub(crate) fn pipe() -> Result<(OwnedFd, OwnedFd), SpawnError> {
     nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| SpawnError::Io {
         what: "pipe".into(),
         source: e.into(),
