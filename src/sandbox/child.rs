@@ -215,84 +215,106 @@ fn cptr(c: &Option<CString>) -> *const libc::c_char {
 }
 
 fn run_op(op: &Op) -> libc::c_int {
-    // SAFETY: every pointer passed is a NUL-terminated CString (or `c"."`, `c"/"`) or a byte
-    // slice owned by `op`, alive for the duration of each call, with the length passed being
-    // the slice's; null is passed only where the syscall accepts it (mount's source, type and
-    // data); the descriptors closed are the ones opened here.
-    unsafe {
-        match op {
-            Op::Mount {
-                source,
-                target,
-                fstype,
-                flags,
-                data,
-            } => libc::mount(
-                cptr(source),
-                target.as_ptr(),
-                cptr(fstype),
-                *flags,
-                cptr(data).cast(),
-            ),
-            Op::Mkdir { path, mode } => {
-                let r = libc::mkdir(path.as_ptr(), *mode);
-                if r < 0 && errno() == libc::EEXIST {
-                    0
-                } else {
-                    r
-                }
-            }
-            Op::Touch { path } => {
-                let fd = libc::open(
-                    path.as_ptr(),
-                    libc::O_WRONLY | libc::O_CREAT | libc::O_CLOEXEC,
-                    0o644,
-                );
-                if fd < 0 {
-                    return -1;
-                }
-                libc::close(fd)
-            }
-            Op::WriteFile {
-                path,
-                contents,
-                mode,
-            } => {
-                let fd = libc::open(
-                    path.as_ptr(),
-                    libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC,
-                    *mode,
-                );
-                if fd < 0 {
-                    return -1;
-                }
-                let mut off = 0;
-                while off < contents.len() {
-                    let n = libc::write(fd, contents[off..].as_ptr().cast(), contents.len() - off);
-                    if n <= 0 {
-                        libc::close(fd);
-                        return -1;
-                    }
-                    off += n as usize;
-                }
-                libc::fchmod(fd, *mode);
-                libc::close(fd)
-            }
-            Op::Symlink { target, link } => libc::symlink(target.as_ptr(), link.as_ptr()),
-            Op::PivotRoot { root } => {
-                if libc::chdir(root.as_ptr()) < 0 {
-                    return -1;
-                }
-                let dot = c".".as_ptr();
-                if libc::syscall(libc::SYS_pivot_root, dot, dot) < 0 {
-                    return -1;
-                }
-                if libc::umount2(dot, libc::MNT_DETACH) < 0 {
-                    return -1;
-                }
-                libc::chdir(c"/".as_ptr())
+    match op {
+        Op::Mount {
+            source,
+            target,
+            fstype,
+            flags,
+            data,
+        } => {
+            // SAFETY: NUL-terminated CStrings owned by `op` (null only for mount's optional
+            // source, type and data, which the syscall accepts), alive for the call.
+            unsafe {
+                libc::mount(
+                    cptr(source),
+                    target.as_ptr(),
+                    cptr(fstype),
+                    *flags,
+                    cptr(data).cast(),
+                )
             }
         }
+        Op::Mkdir { path, mode } => {
+            // SAFETY: a NUL-terminated CString owned by `op`, alive for the call.
+            let r = unsafe { libc::mkdir(path.as_ptr(), *mode) };
+            if r < 0 && errno() == libc::EEXIST {
+                0
+            } else {
+                r
+            }
+        }
+        Op::Touch { path } => touch(path),
+        Op::WriteFile {
+            path,
+            contents,
+            mode,
+        } => write_file(path, contents, *mode),
+        // SAFETY: NUL-terminated CStrings owned by `op`, alive for the call.
+        Op::Symlink { target, link } => unsafe { libc::symlink(target.as_ptr(), link.as_ptr()) },
+        Op::PivotRoot { root } => pivot_root(root),
+    }
+}
+
+/// Creates `path` (empty, mode 0644) if it does not exist: a file mount point.
+fn touch(path: &CString) -> libc::c_int {
+    // SAFETY: `path` is a live NUL-terminated CString; the descriptor closed is the one opened.
+    unsafe {
+        let fd = libc::open(
+            path.as_ptr(),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_CLOEXEC,
+            0o644,
+        );
+        if fd < 0 {
+            return -1;
+        }
+        libc::close(fd)
+    }
+}
+
+/// Writes `contents` to `path` (created or truncated), which then has `mode` whatever the umask.
+fn write_file(path: &CString, contents: &[u8], mode: libc::mode_t) -> libc::c_int {
+    // SAFETY: `path` is a live NUL-terminated CString; each write passes a pointer into
+    // `contents` with the length of what is left of it; the descriptor closed is the one
+    // opened here.
+    unsafe {
+        let fd = libc::open(
+            path.as_ptr(),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC,
+            mode,
+        );
+        if fd < 0 {
+            return -1;
+        }
+        let mut off = 0;
+        while off < contents.len() {
+            let n = libc::write(fd, contents[off..].as_ptr().cast(), contents.len() - off);
+            if n <= 0 {
+                libc::close(fd);
+                return -1;
+            }
+            off += n as usize;
+        }
+        libc::fchmod(fd, mode);
+        libc::close(fd)
+    }
+}
+
+/// chdir(root); pivot_root(".", "."); umount2(".", MNT_DETACH); chdir("/").
+fn pivot_root(root: &CString) -> libc::c_int {
+    // SAFETY: `root` is a live NUL-terminated CString, `c"."` and `c"/"` are static ones.
+    unsafe {
+        if libc::chdir(root.as_ptr()) < 0 {
+            return -1;
+        }
+        let dot = c".".as_ptr();
+        if libc::syscall(libc::SYS_pivot_root, dot, dot) < 0 {
+            return -1;
+        }
+        if libc::umount2(dot, libc::MNT_DETACH) < 0 {
+            return -1;
+        }
+        libc::chdir(c"/".as_ptr())
     }
 }
 
