@@ -148,7 +148,7 @@ pub struct Prepared {
     pub last_cap: u32,
     pub workdir: CString,
     pub seccomp: Option<Filters>,
-    /// The agent's argv, and the paths execve tries for argv[0] (PATH resolved beforehand).
+    /// The agent's argv, and the paths execve tries for `argv[0]` (PATH resolved beforehand).
     pub agent_argv: CStringArray,
     pub agent_candidates: Vec<CString>,
     pub envp: CStringArray,

@@ -50,7 +50,7 @@ struct Helper {
     filters: Filters,
     argv: CStringArray,
     envp: CStringArray,
-    /// The paths execve tries for argv[0].
+    /// The paths execve tries for `argv[0]`.
     candidates: Vec<CString>,
     workdir: CString,
     last_cap: u32,

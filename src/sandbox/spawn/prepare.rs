@@ -60,7 +60,7 @@ pub(crate) fn last_cap() -> u32 {
         .min(63)
 }
 
-/// The agent's argv, the paths execve tries for argv[0], and its environment, as C strings.
+/// The agent's argv, the paths execve tries for `argv[0]`, and its environment, as C strings.
 struct CommandStrings {
     argv: CStringArray,
     candidates: Vec<CString>,

@@ -1,6 +1,6 @@
 //! Blueprint -> [`SandboxSpec`]: every mount, file, environment variable, id map, limit and the
 //! command of one sandbox, computed by a pure function ([`build`]) so it can be reviewed and
-//! tested without root. The effectful side ([`super::spawn`]) only carries the spec out.
+//! tested without root. The effectful side ([`mod@super::spawn`]) only carries the spec out.
 //!
 //! The host is consulted only through [`HostView`] (which system directories exist and which
 //! are symlinks), probed once by [`HostView::probe`]; `instance::check_host` then verifies,
@@ -8,10 +8,10 @@
 //! the blueprint field, nothing half-built is left behind).
 
 //!
-//! [`build`] runs one step per part of the spec, each in its own file: [`limits`] (the agent's
-//! ids and the resource limits), [`command`] (argv and workdir), [`mounts`] (the root's
-//! layout), [`env`] (the environment), [`etc`] (the generated files in `/etc`); [`checks`]
-//! holds the checks of single values they share.
+//! [`build`] runs one step per part of the spec, each in its own file: `limits.rs` (the agent's
+//! ids and the resource limits), `command.rs` (argv and workdir), `mounts.rs` (the root's
+//! layout), `env.rs` (the environment), `etc.rs` (the generated files in `/etc`); `checks.rs`
+//! holds the checks of single values they share ([`CheckError`]).
 
 mod checks;
 mod command;
@@ -51,7 +51,7 @@ pub enum SpecError {
     /// A blueprint field holds a value the sandbox cannot use.
     #[error("{field}: {message}")]
     Field { field: String, message: String },
-    /// A blueprint field failed one of the [`checks`]; `reason` says which (it is part of this
+    /// A blueprint field failed a check; `reason` ([`CheckError`]) says which (it is part of this
     /// error's message, not a separate source: it is the whole explanation).
     #[error("{field}: {reason}")]
     Check { field: String, reason: CheckError },

@@ -34,7 +34,7 @@ impl SandboxSpec {
         }
     }
 
-    /// Resolves the command's argv[0] the way execvp will inside the sandbox (through the
+    /// Resolves the command's `argv[0]` the way execvp will inside the sandbox (through the
     /// symlinked system dirs and PATH) and returns the host path backing it, if any `exists`.
     pub fn resolve_command(&self, exists: impl Fn(&Path) -> bool) -> Option<PathBuf> {
         let arg0 = self.argv.first()?;

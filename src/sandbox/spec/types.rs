@@ -117,7 +117,7 @@ pub struct SandboxSpec {
     pub gid: u32,
     /// The agent's environment, built from scratch (nothing is inherited from the host).
     pub env: BTreeMap<String, String>,
-    /// The command: argv[0] is a path or a name looked up in the sandbox's PATH.
+    /// The command: `argv[0]` is a path or a name looked up in the sandbox's PATH.
     pub argv: Vec<String>,
     pub workdir: String,
     pub rlimits: Rlimits,
