@@ -25,13 +25,13 @@ use serde::{Deserialize, Serialize};
 pub enum CgroupError {
     #[error("no cgroup hierarchy offers the `{0}` controller on this host (needed for resources limits)")]
     NoController(&'static str),
-    #[error("cgroup {path}: {source}")]
+    #[error("cgroup {path}")]
     Io {
         path: PathBuf,
         #[source]
         source: io::Error,
     },
-    #[error("cannot write {value} to {path}: {source}")]
+    #[error("cannot write {value} to {path}")]
     Write {
         path: PathBuf,
         value: String,
@@ -169,56 +169,14 @@ pub struct Layout {
 /// `cgroup.controllers` (passed in, so this is pure). v1 wins for a controller bound to a v1
 /// hierarchy (a controller is in at most one); otherwise v2 if it lists the controller.
 pub fn parse_layout(mountinfo: &str, self_cgroup: &str, v2_controllers: Option<&str>) -> Layout {
-    let mut v1_mounts: Vec<(Vec<String>, PathBuf, String)> = Vec::new();
-    let mut v2_mount: Option<(PathBuf, String)> = None;
-    for line in mountinfo.lines() {
-        let Some((pre, post)) = line.split_once(" - ") else {
-            continue;
-        };
-        let pre: Vec<&str> = pre.split_whitespace().collect();
-        let post: Vec<&str> = post.split_whitespace().collect();
-        if pre.len() < 5 || post.len() < 3 {
-            continue;
-        }
-        let (root, mnt) = (pre[3].to_string(), PathBuf::from(unescape(pre[4])));
-        match post[0] {
-            "cgroup" => {
-                let opts: Vec<String> = post[2].split(',').map(str::to_string).collect();
-                v1_mounts.push((opts, mnt, root));
-            }
-            "cgroup2" if v2_mount.is_none() => v2_mount = Some((mnt, root)),
-            _ => {}
-        }
-    }
-    let mut own_v1: Vec<(Vec<String>, String)> = Vec::new();
-    let mut own_v2 = String::from("/");
-    for line in self_cgroup.lines() {
-        let mut parts = line.splitn(3, ':');
-        let (Some(_), Some(ctrls), Some(path)) = (parts.next(), parts.next(), parts.next()) else {
-            continue;
-        };
-        if ctrls.is_empty() {
-            own_v2 = path.to_string();
-        } else {
-            own_v1.push((
-                ctrls.split(',').map(str::to_string).collect(),
-                path.to_string(),
-            ));
-        }
-    }
-    let rel = |path: &str, root: &str| -> String {
-        let p = if root != "/" {
-            path.strip_prefix(root).unwrap_or(path)
-        } else {
-            path
-        };
-        p.trim_matches('/').to_string()
-    };
+    let mounts = CgroupMounts::parse(mountinfo);
+    let own = OwnGroups::parse(self_cgroup);
     let mut hierarchies = Vec::new();
     for c in Controller::ALL {
         let name = c.name().to_string();
-        if let Some((_, mnt, root)) = v1_mounts.iter().find(|(o, _, _)| o.contains(&name)) {
-            let own = own_v1
+        if let Some((_, mnt, root)) = mounts.v1.iter().find(|(o, _, _)| o.contains(&name)) {
+            let own = own
+                .v1
                 .iter()
                 .find(|(cs, _)| cs.contains(&name))
                 .map(|(_, p)| p.as_str())
@@ -228,23 +186,101 @@ pub fn parse_layout(mountinfo: &str, self_cgroup: &str, v2_controllers: Option<&
                 Hierarchy {
                     version: Version::V1,
                     mount: mnt.clone(),
-                    own: rel(own, root),
+                    own: relative(own, root),
                 },
             ));
-        } else if let (Some((mnt, root)), Some(ctrls)) = (&v2_mount, v2_controllers) {
+        } else if let (Some((mnt, root)), Some(ctrls)) = (&mounts.v2, v2_controllers) {
             if ctrls.split_whitespace().any(|x| x == name) {
                 hierarchies.push((
                     c,
                     Hierarchy {
                         version: Version::V2,
                         mount: mnt.clone(),
-                        own: rel(&own_v2, root),
+                        own: relative(&own.v2, root),
                     },
                 ));
             }
         }
     }
     Layout { hierarchies }
+}
+
+/// The cgroup mounts in `/proc/self/mountinfo`.
+struct CgroupMounts {
+    /// Each v1 hierarchy: its mount options (the controllers among them), mount point, root.
+    v1: Vec<(Vec<String>, PathBuf, String)>,
+    /// The first cgroup2 mount: its mount point and root.
+    v2: Option<(PathBuf, String)>,
+}
+
+impl CgroupMounts {
+    fn parse(mountinfo: &str) -> CgroupMounts {
+        let mut mounts = CgroupMounts {
+            v1: Vec::new(),
+            v2: None,
+        };
+        for line in mountinfo.lines() {
+            let Some((pre, post)) = line.split_once(" - ") else {
+                continue;
+            };
+            let pre: Vec<&str> = pre.split_whitespace().collect();
+            let post: Vec<&str> = post.split_whitespace().collect();
+            if pre.len() < 5 || post.len() < 3 {
+                continue;
+            }
+            let (root, mnt) = (pre[3].to_string(), PathBuf::from(unescape(pre[4])));
+            match post[0] {
+                "cgroup" => {
+                    let opts: Vec<String> = post[2].split(',').map(str::to_string).collect();
+                    mounts.v1.push((opts, mnt, root));
+                }
+                "cgroup2" if mounts.v2.is_none() => mounts.v2 = Some((mnt, root)),
+                _ => {}
+            }
+        }
+        mounts
+    }
+}
+
+/// This process's own groups, from `/proc/self/cgroup`.
+struct OwnGroups {
+    /// Each v1 hierarchy's controllers and our path in it.
+    v1: Vec<(Vec<String>, String)>,
+    /// Our path in the v2 hierarchy (`/` when there is none).
+    v2: String,
+}
+
+impl OwnGroups {
+    fn parse(self_cgroup: &str) -> OwnGroups {
+        let mut own = OwnGroups {
+            v1: Vec::new(),
+            v2: String::from("/"),
+        };
+        for line in self_cgroup.lines() {
+            let mut parts = line.splitn(3, ':');
+            let (Some(_), Some(ctrls), Some(path)) = (parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            if ctrls.is_empty() {
+                own.v2 = path.to_string();
+            } else {
+                let ctrls = ctrls.split(',').map(str::to_string).collect();
+                own.v1.push((ctrls, path.to_string()));
+            }
+        }
+        own
+    }
+}
+
+/// `path` relative to a mount's `root`, without leading or trailing `/`.
+fn relative(path: &str, root: &str) -> String {
+    let p = if root != "/" {
+        path.strip_prefix(root).unwrap_or(path)
+    } else {
+        path
+    };
+    p.trim_matches('/').to_string()
 }
 
 fn unescape(s: &str) -> String {

@@ -148,7 +148,7 @@ pub struct Prepared {
     pub last_cap: u32,
     pub workdir: CString,
     pub seccomp: Option<Filters>,
-    /// The agent's argv, and the paths execve tries for argv[0] (PATH resolved beforehand).
+    /// The agent's argv, and the paths execve tries for `argv[0]` (PATH resolved beforehand).
     pub agent_argv: CStringArray,
     pub agent_candidates: Vec<CString>,
     pub envp: CStringArray,
@@ -215,83 +215,106 @@ fn cptr(c: &Option<CString>) -> *const libc::c_char {
 }
 
 fn run_op(op: &Op) -> libc::c_int {
-    // SAFETY (whole function): every pointer passed is a NUL-terminated CString or a byte slice
-    // owned by `op`, alive for the duration of the call; null is passed only where the syscall
-    // accepts it.
-    unsafe {
-        match op {
-            Op::Mount {
-                source,
-                target,
-                fstype,
-                flags,
-                data,
-            } => libc::mount(
-                cptr(source),
-                target.as_ptr(),
-                cptr(fstype),
-                *flags,
-                cptr(data).cast(),
-            ),
-            Op::Mkdir { path, mode } => {
-                let r = libc::mkdir(path.as_ptr(), *mode);
-                if r < 0 && errno() == libc::EEXIST {
-                    0
-                } else {
-                    r
-                }
-            }
-            Op::Touch { path } => {
-                let fd = libc::open(
-                    path.as_ptr(),
-                    libc::O_WRONLY | libc::O_CREAT | libc::O_CLOEXEC,
-                    0o644,
-                );
-                if fd < 0 {
-                    return -1;
-                }
-                libc::close(fd)
-            }
-            Op::WriteFile {
-                path,
-                contents,
-                mode,
-            } => {
-                let fd = libc::open(
-                    path.as_ptr(),
-                    libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC,
-                    *mode,
-                );
-                if fd < 0 {
-                    return -1;
-                }
-                let mut off = 0;
-                while off < contents.len() {
-                    let n = libc::write(fd, contents[off..].as_ptr().cast(), contents.len() - off);
-                    if n <= 0 {
-                        libc::close(fd);
-                        return -1;
-                    }
-                    off += n as usize;
-                }
-                libc::fchmod(fd, *mode);
-                libc::close(fd)
-            }
-            Op::Symlink { target, link } => libc::symlink(target.as_ptr(), link.as_ptr()),
-            Op::PivotRoot { root } => {
-                if libc::chdir(root.as_ptr()) < 0 {
-                    return -1;
-                }
-                let dot = c".".as_ptr();
-                if libc::syscall(libc::SYS_pivot_root, dot, dot) < 0 {
-                    return -1;
-                }
-                if libc::umount2(dot, libc::MNT_DETACH) < 0 {
-                    return -1;
-                }
-                libc::chdir(c"/".as_ptr())
+    match op {
+        Op::Mount {
+            source,
+            target,
+            fstype,
+            flags,
+            data,
+        } => {
+            // SAFETY: NUL-terminated CStrings owned by `op` (null only for mount's optional
+            // source, type and data, which the syscall accepts), alive for the call.
+            unsafe {
+                libc::mount(
+                    cptr(source),
+                    target.as_ptr(),
+                    cptr(fstype),
+                    *flags,
+                    cptr(data).cast(),
+                )
             }
         }
+        Op::Mkdir { path, mode } => {
+            // SAFETY: a NUL-terminated CString owned by `op`, alive for the call.
+            let r = unsafe { libc::mkdir(path.as_ptr(), *mode) };
+            if r < 0 && errno() == libc::EEXIST {
+                0
+            } else {
+                r
+            }
+        }
+        Op::Touch { path } => touch(path),
+        Op::WriteFile {
+            path,
+            contents,
+            mode,
+        } => write_file(path, contents, *mode),
+        // SAFETY: NUL-terminated CStrings owned by `op`, alive for the call.
+        Op::Symlink { target, link } => unsafe { libc::symlink(target.as_ptr(), link.as_ptr()) },
+        Op::PivotRoot { root } => pivot_root(root),
+    }
+}
+
+/// Creates `path` (empty, mode 0644) if it does not exist: a file mount point.
+fn touch(path: &CString) -> libc::c_int {
+    // SAFETY: `path` is a live NUL-terminated CString; the descriptor closed is the one opened.
+    unsafe {
+        let fd = libc::open(
+            path.as_ptr(),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_CLOEXEC,
+            0o644,
+        );
+        if fd < 0 {
+            return -1;
+        }
+        libc::close(fd)
+    }
+}
+
+/// Writes `contents` to `path` (created or truncated), which then has `mode` whatever the umask.
+fn write_file(path: &CString, contents: &[u8], mode: libc::mode_t) -> libc::c_int {
+    // SAFETY: `path` is a live NUL-terminated CString; each write passes a pointer into
+    // `contents` with the length of what is left of it; the descriptor closed is the one
+    // opened here.
+    unsafe {
+        let fd = libc::open(
+            path.as_ptr(),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC,
+            mode,
+        );
+        if fd < 0 {
+            return -1;
+        }
+        let mut off = 0;
+        while off < contents.len() {
+            let n = libc::write(fd, contents[off..].as_ptr().cast(), contents.len() - off);
+            if n <= 0 {
+                libc::close(fd);
+                return -1;
+            }
+            off += n as usize;
+        }
+        libc::fchmod(fd, mode);
+        libc::close(fd)
+    }
+}
+
+/// chdir(root); pivot_root(".", "."); umount2(".", MNT_DETACH); chdir("/").
+fn pivot_root(root: &CString) -> libc::c_int {
+    // SAFETY: `root` is a live NUL-terminated CString, `c"."` and `c"/"` are static ones.
+    unsafe {
+        if libc::chdir(root.as_ptr()) < 0 {
+            return -1;
+        }
+        let dot = c".".as_ptr();
+        if libc::syscall(libc::SYS_pivot_root, dot, dot) < 0 {
+            return -1;
+        }
+        if libc::umount2(dot, libc::MNT_DETACH) < 0 {
+            return -1;
+        }
+        libc::chdir(c"/".as_ptr())
     }
 }
 
@@ -416,7 +439,8 @@ pub(super) fn verify_no_caps(last_cap: u32) -> bool {
             return false;
         }
     }
-    // SAFETY: the raw setresuid syscall with integers; it must fail now.
+    // SAFETY: the callers (the cloned child, the exec helper) are single-threaded, as
+    // `raw_setresuid` requires; the call is expected to fail here (no capability is left).
     unsafe { raw_setresuid(0) != 0 }
 }
 
@@ -425,9 +449,12 @@ pub(super) fn verify_no_caps(last_cap: u32) -> bool {
 /// from a multithreaded supervisor those threads do not exist, and the wait never ends.
 ///
 /// # Safety
-/// A plain syscall on integers; safe in the cloned child.
+/// The calling process must be single-threaded (the cloned child, the exec helper): in a
+/// multithreaded one only the calling thread would change ids, and glibc's view of them would
+/// be wrong for the others.
 unsafe fn raw_setresuid(id: libc::uid_t) -> libc::c_int {
-    // SAFETY: see the function's contract.
+    // SAFETY: a syscall on integers only (no memory is passed); the caller guarantees that
+    // no other thread exists whose ids would diverge.
     unsafe { libc::syscall(libc::SYS_setresuid, id, id, id) as libc::c_int }
 }
 
@@ -447,8 +474,10 @@ struct AgentExec<'a> {
 
 /// The agent between clone and exec.
 extern "C" fn agent_entry(arg: *mut libc::c_void) -> libc::c_int {
-    // SAFETY (whole body): `arg` points to pid 1's live `AgentExec` (pid 1 is suspended until
-    // we exec or exit); raw syscalls on stack values and prepared, NUL-terminated data.
+    // SAFETY: `arg` is the `AgentExec` that `child_main` passed to clone, alive in pid 1's
+    // frame (CLONE_VM shares it, CLONE_VFORK suspends pid 1 until we exec or exit); its
+    // candidates are NUL-terminated CStrings and argv/envp NULL-terminated arrays of them
+    // (`CStringArray`); the sigset is a zeroed stack value; every path ends in execve or _exit.
     unsafe {
         let a = &*(arg as *const AgentExec);
         libc::setpgid(0, 0);
@@ -472,10 +501,31 @@ extern "C" fn agent_entry(arg: *mut libc::c_void) -> libc::c_int {
 ///
 /// # Safety
 /// Must run in a freshly cloned child (its own copy of the parent's memory, one thread) and
-/// `p` and `fds` must come from the parent's [`Prepared`] state.
+/// `p` and `fds` must come from the parent's [`Prepared`] state, with every descriptor in `fds`
+/// open in the child. Only raw syscalls run (no allocation, no locks), so the parent may have
+/// had other threads.
 pub unsafe fn child_main(p: &Prepared, fds: ChildFds) -> ! {
+    own_session_and_stdio(&fds);
+    enter_cgroup_and_build_root(p, &fds);
+    name_limits_and_user_namespace(p, &fds);
+    report(fds.report, MSG_NEED_MAPS, 0, 0);
+    wait_go(&fds);
+    drop_privileges(p, &fds);
+    lock_down(p, &fds);
+    let agent = start_agent(p, &fds);
+    // pid 1 carries on as the init (closing every descriptor above stderr, among them the
+    // report pipe: its EOF tells the parent the setup is done once the agent has exec'd).
+    // SAFETY: we are pid 1 of the sandbox (the first process of its pid namespace), with
+    // privileges dropped above and the forwarded signals and SIGCHLD blocked (`pid1`'s
+    // contract); `agent` is our child.
+    unsafe { super::init::pid1(agent as libc::pid_t) }
+}
+
+/// Dies with the parent, leads a session of its own, gets the sandbox's stdio, and marks every
+/// other inherited descriptor close-on-exec.
+fn own_session_and_stdio(fds: &ChildFds) {
     // SAFETY: prctl with integer arguments.
-    check(&fds, STEP_PDEATHSIG, unsafe {
+    check(fds, STEP_PDEATHSIG, unsafe {
         libc::prctl(
             libc::PR_SET_PDEATHSIG,
             libc::SIGKILL as libc::c_ulong,
@@ -485,16 +535,16 @@ pub unsafe fn child_main(p: &Prepared, fds: ChildFds) -> ! {
         )
     });
     // SAFETY: setsid takes no arguments.
-    check(&fds, STEP_SETSID, unsafe { libc::setsid() });
+    check(fds, STEP_SETSID, unsafe { libc::setsid() });
     for (from, to) in [(fds.stdin, 0), (fds.stdout, 1), (fds.stderr, 2)] {
         if from != to {
             // SAFETY: dup2 of descriptors the parent handed us.
-            check(&fds, STEP_STDIO, unsafe { libc::dup2(from, to) });
+            check(fds, STEP_STDIO, unsafe { libc::dup2(from, to) });
         }
     }
     // Nothing else the parent had open may reach the sandbox.
     // SAFETY: close_range with integer arguments; CLOEXEC keeps our pipes until exec.
-    check(&fds, STEP_STDIO, unsafe {
+    check(fds, STEP_STDIO, unsafe {
         libc::syscall(
             libc::SYS_close_range,
             3u32,
@@ -502,21 +552,31 @@ pub unsafe fn child_main(p: &Prepared, fds: ChildFds) -> ! {
             libc::CLOSE_RANGE_CLOEXEC,
         ) as libc::c_int
     });
+}
+
+/// Joins the sandbox's cgroup, brings `lo` up, creates the cgroup namespace, then runs the
+/// prepared file-system operations (the root, its mounts, pivot_root).
+fn enter_cgroup_and_build_root(p: &Prepared, fds: &ChildFds) {
     for procs in &p.cgroup_procs {
-        check(&fds, STEP_CGROUP, join_cgroup(procs));
+        check(fds, STEP_CGROUP, join_cgroup(procs));
     }
-    check(&fds, STEP_LOOPBACK, loopback_up());
+    check(fds, STEP_LOOPBACK, loopback_up());
     if p.cgroupns {
         // SAFETY: unshare with an integer flag.
-        check(&fds, STEP_CGROUPNS, unsafe {
+        check(fds, STEP_CGROUPNS, unsafe {
             libc::unshare(libc::CLONE_NEWCGROUP)
         });
     }
     for (i, op) in p.ops.iter().enumerate() {
-        check(&fds, i as u32, run_op(op));
+        check(fds, i as u32, run_op(op));
     }
+}
+
+/// The hostname, the rlimits, no supplementary groups, then the (empty) user namespace whose
+/// maps the parent writes.
+fn name_limits_and_user_namespace(p: &Prepared, fds: &ChildFds) {
     // SAFETY: the hostname is a live CString.
-    check(&fds, STEP_HOSTNAME, unsafe {
+    check(fds, STEP_HOSTNAME, unsafe {
         libc::sethostname(p.hostname.as_ptr(), p.hostname.as_bytes().len())
     });
     for (res, v) in [(libc::RLIMIT_CORE, 0), (libc::RLIMIT_NOFILE, p.nofile)] {
@@ -525,34 +585,34 @@ pub unsafe fn child_main(p: &Prepared, fds: ChildFds) -> ! {
             rlim_max: v,
         };
         // SAFETY: setrlimit reads a live stack struct.
-        check(&fds, STEP_RLIMIT, unsafe { libc::setrlimit(res, &lim) });
+        check(fds, STEP_RLIMIT, unsafe { libc::setrlimit(res, &lim) });
     }
     // SAFETY: the raw setgroups syscall with an empty list.
-    check(&fds, STEP_SETGROUPS, unsafe {
+    check(fds, STEP_SETGROUPS, unsafe {
         libc::syscall(libc::SYS_setgroups, 0usize, std::ptr::null::<libc::gid_t>()) as libc::c_int
     });
     // SAFETY: unshare with an integer flag.
-    check(&fds, STEP_USERNS, unsafe {
+    check(fds, STEP_USERNS, unsafe {
         libc::unshare(libc::CLONE_NEWUSER)
     });
+}
 
-    report(fds.report, MSG_NEED_MAPS, 0, 0);
-    wait_go(&fds);
-
-    check(&fds, STEP_CAPS, drop_bounding(p.last_cap));
+/// Drops every capability and switches to the agent's ids; fails closed if anything is left.
+fn drop_privileges(p: &Prepared, fds: &ChildFds) {
+    check(fds, STEP_CAPS, drop_bounding(p.last_cap));
     // SAFETY: the raw setresgid/setresuid syscalls with integers (mapped ids).
-    check(&fds, STEP_SETID, unsafe {
+    check(fds, STEP_SETID, unsafe {
         libc::syscall(libc::SYS_setresgid, p.gid, p.gid, p.gid) as libc::c_int
     });
-    // SAFETY: as above.
-    check(&fds, STEP_SETID, unsafe { raw_setresuid(p.uid) });
-    check(&fds, STEP_CAPS, clear_caps());
+    // SAFETY: we are the single-threaded cloned child (`raw_setresuid`'s contract).
+    check(fds, STEP_SETID, unsafe { raw_setresuid(p.uid) });
+    check(fds, STEP_CAPS, clear_caps());
     if !verify_no_caps(p.last_cap) {
-        fail(&fds, STEP_VERIFY, libc::EPERM);
+        fail(fds, STEP_VERIFY, libc::EPERM);
     }
     // The uid change cleared the parent-death signal; set it again.
     // SAFETY: prctl with integer arguments.
-    check(&fds, STEP_PDEATHSIG, unsafe {
+    check(fds, STEP_PDEATHSIG, unsafe {
         libc::prctl(
             libc::PR_SET_PDEATHSIG,
             libc::SIGKILL as libc::c_ulong,
@@ -561,17 +621,21 @@ pub unsafe fn child_main(p: &Prepared, fds: ChildFds) -> ! {
             0,
         )
     });
+}
+
+/// The workdir, no_new_privs, seccomp (last), and the forwarded signals blocked for the init.
+fn lock_down(p: &Prepared, fds: &ChildFds) {
     // SAFETY: chdir to a live CString.
-    check(&fds, STEP_WORKDIR, unsafe {
+    check(fds, STEP_WORKDIR, unsafe {
         libc::chdir(p.workdir.as_ptr())
     });
     // SAFETY: prctl with integer arguments.
-    check(&fds, STEP_NNP, unsafe {
+    check(fds, STEP_NNP, unsafe {
         libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
     });
     if let Some(f) = &p.seccomp {
         if let Err(e) = seccomp::install(f) {
-            fail(&fds, STEP_SECCOMP, e);
+            fail(fds, STEP_SECCOMP, e);
         }
     }
     // The forwarded signals stay blocked (hence pending, not dropped, for a pid 1 without
@@ -588,6 +652,10 @@ pub unsafe fn child_main(p: &Prepared, fds: ChildFds) -> ! {
         }
         libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
     }
+}
+
+/// Starts the agent, which execs the command; returns its pid.
+fn start_agent(p: &Prepared, fds: &ChildFds) -> libc::c_int {
     // The agent: its own process group, an empty signal mask, then the command. It is started
     // the way posix_spawn does it: sharing our memory (CLONE_VM) on a stack of its own, while
     // we wait (CLONE_VFORK) until it has exec'd or exited. No page tables are copied and
@@ -613,10 +681,7 @@ pub unsafe fn child_main(p: &Prepared, fds: ChildFds) -> ! {
         )
     };
     if agent < 0 {
-        fail(&fds, STEP_FORK, errno());
+        fail(fds, STEP_FORK, errno());
     }
-    // pid 1 carries on as the init (closing every descriptor above stderr, among them the
-    // report pipe: its EOF tells the parent the setup is done once the agent has exec'd).
-    // SAFETY: we are pid 1 of the sandbox, unprivileged, with the forwarded signals blocked.
-    unsafe { super::init::pid1(agent as libc::pid_t) }
+    agent
 }

@@ -15,9 +15,9 @@ use std::path::PathBuf;
 
 use nix::unistd::Pid;
 
-use super::child::{self, ChildFds};
+use super::child::{self, CStringArray, ChildFds};
 use super::seccomp::{self, Filters};
-use super::spawn::{SpawnError, Stdio};
+use super::spawn::{cstr, exec_candidates, last_cap, pipe, SpawnError, Stdio};
 
 /// What is needed to join a sandbox (the supervisor's `exec_info`).
 #[derive(Debug, Clone)]
@@ -41,65 +41,78 @@ pub fn is_not_found(e: &SpawnError) -> bool {
     matches!(e, SpawnError::Setup { step, err } if step == child::step_name(child::STEP_EXEC) && *err == nix::errno::Errno::ENOENT)
 }
 
-fn cstr(s: impl AsRef<[u8]>) -> Result<CString, SpawnError> {
-    CString::new(s.as_ref())
-        .map_err(|_| SpawnError::Nul(String::from_utf8_lossy(s.as_ref()).into_owned()))
+/// What the exec helper needs, all prepared before the fork (the forked code only reads it).
+struct Helper {
+    /// The sandbox's namespaces, joined in this order (user last).
+    ns: Vec<OwnedFd>,
+    /// The `cgroup.procs` files of the sandbox's cgroup.
+    procs: Vec<CString>,
+    filters: Filters,
+    argv: CStringArray,
+    envp: CStringArray,
+    /// The paths execve tries for `argv[0]`.
+    candidates: Vec<CString>,
+    workdir: CString,
+    last_cap: u32,
+    uid: u32,
+    gid: u32,
+}
+
+impl Helper {
+    fn prepare(t: &Target, argv: &[String]) -> Result<Helper, SpawnError> {
+        let mut ns = Vec::new();
+        for kind in ["ipc", "uts", "net", "cgroup", "pid", "mnt", "user"] {
+            let f = File::open(format!("/proc/{}/ns/{kind}", t.pid)).map_err(|source| {
+                SpawnError::Io {
+                    what: format!("cannot open the sandbox's {kind} namespace"),
+                    source,
+                }
+            })?;
+            ns.push(OwnedFd::from(f));
+        }
+        let procs: Vec<CString> = t
+            .cgroup_dirs
+            .iter()
+            .map(|d| cstr(d.join("cgroup.procs").as_os_str().as_bytes()))
+            .collect::<Result<_, _>>()?;
+        let filters = seccomp::build(&t.seccomp_deny)?;
+        let argv_c = argv.iter().map(cstr).collect::<Result<_, _>>()?;
+        let env_c = t
+            .env
+            .iter()
+            .map(|(k, v)| cstr(format!("{k}={v}")))
+            .collect::<Result<_, _>>()?;
+        let arg0 = argv.first().ok_or(SpawnError::EmptyCommand)?;
+        let path = t
+            .env
+            .iter()
+            .find(|(k, _)| k == "PATH")
+            .map(|(_, v)| v.as_str());
+        let candidates = exec_candidates(arg0, path, &t.workdir)
+            .into_iter()
+            .map(cstr)
+            .collect::<Result<_, _>>()?;
+        Ok(Helper {
+            ns,
+            procs,
+            filters,
+            argv: CStringArray::new(argv_c),
+            envp: CStringArray::new(env_c),
+            candidates,
+            workdir: cstr(&t.workdir)?,
+            last_cap: last_cap(),
+            uid: t.uid,
+            gid: t.gid,
+        })
+    }
 }
 
 /// Starts `argv` inside the sandbox. Returns the helper's pid; its exit status is the
 /// command's (128 + signal when killed). The caller should block SIGINT/SIGTERM/SIGHUP/SIGQUIT
 /// first and forward them to the helper's process group (`-pid`).
 pub fn enter(t: &Target, argv: &[String], stdio: Stdio) -> Result<Pid, SpawnError> {
-    let io = |what: &str| {
-        let what = what.to_string();
-        move |source| SpawnError::Io { what, source }
-    };
-    let mut ns = Vec::new();
-    for kind in ["ipc", "uts", "net", "cgroup", "pid", "mnt", "user"] {
-        let f = File::open(format!("/proc/{}/ns/{kind}", t.pid))
-            .map_err(io(&format!("cannot open the sandbox's {kind} namespace")))?;
-        ns.push(OwnedFd::from(f));
-    }
-    let procs: Vec<CString> = t
-        .cgroup_dirs
-        .iter()
-        .map(|d| cstr(d.join("cgroup.procs").as_os_str().as_bytes()))
-        .collect::<Result<_, _>>()?;
-    let filters: Filters = seccomp::build(&t.seccomp_deny)?;
-    let argv_c: Vec<CString> = argv.iter().map(cstr).collect::<Result<_, _>>()?;
-    let env_c: Vec<CString> = t
-        .env
-        .iter()
-        .map(|(k, v)| cstr(format!("{k}={v}")))
-        .collect::<Result<_, _>>()?;
-    let arg0 = argv
-        .first()
-        .ok_or_else(|| SpawnError::Nul("empty command".into()))?;
-    let path = t
-        .env
-        .iter()
-        .find(|(k, _)| k == "PATH")
-        .map(|(_, v)| v.as_str())
-        .unwrap_or(super::spec::SANDBOX_PATH);
-    let candidates: Vec<CString> = if arg0.contains('/') {
-        vec![cstr(arg0)?]
-    } else {
-        path.split(':')
-            .filter(|d| !d.is_empty())
-            .map(|d| cstr(format!("{d}/{arg0}")))
-            .collect::<Result<_, _>>()?
-    };
-    let workdir = cstr(&t.workdir)?;
-    let last_cap = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(40u32)
-        .min(63);
-    let (rep_r, rep_w) =
-        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| SpawnError::Io {
-            what: "pipe".into(),
-            source: e.into(),
-        })?;
+    let helper = Helper::prepare(t, argv)?;
+    let (rep_r, rep_w) = pipe()?;
     let fds = ChildFds {
         stdin: stdio.stdin.as_raw_fd(),
         stdout: stdio.stdout.as_raw_fd(),
@@ -107,15 +120,9 @@ pub fn enter(t: &Target, argv: &[String], stdio: Stdio) -> Result<Pid, SpawnErro
         go: -1,
         report: rep_w.as_raw_fd(),
     };
-    // argv/envp pointer arrays built before the fork (the pointers stay valid in the child's
-    // copy of our memory).
-    let mut argv_p: Vec<*const libc::c_char> = argv_c.iter().map(|c| c.as_ptr()).collect();
-    argv_p.push(std::ptr::null());
-    let mut env_p: Vec<*const libc::c_char> = env_c.iter().map(|c| c.as_ptr()).collect();
-    env_p.push(std::ptr::null());
-    let (uid, gid) = (t.uid, t.gid);
-
-    // SAFETY: the child runs only raw syscalls on data prepared above and never returns.
+    // SAFETY: the child runs only raw, async-signal-safe syscalls on data prepared above (no
+    // allocation, no locks: sound even when the caller has other threads, as the supervisor
+    // does) and never returns.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
         return Err(SpawnError::Io {
@@ -124,109 +131,166 @@ pub fn enter(t: &Target, argv: &[String], stdio: Stdio) -> Result<Pid, SpawnErro
         });
     }
     if pid == 0 {
-        // SAFETY (whole block): raw syscalls in the forked helper with pointers to memory
-        // prepared before the fork; every path ends in execve or _exit.
-        unsafe {
-            child::check(&fds, child::STEP_SETSID, libc::setsid());
-            for (from, to) in [(fds.stdin, 0), (fds.stdout, 1), (fds.stderr, 2)] {
-                if from != to {
-                    child::check(&fds, child::STEP_STDIO, libc::dup2(from, to));
-                }
-            }
-            child::check(
-                &fds,
-                child::STEP_STDIO,
-                libc::syscall(
-                    libc::SYS_close_range,
-                    3u32,
-                    u32::MAX,
-                    libc::CLOSE_RANGE_CLOEXEC,
-                ) as libc::c_int,
-            );
-            for p in &procs {
-                let fd = libc::open(p.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
-                if fd < 0 || libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
-                    child::fail(&fds, STEP_CGROUP, child::errno());
-                }
-                libc::close(fd);
-            }
-            child::check(
-                &fds,
-                child::STEP_SETGROUPS,
-                libc::syscall(libc::SYS_setgroups, 0usize, std::ptr::null::<libc::gid_t>())
-                    as libc::c_int,
-            );
-            for fd in &ns {
-                child::check(&fds, STEP_SETNS, libc::setns(fd.as_raw_fd(), 0));
-            }
-            let inner = libc::fork();
-            if inner < 0 {
-                child::fail(&fds, STEP_FORK, child::errno());
-            }
-            if inner > 0 {
-                // The helper: keep nothing of the caller's (a pipe end held here would keep
-                // the command's stdin open), wait, pass the status on.
-                libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
-                let mut status = 0;
-                while libc::waitpid(inner, &mut status, 0) < 0 && child::errno() == libc::EINTR {}
-                let code = if libc::WIFEXITED(status) {
-                    libc::WEXITSTATUS(status)
-                } else {
-                    128 + libc::WTERMSIG(status)
-                };
-                libc::_exit(code);
-            }
-            child::check(&fds, child::STEP_CAPS, child::drop_bounding(last_cap));
-            child::check(
-                &fds,
-                child::STEP_SETID,
-                libc::syscall(libc::SYS_setresgid, gid, gid, gid) as libc::c_int,
-            );
-            child::check(
-                &fds,
-                child::STEP_SETID,
-                libc::syscall(libc::SYS_setresuid, uid, uid, uid) as libc::c_int,
-            );
-            child::check(&fds, child::STEP_CAPS, child::clear_caps());
-            if !child::verify_no_caps(last_cap) {
-                child::fail(&fds, child::STEP_VERIFY, libc::EPERM);
-            }
-            child::check(
-                &fds,
-                child::STEP_PDEATHSIG,
-                libc::prctl(
-                    libc::PR_SET_PDEATHSIG,
-                    libc::SIGKILL as libc::c_ulong,
-                    0,
-                    0,
-                    0,
-                ),
-            );
-            child::check(&fds, child::STEP_WORKDIR, libc::chdir(workdir.as_ptr()));
-            child::check(
-                &fds,
-                child::STEP_NNP,
-                libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0),
-            );
-            if let Err(e) = seccomp::install(&filters) {
-                child::fail(&fds, child::STEP_SECCOMP, e);
-            }
-            let mut empty: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut empty);
-            libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
-            let mut err = libc::ENOENT;
-            for c in &candidates {
-                libc::execve(c.as_ptr(), argv_p.as_ptr(), env_p.as_ptr());
-                let e = child::errno();
-                if e != libc::ENOENT && e != libc::ENOTDIR {
-                    err = e;
-                }
-            }
-            child::fail(&fds, child::STEP_EXEC, err);
-        }
+        // SAFETY: we are the freshly forked, single-threaded child; `helper` and `fds` are our
+        // copies, prepared before the fork, and the descriptors in them are open here.
+        unsafe { helper_main(&helper, &fds) }
     }
     drop((rep_w, stdio));
-    let mut rep = File::from(rep_r);
+    read_exec_report(Pid::from_raw(pid), File::from(rep_r))
+}
+
+/// The forked helper: joins the sandbox, forks the command into its pid namespace, waits for
+/// it and exits with its status.
+///
+/// # Safety
+/// Must run in a freshly forked, single-threaded child, with `h` and `fds` prepared before the
+/// fork and the descriptors in them open. Makes raw syscalls only.
+unsafe fn helper_main(h: &Helper, fds: &ChildFds) -> ! {
+    // SAFETY: the caller's contract (single-threaded forked child, data prepared before it).
+    unsafe { join_sandbox(h, fds) };
+    // SAFETY: we are single-threaded; the child continues below with raw syscalls only.
+    let inner = unsafe { libc::fork() };
+    if inner < 0 {
+        child::fail(fds, STEP_FORK, child::errno());
+    }
+    if inner > 0 {
+        // SAFETY: `inner` is our child; the caller's contract lets us close our descriptors.
+        unsafe { wait_and_pass_on(inner) }
+    }
+    // SAFETY: the caller's contract; we are now the command's process inside the sandbox.
+    unsafe { become_command(h, fds) }
+}
+
+/// Stdio and a session of its own, then the sandbox's cgroup, no supplementary groups, and
+/// its namespaces (user last).
+///
+/// # Safety
+/// As [`helper_main`].
+unsafe fn join_sandbox(h: &Helper, fds: &ChildFds) {
+    // SAFETY: raw syscalls with integers, descriptors opened before the fork, and the
+    // NUL-terminated `cgroup.procs` paths of `h` (alive for each call); the written byte is a
+    // static.
+    unsafe {
+        child::check(fds, child::STEP_SETSID, libc::setsid());
+        for (from, to) in [(fds.stdin, 0), (fds.stdout, 1), (fds.stderr, 2)] {
+            if from != to {
+                child::check(fds, child::STEP_STDIO, libc::dup2(from, to));
+            }
+        }
+        child::check(
+            fds,
+            child::STEP_STDIO,
+            libc::syscall(
+                libc::SYS_close_range,
+                3u32,
+                u32::MAX,
+                libc::CLOSE_RANGE_CLOEXEC,
+            ) as libc::c_int,
+        );
+        for p in &h.procs {
+            let fd = libc::open(p.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+            if fd < 0 || libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                child::fail(fds, STEP_CGROUP, child::errno());
+            }
+            libc::close(fd);
+        }
+        child::check(
+            fds,
+            child::STEP_SETGROUPS,
+            libc::syscall(libc::SYS_setgroups, 0usize, std::ptr::null::<libc::gid_t>())
+                as libc::c_int,
+        );
+        for fd in &h.ns {
+            child::check(fds, STEP_SETNS, libc::setns(fd.as_raw_fd(), 0));
+        }
+    }
+}
+
+/// The helper's part once the command is forked: keep nothing of the caller's (a pipe end held
+/// here would keep the command's stdin open), wait, and exit with the command's status.
+///
+/// # Safety
+/// `inner` must be our child, and nothing else in this process may use its descriptors.
+unsafe fn wait_and_pass_on(inner: libc::pid_t) -> ! {
+    // SAFETY: close_range and waitpid with integers and a live stack int; `_exit` skips the
+    // caller's atexit handlers.
+    unsafe {
+        libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+        let mut status = 0;
+        while libc::waitpid(inner, &mut status, 0) < 0 && child::errno() == libc::EINTR {}
+        let code = if libc::WIFEXITED(status) {
+            libc::WEXITSTATUS(status)
+        } else {
+            128 + libc::WTERMSIG(status)
+        };
+        libc::_exit(code)
+    }
+}
+
+/// The command's process: no capabilities, the agent's ids, the workdir, no_new_privs and
+/// seccomp, an empty signal mask, then execve of each candidate.
+///
+/// # Safety
+/// As [`helper_main`], in the process forked inside the sandbox's pid namespace.
+unsafe fn become_command(h: &Helper, fds: &ChildFds) -> ! {
+    let (uid, gid) = (h.uid, h.gid);
+    // SAFETY: raw syscalls with integers, stack values, and `h`'s NUL-terminated strings and
+    // NULL-terminated argv/envp arrays (alive: `h` outlives every call); the set*id calls are
+    // the raw syscalls, right in this single-threaded process; every path ends in execve or
+    // `fail` (which exits).
+    unsafe {
+        child::check(fds, child::STEP_CAPS, child::drop_bounding(h.last_cap));
+        child::check(
+            fds,
+            child::STEP_SETID,
+            libc::syscall(libc::SYS_setresgid, gid, gid, gid) as libc::c_int,
+        );
+        child::check(
+            fds,
+            child::STEP_SETID,
+            libc::syscall(libc::SYS_setresuid, uid, uid, uid) as libc::c_int,
+        );
+        child::check(fds, child::STEP_CAPS, child::clear_caps());
+        if !child::verify_no_caps(h.last_cap) {
+            child::fail(fds, child::STEP_VERIFY, libc::EPERM);
+        }
+        child::check(
+            fds,
+            child::STEP_PDEATHSIG,
+            libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            ),
+        );
+        child::check(fds, child::STEP_WORKDIR, libc::chdir(h.workdir.as_ptr()));
+        child::check(
+            fds,
+            child::STEP_NNP,
+            libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0),
+        );
+        if let Err(e) = seccomp::install(&h.filters) {
+            child::fail(fds, child::STEP_SECCOMP, e);
+        }
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+        let mut err = libc::ENOENT;
+        for c in &h.candidates {
+            libc::execve(c.as_ptr(), h.argv.as_ptr(), h.envp.as_ptr());
+            let e = child::errno();
+            if e != libc::ENOENT && e != libc::ENOTDIR {
+                err = e;
+            }
+        }
+        child::fail(fds, child::STEP_EXEC, err)
+    }
+}
+
+/// Reads the helper's report: EOF once the command was executed, or a failed step.
+fn read_exec_report(pid: Pid, mut rep: File) -> Result<Pid, SpawnError> {
     let mut buf = [0u8; 12];
     let n = std::io::Read::read(&mut rep, &mut buf).map_err(|e| SpawnError::Io {
         what: "exec report".into(),
@@ -234,7 +298,7 @@ pub fn enter(t: &Target, argv: &[String], stdio: Stdio) -> Result<Pid, SpawnErro
     })?;
     if n == 12 {
         let w = |i: usize| u32::from_ne_bytes([buf[i], buf[i + 1], buf[i + 2], buf[i + 3]]);
-        let _ = nix::sys::wait::waitpid(Pid::from_raw(pid), None);
+        let _ = nix::sys::wait::waitpid(pid, None);
         let step = match w(4) {
             STEP_CGROUP => "join the sandbox's cgroup",
             STEP_SETNS => "join the sandbox's namespaces",
@@ -246,5 +310,5 @@ pub fn enter(t: &Target, argv: &[String], stdio: Stdio) -> Result<Pid, SpawnErro
             err: nix::errno::Errno::from_raw(w(8) as i32),
         });
     }
-    Ok(Pid::from_raw(pid))
+    Ok(pid)
 }

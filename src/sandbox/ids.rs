@@ -14,8 +14,12 @@ use super::spec::{IdRange, HOST_ID_BASE, IDS_PER_SANDBOX};
 pub enum IdsError {
     #[error(transparent)]
     Home(#[from] HomeError),
-    #[error("{path} is damaged ({message}); fix or remove it (sandboxes keep their state, but their uids are re-assigned)")]
-    Corrupt { path: PathBuf, message: String },
+    #[error("{path} is damaged; fix or remove it (sandboxes keep their state, but their uids are re-assigned)")]
+    Corrupt {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
     #[error("no host id range is left for another sandbox")]
     Exhausted,
 }
@@ -43,9 +47,9 @@ pub fn allocate(home: &Home, name: &str) -> Result<IdRange, IdsError> {
         Duration::from_secs(10),
     )?;
     let mut table: BTreeMap<String, u32> = match std::fs::read(&path) {
-        Ok(b) => serde_json::from_slice(&b).map_err(|e| IdsError::Corrupt {
+        Ok(b) => serde_json::from_slice(&b).map_err(|source| IdsError::Corrupt {
             path: path.clone(),
-            message: e.to_string(),
+            source,
         })?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
         Err(e) => return Err(HomeError::Io { path, source: e }.into()),
@@ -55,9 +59,9 @@ pub fn allocate(home: &Home, name: &str) -> Result<IdRange, IdsError> {
     }
     let index = next_free(&table).ok_or(IdsError::Exhausted)?;
     table.insert(name.to_string(), index);
-    let json = serde_json::to_vec_pretty(&table).map_err(|e| IdsError::Corrupt {
+    let json = serde_json::to_vec_pretty(&table).map_err(|source| IdsError::Corrupt {
         path: path.clone(),
-        message: e.to_string(),
+        source,
     })?;
     crate::home::write_atomic(&path, &json, 0o600)?;
     Ok(IdRange::nth(index))

@@ -29,9 +29,13 @@ extern "C" fn noop(_: libc::c_int) {}
 ///
 /// # Safety
 /// Must run in the sandbox's pid 1 after privileges are dropped, with [`FORWARDED_SIGNALS`] and
-/// SIGCHLD blocked. Makes raw syscalls only.
+/// SIGCHLD blocked, in a single-threaded process whose memory nothing else uses (it closes
+/// every descriptor above stderr and exits the process). Makes raw syscalls only.
 pub unsafe fn pid1(agent: libc::pid_t) -> ! {
-    // SAFETY (whole body): raw syscalls with stack values; the handler does nothing.
+    // SAFETY: raw syscalls on stack values (sigset_t, sigaction and siginfo_t are C structs for
+    // which all-zero is valid, and each is initialised before the kernel reads it); the handler
+    // installed does nothing, so it is async-signal-safe; `_exit` leaves without running any of
+    // the parent's atexit handlers.
     unsafe {
         libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
         libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);

@@ -20,15 +20,28 @@ pub enum InstanceError {
     Ids(#[from] IdsError),
     #[error(transparent)]
     Spawn(#[from] SpawnError),
-    #[error("agent.secrets[{index}] ({name}): cannot read {what}: {message}")]
+    #[error("agent.secrets[{index}] ({name}): cannot read {what}")]
     Secret {
         index: usize,
         name: String,
+        /// Where the secret was to come from (`env X`, `file Y`, `an inline value`).
         what: String,
-        message: String,
+        #[source]
+        source: SecretError,
     },
-    #[error("cannot find the nemoclaw executable to mount into the sandbox: {0}")]
-    Exe(std::io::Error),
+    #[error("cannot find the nemoclaw executable to mount into the sandbox")]
+    Exe(#[source] std::io::Error),
+}
+
+/// Why one of `agent.secrets` cannot be read on the host.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("it is not set")]
+    NotSet(#[source] std::env::VarError),
+    #[error(transparent)]
+    Read(#[from] std::io::Error),
+    #[error("secrets must be referenced, not written inline")]
+    Inline,
 }
 
 /// The directory the sandbox root is mounted on (inside the sandbox's own mount namespace).
@@ -43,33 +56,27 @@ pub fn resolve_secrets(
 ) -> Result<BTreeMap<String, String>, InstanceError> {
     let mut out = BTreeMap::new();
     for (index, s) in bp.agent.secrets.iter().enumerate() {
-        let err = |what: String, message: String| InstanceError::Secret {
+        let value = read_secret(home, &s.from).map_err(|source| InstanceError::Secret {
             index,
             name: s.name.clone(),
-            what,
-            message,
-        };
-        let value = match &s.from {
-            CredentialRef::Env(v) => {
-                std::env::var(v).map_err(|_| err(s.from.describe(), "it is not set".into()))?
-            }
-            CredentialRef::File(f) => {
-                let p = home.credentials().join(f);
-                std::fs::read_to_string(&p)
-                    .map_err(|e| err(s.from.describe(), e.to_string()))?
-                    .trim_end_matches('\n')
-                    .to_string()
-            }
-            CredentialRef::Inline(_) => {
-                return Err(err(
-                    "an inline value".into(),
-                    "secrets must be referenced, not written inline".into(),
-                ))
-            }
-        };
+            what: s.from.describe(),
+            source,
+        })?;
         out.insert(s.name.clone(), value);
     }
     Ok(out)
+}
+
+/// One secret's value: an environment variable, or a file under the home's credentials.
+fn read_secret(home: &Home, from: &CredentialRef) -> Result<String, SecretError> {
+    match from {
+        CredentialRef::Env(v) => std::env::var(v).map_err(SecretError::NotSet),
+        CredentialRef::File(f) => {
+            let value = std::fs::read_to_string(home.credentials().join(f))?;
+            Ok(value.trim_end_matches('\n').to_string())
+        }
+        CredentialRef::Inline(_) => Err(SecretError::Inline),
+    }
 }
 
 /// Builds and checks the spec; creates the state dir (owned by the sandbox's uid). Nothing
@@ -82,12 +89,7 @@ pub fn spec_for(
     let name = bp.metadata.name.as_str();
     let ids = ids::allocate(home, name)?;
     let exe = std::fs::canonicalize("/proc/self/exe").map_err(InstanceError::Exe)?;
-    let sys_root = bp
-        .filesystem
-        .rootfs
-        .as_deref()
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/"));
+    let sys_root = spec::system_root(bp);
     if bp.filesystem.rootfs.is_some() && !sys_root.is_dir() {
         return Err(SpecError::Field {
             field: "filesystem.rootfs".into(),
@@ -112,10 +114,7 @@ pub fn spec_for(
         secrets,
     })?;
     check_host(&spec)?;
-    spawn::prepare_host(&spec).map_err(|e| SpecError::Field {
-        field: "state directory".into(),
-        message: e.to_string(),
-    })?;
+    spawn::prepare_host(&spec)?;
     check_state_dir(&spec)?;
     Ok(spec)
 }
@@ -185,4 +184,56 @@ pub fn check_state_dir(spec: &SandboxSpec) -> Result<(), SpecError> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn blueprint_with_secrets(secrets: &str) -> Blueprint {
+        let yaml = format!("apiVersion: nemoclaw.dev/v1\nkind: Blueprint\nmetadata:\n  name: s1\n  version: 1\nagent:\n  command: /bin/sh\n  secrets:\n{secrets}");
+        crate::blueprint::load::parse_str(&yaml)
+            .map_err(|d| format!("{d:?}"))
+            .unwrap()
+    }
+
+    #[test]
+    fn unreadable_secrets_keep_their_cause() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::at(dir.path());
+        let bp = blueprint_with_secrets(
+            "    - {name: TOKEN, from: {env: NEMOCLAW_INSTANCE_TEST_UNSET}}\n",
+        );
+        let e = resolve_secrets(&home, &bp).unwrap_err();
+        assert!(
+            matches!(
+                &e,
+                InstanceError::Secret {
+                    index: 0,
+                    source: SecretError::NotSet(std::env::VarError::NotPresent),
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        let chain = crate::error_chain(&e);
+        assert!(
+            chain.starts_with(
+                "agent.secrets[0] (TOKEN): cannot read environment variable NEMOCLAW_INSTANCE_TEST_UNSET: it is not set"
+            ),
+            "{chain}"
+        );
+
+        let bp = blueprint_with_secrets("    - {name: TOKEN, from: {file: missing}}\n");
+        let e = resolve_secrets(&home, &bp).unwrap_err();
+        let InstanceError::Secret {
+            source: SecretError::Read(io),
+            ..
+        } = &e
+        else {
+            panic!("{e:?}");
+        };
+        assert_eq!(io.kind(), std::io::ErrorKind::NotFound);
+        assert!(crate::error_chain(&e).ends_with(&io.to_string()));
+    }
 }

@@ -3,7 +3,7 @@
 //! - [`spec`]: blueprint -> [`spec::SandboxSpec`] (pure).
 //! - [`seccomp`]: the filters (pure build, async-signal-safe install).
 //! - [`cgroups`]: limits as data per cgroup version (pure), and the groups themselves.
-//! - [`spawn`]: the parent's side of starting a sandbox, with the [`spawn::NetworkSetup`] hook;
+//! - [`mod@spawn`]: the parent's side of starting a sandbox, with the [`spawn::NetworkSetup`] hook;
 //!   [`child`]: the child's side up to the exec of [`init`], the sandbox's pid 1.
 //! - [`ids`]: per-sandbox host uid/gid ranges.
 

@@ -23,8 +23,8 @@ use crate::policy::syscalls;
 pub enum SeccompError {
     #[error("sandbox.seccomp.deny: `{0}` is not an x86_64 syscall name")]
     UnknownSyscall(String),
-    #[error("cannot build the seccomp filter: {0}")]
-    Build(String),
+    #[error("cannot build the seccomp filter")]
+    Build(#[from] seccompiler::BackendError),
 }
 
 /// Syscalls denied outright (EPERM).
@@ -126,17 +126,15 @@ fn nr(name: &str) -> Result<i64, SeccompError> {
 }
 
 fn cond(arg: u8, op: SeccompCmpOp, value: u64) -> Result<SeccompCondition, SeccompError> {
-    SeccompCondition::new(arg, SeccompCmpArgLen::Qword, op, value)
-        .map_err(|e| SeccompError::Build(e.to_string()))
+    SeccompCondition::new(arg, SeccompCmpArgLen::Qword, op, value).map_err(SeccompError::Build)
 }
 
 fn dcond(arg: u8, op: SeccompCmpOp, value: u64) -> Result<SeccompCondition, SeccompError> {
-    SeccompCondition::new(arg, SeccompCmpArgLen::Dword, op, value)
-        .map_err(|e| SeccompError::Build(e.to_string()))
+    SeccompCondition::new(arg, SeccompCmpArgLen::Dword, op, value).map_err(SeccompError::Build)
 }
 
 fn rule(conds: Vec<SeccompCondition>) -> Result<SeccompRule, SeccompError> {
-    SeccompRule::new(conds).map_err(|e| SeccompError::Build(e.to_string()))
+    Ok(SeccompRule::new(conds)?)
 }
 
 /// The deny rules: syscall number -> rules (an empty list denies unconditionally). Pure.
@@ -199,9 +197,8 @@ pub fn deny_rules(extra: &[String]) -> Result<BTreeMap<i64, Vec<SeccompRule>>, S
 pub fn build(extra_deny: &[String]) -> Result<Filters, SeccompError> {
     let arch = TargetArch::x86_64;
     let compile = |rules, action| -> Result<BpfProgram, SeccompError> {
-        let f = SeccompFilter::new(rules, SeccompAction::Allow, action, arch)
-            .map_err(|e| SeccompError::Build(e.to_string()))?;
-        BpfProgram::try_from(f).map_err(|e| SeccompError::Build(e.to_string()))
+        let f = SeccompFilter::new(rules, SeccompAction::Allow, action, arch)?;
+        Ok(BpfProgram::try_from(f)?)
     };
     let deny = compile(
         deny_rules(extra_deny)?,
@@ -241,8 +238,12 @@ pub fn x32_guard() -> BpfProgram {
 /// CAP_SYS_ADMIN). Returns the errno on failure.
 pub fn install(filters: &Filters) -> Result<(), i32> {
     for p in &filters.programs {
+        // The kernel takes at most BPF_MAXINSNS (4096) instructions; more is EINVAL anyway.
+        let Ok(len) = u16::try_from(p.len()) else {
+            return Err(libc::EINVAL);
+        };
         let prog = libc::sock_fprog {
-            len: p.len() as u16,
+            len,
             filter: p.as_ptr() as *mut libc::sock_filter,
         };
         // SAFETY: `prog` points at `p`, a live slice of `len` BPF instructions whose layout

@@ -1,5 +1,7 @@
 use super::*;
+use crate::sandbox::child::{Op, Prepared};
 use crate::sandbox::spec::{HostEntry, HostView, IdRange, SpecInput};
+use std::path::Path;
 
 fn spec() -> SandboxSpec {
     let dir = tempfile::tempdir().unwrap();

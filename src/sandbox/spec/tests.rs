@@ -1,6 +1,10 @@
 use super::*;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
 use crate::blueprint::types::Blueprint;
 use crate::policy::inference::PLACEHOLDER_KEY;
+use crate::sandbox::cgroups::CgroupLimits;
 
 fn bp(yaml: &str) -> Blueprint {
     let head =
@@ -364,4 +368,51 @@ fn an_anthropic_backend_gets_the_anthropic_variables_too() {
     assert_eq!(s.env["ANTHROPIC_BASE_URL"], "http://inference.local");
     assert_eq!(s.env["ANTHROPIC_API_KEY"], PLACEHOLDER_KEY);
     assert_eq!(s.env["OPENAI_BASE_URL"], "http://inference.local/v1");
+}
+
+#[test]
+fn failed_checks_can_be_matched() {
+    let mount = |path: &str, host: &str| {
+        let yaml = format!(
+            "agent:\n  command: /bin/sh\nfilesystem:\n  mounts:\n    - {{host: {host}, path: {path}}}\n"
+        );
+        spec_of(&bp(&yaml), None).unwrap_err()
+    };
+    let e = mount("/proc/x", "/x");
+    assert_eq!(
+        e,
+        SpecError::Check {
+            field: "filesystem.mounts[0].path".into(),
+            reason: CheckError::Reserved {
+                path: "/proc/x".into(),
+                reserved: "/proc",
+            },
+        }
+    );
+    assert_eq!(
+        e.to_string(),
+        "filesystem.mounts[0].path: `/proc/x` is inside `/proc`, which the sandbox provides itself"
+    );
+    assert!(matches!(
+        mount("/usr/share/x", "/x"),
+        SpecError::Check {
+            reason: CheckError::SystemDir { dir: "usr", .. },
+            ..
+        }
+    ));
+    assert!(matches!(
+        mount("/x", "rel/x"),
+        SpecError::Check {
+            reason: CheckError::HostNotAbsolute(_),
+            ..
+        }
+    ));
+    let e = spec_of(&bp("agent:\n  command: /bin/sh\n  workdir: ../x\n"), None).unwrap_err();
+    assert!(matches!(
+        e,
+        SpecError::Check {
+            reason: CheckError::NotAbsolute(_),
+            ..
+        }
+    ));
 }
