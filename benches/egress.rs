@@ -4,6 +4,12 @@
 //! gateway's own namespace; then the connect latency the gateway adds (median request round
 //! trip, fresh connection each time). Needs root. `NEMOCLAW_BENCH_BYTES` changes the size.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::cast_possible_truncation,
+    reason = "a benchmark stops loudly at the first broken step, and its statistics are floats rounded for display"
+)]
+
 #[path = "../tests/network_support/mod.rs"]
 mod network_support;
 
@@ -22,8 +28,10 @@ const LATENCY_SAMPLES: usize = 300;
 /// (curl).
 fn cpu() -> (f64, f64) {
     let get = |who| {
-        // SAFETY: getrusage fills the zeroed struct we pass; both arguments are valid.
+        // SAFETY: rusage is plain old data (integers and timevals): all-zero bytes are a valid
+        // value of it.
         let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: `who` is a valid RUSAGE_* constant and `ru` a live, writable rusage.
         unsafe { libc::getrusage(who, &mut ru) };
         let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
         t(ru.ru_utime) + t(ru.ru_stime)

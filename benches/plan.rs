@@ -8,6 +8,12 @@
 //!
 //! Run: `cargo bench --bench plan`.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::cast_possible_truncation,
+    reason = "a benchmark stops loudly at the first broken step, and its statistics are floats rounded for display"
+)]
+
 mod common;
 
 use std::process::Command;

@@ -16,6 +16,12 @@
 //!
 //! Run as root: `cargo bench --bench sandbox_start` (NEMOCLAW_BENCH_RUNS overrides the count).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::cast_possible_truncation,
+    reason = "a benchmark stops loudly at the first broken step, and its statistics are floats rounded for display"
+)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

@@ -6,6 +6,12 @@
 //!
 //! Run: `cargo bench --bench watch`.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::cast_possible_truncation,
+    reason = "a benchmark stops loudly at the first broken step, and its statistics are floats rounded for display"
+)]
+
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 

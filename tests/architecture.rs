@@ -2,6 +2,12 @@
 //! crate imports only the modules its line in the document's `imports` block allows, and every
 //! module has a line. `cargo test --test architecture -- --nocapture` prints the graph.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::cast_possible_truncation,
+    reason = "a test stops loudly at the first broken step"
+)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 

@@ -8,6 +8,12 @@
 //! Debian's package archive for the kernel and busybox the first time (cached under target/).
 //! Uses KVM when `/dev/kvm` opens, TCG otherwise, and says which.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::cast_possible_truncation,
+    reason = "a test stops loudly at the first broken step"
+)]
+
 mod vm;
 
 use std::path::{Path, PathBuf};

@@ -4,6 +4,12 @@
 //! the certificate check, credentials in the URL (sent as Basic auth, never printed), a
 //! redirect, an incremental fetch of a new commit, and the refusal of plain http.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::cast_possible_truncation,
+    reason = "a test stops loudly at the first broken step"
+)]
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

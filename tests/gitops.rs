@@ -1,6 +1,12 @@
 //! The GitOps snippets in examples/gitops/ name commands that exist (parsed by the real CLI
 //! parser) and the systemd units pass `systemd-analyze verify`.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::cast_possible_truncation,
+    reason = "a test stops loudly at the first broken step"
+)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -2,6 +2,12 @@
 //! Rhai guards deny and rewrite; the built-in secret guard refuses held keys and redacts
 //! private and cloud keys before a backend sees them.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::cast_possible_truncation,
+    reason = "a test stops loudly at the first broken step"
+)]
+
 mod inference_support;
 
 use inference_support::*;

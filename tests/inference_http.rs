@@ -2,6 +2,12 @@
 //! loopback: key injection, validation, malformed input, fallback, limits, streaming,
 //! cancellation, guards, logging, reload.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::cast_possible_truncation,
+    reason = "a test stops loudly at the first broken step"
+)]
+
 mod inference_support;
 
 use std::sync::atomic::Ordering;

@@ -2,6 +2,12 @@
 //! backend, called by the official `openai` Python package from PyPI (installed by
 //! `.ci/setup-python.sh` into `.venv-tests/`).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::cast_possible_truncation,
+    reason = "a test stops loudly at the first broken step"
+)]
+
 mod inference_support;
 
 use std::io::{BufRead, BufReader};

@@ -1,6 +1,12 @@
 //! Network policy enforced by the kernel and the egress gateway: real namespaces, real
 //! nftables, real HTTP/TLS servers on test hosts in 198.18.0.0/15. Needs root.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::cast_possible_truncation,
+    reason = "a test stops loudly at the first broken step"
+)]
+
 mod network_support;
 
 use std::io::{Read, Write};

@@ -1,5 +1,11 @@
 //! `nemoclaw presets list|show`: built-ins plus the home's presets/<name>.yaml.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::cast_possible_truncation,
+    reason = "a test stops loudly at the first broken step"
+)]
+
 use std::process::Command;
 
 fn nemoclaw(home: &std::path::Path, args: &[&str]) -> std::process::Output {

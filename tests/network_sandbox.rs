@@ -2,6 +2,12 @@
 //! (curl, unprivileged, in its own user namespace) reaching the test hosts only through the
 //! gateway, and a hot reload while the sandbox keeps running. Needs root.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::cast_possible_truncation,
+    reason = "a test stops loudly at the first broken step"
+)]
+
 mod network_support;
 
 use std::collections::BTreeMap;

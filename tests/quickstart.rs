@@ -2,6 +2,12 @@
 //! the built-in mock model through the gateway at inference.local, and writes the reply into its
 //! state on the host; the inference log has the request, without the placeholder key.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::cast_possible_truncation,
+    reason = "a test stops loudly at the first broken step"
+)]
+
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 

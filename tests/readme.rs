@@ -1,6 +1,12 @@
 //! The README's commands and examples run: the main-job command's nemoclaw invocation, the
 //! blueprint it shows, and the validate output it prints are checked against the real binary.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::cast_possible_truncation,
+    reason = "a test stops loudly at the first broken step"
+)]
+
 use std::path::PathBuf;
 use std::process::Command;
 

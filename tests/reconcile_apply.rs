@@ -1,6 +1,12 @@
 //! apply, the lifecycle commands and watch against real supervisors and sandboxes (root).
 //! Each test has its own NEMOCLAW_HOME and sandbox names, and stops what it started.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::cast_possible_truncation,
+    reason = "a test stops loudly at the first broken step"
+)]
+
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};

@@ -1,6 +1,12 @@
 //! `nemoclaw plan` end to end: a temp NEMOCLAW_HOME, directory and git sources (a repository
 //! the test creates with git2), inventory records, exit codes, JSON and saved plans.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::cast_possible_truncation,
+    reason = "a test stops loudly at the first broken step"
+)]
+
 use std::path::Path;
 use std::process::{Command, Output};
 

@@ -2,6 +2,12 @@
 //! Every case asserts that the attack fails, and where possible also that a harmless control
 //! succeeds, so a broken harness cannot pass by accident.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::cast_possible_truncation,
+    reason = "a test stops loudly at the first broken step"
+)]
+
 mod sandbox_support;
 
 use std::io::Read;

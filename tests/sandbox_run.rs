@@ -1,6 +1,12 @@
 //! `nemoclaw run`: bad input fails naming the field and leaves nothing behind; built-in helpers
 //! run from the nemoclaw binary mounted inside; one sandbox per name at a time.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::cast_possible_truncation,
+    reason = "a test stops loudly at the first broken step"
+)]
+
 mod sandbox_support;
 
 use std::process::Stdio;

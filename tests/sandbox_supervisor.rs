@@ -1,6 +1,12 @@
 //! The supervisor for real: `nemoclaw start/stop/exec`, restart policy, kill -9 recovery, and
 //! the control protocol.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::cast_possible_truncation,
+    reason = "a test stops loudly at the first broken step"
+)]
+
 mod sandbox_support;
 
 use std::io::{BufRead, BufReader, Write};

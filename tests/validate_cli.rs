@@ -1,6 +1,12 @@
 //! The CLI as a new user meets it: bad input of every kind, output formats, exit codes, the
 //! home, `init`, `nemohermes`, completions and the commands still to come.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::cast_possible_truncation,
+    reason = "a test stops loudly at the first broken step"
+)]
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

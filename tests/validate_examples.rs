@@ -1,6 +1,12 @@
 //! `nemoclaw validate` against the shipped examples: every valid example passes, every invalid
 //! one fails with exactly the code and position its file declares, and the schema is fresh.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::cast_possible_truncation,
+    reason = "a test stops loudly at the first broken step"
+)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
