@@ -26,8 +26,10 @@ use super::protocol::{self, ExecInfo, Request, Response, State, Status, PROTOCOL
 use super::SupervisorError;
 use crate::blueprint::types::Blueprint;
 use crate::home::Home;
+use crate::observe::logging;
 use crate::sandbox::cgroups::{self, SandboxCgroup};
 use crate::sandbox::enter::Target;
+use crate::sandbox::spawn::SpawnError;
 use crate::sandbox::{
     instance, spawn, LoopbackOnly, NetworkSetup, Sandbox, SandboxSpec, SpawnOptions, Stdio,
 };
@@ -39,6 +41,8 @@ struct Client {
     stream: UnixStream,
     buf: Vec<u8>,
     greeted: bool,
+    /// Readable after the last poll.
+    ready: bool,
 }
 
 struct Daemon {
@@ -70,19 +74,10 @@ struct Daemon {
     next_disk_check: Instant,
 }
 
-/// Logs one supervisor event as a JSON line on stderr (`logs/<name>/supervisor.jsonl`).
+/// Logs one supervisor event as a JSON line on stderr (`logs/<name>/supervisor.jsonl`), in the
+/// shape the supervisor's `tracing` events share.
 pub fn event(name: &str, what: &str, detail: serde_json::Value) {
-    let ts = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0);
-    let line = serde_json::json!({"ts": ts, "sandbox": name, "event": what, "detail": detail});
-    eprintln!("{line}");
-}
-
-/// The deployed blueprint the supervisor runs.
-pub fn deployed_blueprint(home: &Home, name: &str) -> PathBuf {
-    home.run_dir(name).join("blueprint.yaml")
+    logging::write_line(&logging::event_line(name, what, detail));
 }
 
 /// Removes what a killed supervisor may have left: the sandbox's cgroups (killing anything in
@@ -92,14 +87,13 @@ pub fn clean_leftovers(home: &Home, name: &str) -> Result<(), SupervisorError> {
         // v2: a dead supervisor's leaf (only called while no supervisor holds the lock; one
         // that just released it may still be exiting in there, so wait for it).
         if let Some(leaf) = cgroups::supervisor_leaf(&layout, name) {
-            cgroups::remove_group(&leaf).map_err(|e| SupervisorError::Sandbox(e.to_string()))?;
+            cgroups::remove_group(&leaf)?;
         }
         if let Ok(cg) = SandboxCgroup::locate(&layout, name) {
-            cg.remove()
-                .map_err(|e| SupervisorError::Sandbox(e.to_string()))?;
+            cg.remove()?;
         }
     }
-    let _ = std::fs::remove_file(home.run_dir(name).join("control.sock"));
+    let _ = std::fs::remove_file(home.control_socket(name));
     Ok(())
 }
 
@@ -107,14 +101,7 @@ pub fn clean_leftovers(home: &Home, name: &str) -> Result<(), SupervisorError> {
 pub(crate) fn load(path: &Path) -> Result<Blueprint, SupervisorError> {
     crate::blueprint::set::load_one(path)
         .map(|e| e.blueprint)
-        .map_err(|d| {
-            SupervisorError::Blueprint(
-                d.iter()
-                    .map(|x| x.headline())
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            )
-        })
+        .map_err(|diagnostics| SupervisorError::Blueprint { diagnostics })
 }
 
 /// Blocks the signals the supervisor reads from its signalfd, in the calling thread (threads
@@ -146,147 +133,33 @@ pub fn run_with(
     name: &str,
     net: Box<dyn NetworkSetup>,
 ) -> Result<i32, SupervisorError> {
-    let run_dir = home.run_dir(name);
-    let lock = PidLock::try_acquire(&run_dir.join("supervisor.pid"), "nemoclaw supervisor")
-        .map_err(|e| SupervisorError::AlreadyRunning(e.to_string()))?;
+    let lock = PidLock::try_acquire(&home.supervisor_pid(name), "nemoclaw supervisor")?;
     clean_leftovers(home, name)?;
-    // v2: the supervisor lives in a leaf of its own next to the sandbox's (no internal processes).
-    if let Some(leaf) = cgroups::host_layout()
-        .ok()
-        .and_then(|l| cgroups::supervisor_leaf(&l, name))
-    {
-        if let Err(e) = cgroups::join_leaf(&leaf) {
-            event(
-                name,
-                "cgroup-leaf-failed",
-                serde_json::json!({"error": e.to_string()}),
-            );
-        }
-    }
-    let bp_path = deployed_blueprint(home, name);
-    let bp = load(&bp_path)?;
-    let mut spec =
-        instance::spec_for(home, &bp, None).map_err(|e| SupervisorError::Sandbox(e.to_string()))?;
-    spec.env.extend(net.agent_env());
-    let logs = home.logs(name);
-    crate::home::create_dir_private(&logs)?;
-    let log = CappedLog::open(&logs.join("agent.log"), AGENT_LOG_CAP)
-        .map_err(|e| sup_io(logs.join("agent.log"), e))?;
-
+    join_supervisor_leaf(name);
+    let mut d = Daemon::new(home, name, net)?;
     let mask = block_signals()?;
     let sigfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
         .map_err(|e| sup_io("signalfd", e.into()))?;
-    let sock_path = run_dir.join("control.sock");
-    let _ = std::fs::remove_file(&sock_path);
-    let listener = UnixListener::bind(&sock_path).map_err(|e| sup_io(sock_path.clone(), e))?;
-    listener
-        .set_nonblocking(true)
-        .map_err(|e| sup_io(sock_path.clone(), e))?;
-    std::fs::set_permissions(
-        &sock_path,
-        std::os::unix::fs::PermissionsExt::from_mode(0o600),
-    )
-    .map_err(|e| sup_io(sock_path.clone(), e))?;
-
-    let mut d = Daemon {
-        name: name.to_string(),
-        bp_path,
-        disk_cap: bp.resources.disk.map(|b| b.bytes()),
-        policy: Policy::from_lifecycle(&bp.lifecycle),
-        spec,
-        tracker: Tracker::default(),
-        sandbox: None,
-        output: None,
-        log,
-        state: State::Starting,
-        message: None,
-        restarts: 0,
-        last_exit: None,
-        next_start: Some(Instant::now()),
-        stop_deadline: None,
-        exit_when_down: false,
-        down_state: None,
-        net,
-        health: bp
-            .lifecycle
-            .health_check
-            .as_ref()
-            .and_then(health::Check::from_blueprint),
-        health_state: health::HealthState::default(),
-        health_run: None,
-        next_health: None,
-        started_at: Instant::now(),
-        next_disk_check: Instant::now() + DISK_CHECK,
-    };
+    let sock_path = home.control_socket(name);
+    let listener = bind_control_socket(&sock_path)?;
     event(
         name,
         "supervisor-started",
         serde_json::json!({"pid": std::process::id()}),
     );
     let mut clients: Vec<Client> = Vec::new();
-    loop {
-        if d.exit_when_down && d.sandbox.is_none() {
-            break;
-        }
+    while !(d.exit_when_down && d.sandbox.is_none()) {
         d.tick();
-        let timeout = d
-            .next_wakeup()
-            .map(|t| t.saturating_duration_since(Instant::now()));
-        let ms = timeout
-            .map(|t| t.as_millis().min(60_000) as u16 as i32)
-            .unwrap_or(60_000)
-            .max(0);
-        let mut fds = vec![
-            PollFd::new(sigfd.as_fd(), PollFlags::POLLIN),
-            PollFd::new(listener.as_fd(), PollFlags::POLLIN),
-        ];
-        let has_out = d.output.is_some();
-        if let Some(o) = &d.output {
-            fds.push(PollFd::new(o.as_fd(), PollFlags::POLLIN));
-        }
-        for c in &clients {
-            fds.push(PollFd::new(c.stream.as_fd(), PollFlags::POLLIN));
-        }
-        let _ = poll(
-            &mut fds,
-            PollTimeout::try_from(ms.min(60_000)).unwrap_or(PollTimeout::NONE),
-        );
-        let ready: Vec<bool> = fds
-            .iter()
-            .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
-            .collect();
-        drop(fds);
-        if ready[0] {
-            while let Ok(Some(info)) = sigfd.read_signal() {
-                match Signal::try_from(info.ssi_signo as i32) {
-                    Ok(Signal::SIGCHLD) => d.reap(),
-                    Ok(_) => d.begin_stop(None),
-                    Err(_) => {}
-                }
+        for source in d.wait_for_events(&sigfd, &listener, &clients) {
+            match source {
+                Source::Signals => d.on_signals(&sigfd),
+                Source::Control => accept_clients(&listener, &mut clients),
+                Source::AgentOutput => d.pump_output(),
+                Source::HealthProbe => d.reap_health(),
+                Source::Client(i) => clients[i].ready = true,
             }
         }
-        if ready[1] {
-            while let Ok((stream, _)) = listener.accept() {
-                let _ = stream.set_nonblocking(true);
-                clients.push(Client {
-                    stream,
-                    buf: Vec::new(),
-                    greeted: false,
-                });
-            }
-        }
-        let base = if has_out { 3 } else { 2 };
-        if has_out && ready[2] {
-            d.pump_output();
-        }
-        let mut keep = Vec::with_capacity(clients.len());
-        for (i, mut c) in clients.drain(..).enumerate() {
-            if ready.get(base + i).copied().unwrap_or(false) && !d.serve(&mut c) {
-                continue;
-            }
-            keep.push(c);
-        }
-        clients = keep;
+        d.serve_ready(&mut clients);
         d.reap();
     }
     event(
@@ -299,7 +172,156 @@ pub fn run_with(
     Ok(0)
 }
 
+/// v2: the supervisor lives in a leaf of its own next to the sandbox's (no internal processes).
+fn join_supervisor_leaf(name: &str) {
+    let Some(leaf) = cgroups::host_layout()
+        .ok()
+        .and_then(|l| cgroups::supervisor_leaf(&l, name))
+    else {
+        return;
+    };
+    if let Err(e) = cgroups::join_leaf(&leaf) {
+        event(
+            name,
+            "cgroup-leaf-failed",
+            serde_json::json!({"error": e.to_string()}),
+        );
+    }
+}
+
+/// The control socket, readable by its owner only, non-blocking.
+fn bind_control_socket(sock_path: &Path) -> Result<UnixListener, SupervisorError> {
+    let _ = std::fs::remove_file(sock_path);
+    let listener = UnixListener::bind(sock_path).map_err(|e| sup_io(sock_path, e))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| sup_io(sock_path, e))?;
+    std::fs::set_permissions(
+        sock_path,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .map_err(|e| sup_io(sock_path, e))?;
+    Ok(listener)
+}
+
+fn accept_clients(listener: &UnixListener, clients: &mut Vec<Client>) {
+    while let Ok((stream, _)) = listener.accept() {
+        let _ = stream.set_nonblocking(true);
+        clients.push(Client {
+            stream,
+            buf: Vec::new(),
+            greeted: false,
+            ready: false,
+        });
+    }
+}
+
+/// What the supervisor's poll waits on, by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// The signalfd (SIGCHLD, and the signals that stop the supervisor).
+    Signals,
+    /// The control socket's listener.
+    Control,
+    /// The agent's stdout and stderr pipe.
+    AgentOutput,
+    /// An http health probe's answer.
+    HealthProbe,
+    /// A connected control client, by its index.
+    Client(usize),
+}
+
+/// The poll timeout until `next` (at most a minute).
+fn poll_timeout(next: Option<Instant>) -> PollTimeout {
+    let wait = next
+        .map(|t| t.saturating_duration_since(Instant::now()))
+        .unwrap_or(MAX_SLEEP)
+        .min(MAX_SLEEP);
+    PollTimeout::try_from(wait).unwrap_or(PollTimeout::NONE)
+}
+
+/// The longest the loop sleeps without a timer due.
+const MAX_SLEEP: Duration = Duration::from_secs(60);
+
 impl Daemon {
+    /// Loads the deployed blueprint and builds the sandbox spec, opens the agent log. Nothing
+    /// is started yet: the first tick starts the agent.
+    fn new(home: &Home, name: &str, net: Box<dyn NetworkSetup>) -> Result<Daemon, SupervisorError> {
+        let bp_path = home.deployed_blueprint(name);
+        let bp = load(&bp_path)?;
+        let mut spec = instance::spec_for(home, &bp, None)?;
+        spec.env.extend(net.agent_env());
+        let logs = home.logs(name);
+        crate::home::create_dir_private(&logs)?;
+        let log_path = home.agent_log(name);
+        let log = CappedLog::open(&log_path, AGENT_LOG_CAP).map_err(|e| sup_io(&log_path, e))?;
+        Ok(Daemon {
+            name: name.to_string(),
+            bp_path,
+            disk_cap: bp.resources.disk.map(|b| b.bytes()),
+            policy: Policy::from_lifecycle(&bp.lifecycle),
+            spec,
+            tracker: Tracker::default(),
+            sandbox: None,
+            output: None,
+            log,
+            state: State::Starting,
+            message: None,
+            restarts: 0,
+            last_exit: None,
+            next_start: Some(Instant::now()),
+            stop_deadline: None,
+            exit_when_down: false,
+            down_state: None,
+            net,
+            health: bp
+                .lifecycle
+                .health_check
+                .as_ref()
+                .and_then(health::Check::from_blueprint),
+            health_state: health::HealthState::default(),
+            health_run: None,
+            next_health: None,
+            started_at: Instant::now(),
+            next_disk_check: Instant::now() + DISK_CHECK,
+        })
+    }
+
+    /// Polls every source until one is ready or the next timer is due; returns the ready
+    /// ones (clients are marked on themselves).
+    fn wait_for_events(
+        &self,
+        sigfd: &SignalFd,
+        listener: &UnixListener,
+        clients: &[Client],
+    ) -> Vec<Source> {
+        let mut sources = vec![Source::Signals, Source::Control];
+        let mut fds = vec![
+            PollFd::new(sigfd.as_fd(), PollFlags::POLLIN),
+            PollFd::new(listener.as_fd(), PollFlags::POLLIN),
+        ];
+        if let Some(o) = &self.output {
+            sources.push(Source::AgentOutput);
+            fds.push(PollFd::new(o.as_fd(), PollFlags::POLLIN));
+        }
+        if let Some(fd) = self.health_run.as_ref().and_then(health::Running::wake_fd) {
+            sources.push(Source::HealthProbe);
+            fds.push(PollFd::new(fd, PollFlags::POLLIN));
+        }
+        for (i, c) in clients.iter().enumerate() {
+            sources.push(Source::Client(i));
+            fds.push(PollFd::new(c.stream.as_fd(), PollFlags::POLLIN));
+        }
+        let _ = poll(&mut fds, poll_timeout(self.next_wakeup()));
+        let ready: Vec<Source> = sources
+            .into_iter()
+            .zip(&fds)
+            .filter(|(_, f)| f.revents().is_some_and(|r| !r.is_empty()))
+            .map(|(s, _)| s)
+            .collect();
+        ready
+    }
+
     fn status(&self) -> Status {
         Status {
             name: self.name.clone(),
@@ -385,9 +407,9 @@ impl Daemon {
     /// Starts a health check when one is due; kills one that overran its timeout.
     fn tick_health(&mut self) {
         let now = Instant::now();
-        if let Some(r) = &self.health_run {
+        if let Some(r) = &mut self.health_run {
             if r.deadline <= now {
-                let _ = nix::sys::signal::kill(r.pid, Signal::SIGKILL);
+                r.expire();
             }
             return;
         }
@@ -405,7 +427,7 @@ impl Daemon {
                 event(
                     &self.name,
                     "health-check-error",
-                    serde_json::json!({"error": e}),
+                    serde_json::json!({"error": e.to_string()}),
                 );
                 self.health_result(false);
             }
@@ -426,13 +448,14 @@ impl Daemon {
         }
     }
 
-    /// Reaps a finished health check.
+    /// Reaps a finished health check (an exec check's process, an http probe's answer).
     fn reap_health(&mut self) {
-        let Some(r) = &self.health_run else { return };
-        let ok = match nix::sys::wait::waitpid(r.pid, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
-            Ok(nix::sys::wait::WaitStatus::Exited(_, c)) => c == 0,
-            Ok(nix::sys::wait::WaitStatus::Signaled(..)) | Err(_) => false,
-            Ok(_) => return,
+        let Some(ok) = self
+            .health_run
+            .as_mut()
+            .and_then(health::Running::try_result)
+        else {
+            return;
         };
         self.health_run = None;
         self.health_result(ok);
@@ -463,24 +486,7 @@ impl Daemon {
 
     fn start(&mut self) {
         self.state = State::Starting;
-        let result = (|| -> Result<(Sandbox, OwnedFd), String> {
-            let (r, w) = spawn::output_pipe().map_err(|e| e.to_string())?;
-            let w2 = w.try_clone().map_err(|e| e.to_string())?;
-            let stdio = Stdio {
-                stdin: spawn::dev_null().map_err(|e| e.to_string())?,
-                stdout: w,
-                stderr: w2,
-            };
-            let sb = spawn::spawn(
-                &self.spec,
-                &SpawnOptions::default(),
-                stdio,
-                self.net.as_mut(),
-            )
-            .map_err(|e| e.to_string())?;
-            Ok((sb, r))
-        })();
-        match result {
+        match self.spawn_agent() {
             Ok((sb, out)) => {
                 event(
                     &self.name,
@@ -500,11 +506,33 @@ impl Daemon {
                 self.message = None;
             }
             Err(e) => {
+                let e = e.to_string();
                 event(&self.name, "start-failed", serde_json::json!({"error": e}));
                 self.message = Some(format!("cannot start the sandbox: {e}"));
                 self.after_exit(127);
             }
         }
+    }
+
+    /// Spawns the sandbox with its stdout and stderr on one pipe; returns the pipe's read end.
+    fn spawn_agent(&mut self) -> Result<(Sandbox, OwnedFd), SpawnError> {
+        let (r, w) = spawn::output_pipe()?;
+        let w2 = w.try_clone().map_err(|source| SpawnError::Io {
+            what: "duplicating the output pipe".into(),
+            source,
+        })?;
+        let stdio = Stdio {
+            stdin: spawn::dev_null()?,
+            stdout: w,
+            stderr: w2,
+        };
+        let sb = spawn::spawn(
+            &self.spec,
+            &SpawnOptions::default(),
+            stdio,
+            self.net.as_mut(),
+        )?;
+        Ok((sb, r))
     }
 
     fn pump_output(&mut self) {
@@ -557,8 +585,8 @@ impl Daemon {
         self.last_exit = Some(code);
         self.stop_deadline = None;
         self.next_health = None;
-        if let Some(r) = &self.health_run {
-            let _ = nix::sys::signal::kill(r.pid, Signal::SIGKILL);
+        if let Some(r) = &mut self.health_run {
+            r.expire();
         }
         if let Some(s) = self.down_state.take() {
             self.state = s;
@@ -613,6 +641,22 @@ impl Daemon {
                 serde_json::json!({"pid": s.pid.as_raw()}),
             );
         }
+    }
+
+    /// Reads every signal pending: SIGCHLD reaps, the others stop the supervisor.
+    fn on_signals(&mut self, sigfd: &SignalFd) {
+        while let Ok(Some(info)) = sigfd.read_signal() {
+            match Signal::try_from(info.ssi_signo as i32) {
+                Ok(Signal::SIGCHLD) => self.reap(),
+                Ok(_) => self.begin_stop(None),
+                Err(_) => {}
+            }
+        }
+    }
+
+    /// Serves the clients that were readable; drops the ones that are gone or were refused.
+    fn serve_ready(&mut self, clients: &mut Vec<Client>) {
+        clients.retain_mut(|c| !std::mem::take(&mut c.ready) || self.serve(c));
     }
 
     /// Reads and answers a client's lines; false when the client is gone.

@@ -81,7 +81,10 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> LaunchError {
 pub enum Started {
     AlreadyRunning,
     /// The agent runs: the supervisor's pid and the sandbox init's host pid.
-    Now { supervisor_pid: u32, pid: i32 },
+    Now {
+        supervisor_pid: u32,
+        pid: i32,
+    },
 }
 
 /// What [`stop`] found or did.
@@ -118,7 +121,12 @@ pub fn load(path: &Path) -> Result<Entry, LaunchError> {
 /// Starts the sandbox of the loaded blueprint `entry` (read from `path`) under a detached
 /// supervisor and waits up to `wait` for the agent to run. The host checks come first, so bad
 /// input fails naming the field with nothing started.
-pub fn start(home: &Home, entry: &Entry, path: &Path, wait: Duration) -> Result<Started, LaunchError> {
+pub fn start(
+    home: &Home,
+    entry: &Entry,
+    path: &Path,
+    wait: Duration,
+) -> Result<Started, LaunchError> {
     let name = entry.blueprint.metadata.name.as_str();
     if super::is_running(home, name) {
         return Ok(Started::AlreadyRunning);
@@ -174,7 +182,12 @@ fn spawn_supervisor(home: &Home, name: &str) -> Result<Child, LaunchError> {
 }
 
 /// Polls the control socket until the agent runs, fails, or `wait` passes.
-fn wait_running(home: &Home, name: &str, mut child: Child, wait: Duration) -> Result<Started, LaunchError> {
+fn wait_running(
+    home: &Home,
+    name: &str,
+    mut child: Child,
+    wait: Duration,
+) -> Result<Started, LaunchError> {
     let deadline = Instant::now() + wait;
     let sock = home.control_socket(name);
     loop {
@@ -184,7 +197,10 @@ fn wait_running(home: &Home, name: &str, mut child: Child, wait: Duration) -> Re
                 log: home.supervisor_log(name),
             });
         }
-        if let Some(s) = Client::connect(&sock).ok().and_then(|mut c| status_of(&mut c)) {
+        if let Some(s) = Client::connect(&sock)
+            .ok()
+            .and_then(|mut c| status_of(&mut c))
+        {
             if let Some(done) = settled(home, name, s)? {
                 return Ok(done);
             }
@@ -213,9 +229,9 @@ fn settled(home: &Home, name: &str, s: Status) -> Result<Option<Started>, Launch
         })),
         State::Failed | State::Exited => Err(LaunchError::DidNotStayUp {
             name: name.to_string(),
-            message: s.message.unwrap_or_else(|| {
-                format!("the agent exited with {}", s.last_exit.unwrap_or(-1))
-            }),
+            message: s
+                .message
+                .unwrap_or_else(|| format!("the agent exited with {}", s.last_exit.unwrap_or(-1))),
             log: home.agent_log(name),
         }),
         _ => Ok(None),
