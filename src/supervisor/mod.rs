@@ -1,10 +1,14 @@
-//! The per-sandbox supervisor: a detached, single-threaded process that owns one sandbox.
+//! The per-sandbox supervisor: a detached process that owns one sandbox (its loop on the main
+//! thread; the gateway's tokio runtime and http health probes on threads of their own).
 //!
 //! - [`daemon`]: the process itself (lock = alive, restart policy, log capture, control socket).
 //! - [`protocol`]: the versioned JSON-lines control protocol (`docs/control-protocol.md`).
 //! - [`client`]: the CLI's side of the control socket.
+//! - [`foreground`]: a sandbox's stdio and signals in the foreground of its caller (`run`,
+//!   `exec`).
 //! - [`policy`]: restart decisions with backoff and give-up (pure).
 //! - [`logcap`]: the size-capped agent log.
+//! - [`health`]: health checks (exec in the sandbox, http from a socket in its netns).
 
 use crate::blueprint::diag::Diagnostic;
 use crate::home::{Home, HomeError};
@@ -15,6 +19,7 @@ use std::path::PathBuf;
 
 pub mod client;
 pub mod daemon;
+pub mod foreground;
 pub mod gateway;
 pub mod health;
 pub mod launch;
@@ -52,6 +57,8 @@ pub enum SupervisorError {
     Protocol(#[from] ProtocolError),
     #[error(transparent)]
     Home(#[from] HomeError),
+    #[error(transparent)]
+    Foreground(#[from] foreground::ForegroundError),
 }
 
 /// What can go wrong speaking the control protocol, as its client.
