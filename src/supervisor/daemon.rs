@@ -446,7 +446,11 @@ impl Daemon {
             for source in self.wait_for_events(sigfd, listener, &clients) {
                 match source {
                     Source::Signals => self.on_signals(sigfd),
-                    Source::Control => listener.map_or((), |l| accept_clients(l, &mut clients)),
+                    Source::Control => {
+                        if let Some(l) = listener {
+                            accept_clients(l, &mut clients);
+                        }
+                    }
                     Source::AgentOutput(k) => self.pump_output(k),
                     Source::HealthProbe => self.reap_health(),
                     Source::Client(i) => clients[i].ready = true,
