@@ -198,10 +198,7 @@ pub fn main_with_args(args: Vec<std::ffi::OsString>) -> ExitCode {
         .and_then(|a| a.to_str())
         .unwrap_or("nemoclaw")
         .to_string();
-    if args
-        .get(1)
-        .is_some_and(|a| a == crate::supervisor::SUPERVISE_ARG)
-    {
+    if crate::supervisor::is_supervise_invocation(&args) {
         return crate::supervisor::main(&args[2..]);
     }
     let flavor = Flavor::from_argv0(&argv0);

@@ -1,1 +1,3 @@
 //! Observability: structured logs, status, metrics and GPU discovery.
+
+pub mod logging;

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::protocol::{Envelope, Request, Response, PROTOCOL_VERSION};
-use super::SupervisorError;
+use super::{ProtocolError, SupervisorError};
 
 pub struct Client {
     reader: BufReader<UnixStream>,
@@ -29,7 +29,7 @@ impl Client {
             client: Some(format!("nemoclaw-cli/{}", crate::VERSION)),
         })?;
         if !r.ok {
-            return Err(SupervisorError::Protocol(r.error.unwrap_or_default()));
+            return Err(ProtocolError::Refused(r.error.unwrap_or_default()).into());
         }
         Ok(c)
     }
@@ -40,8 +40,7 @@ impl Client {
             request,
         };
         self.next_id += 1;
-        let mut line =
-            serde_json::to_vec(&env).map_err(|e| SupervisorError::Protocol(e.to_string()))?;
+        let mut line = serde_json::to_vec(&env).map_err(ProtocolError::Encode)?;
         line.push(b'\n');
         let io = |e: std::io::Error| sup_io("control socket", e);
         self.reader.get_mut().write_all(&line).map_err(io)?;
@@ -50,12 +49,9 @@ impl Client {
             .read_line(&mut resp)
             .map_err(|e| sup_io("control socket", e))?;
         if resp.is_empty() {
-            return Err(SupervisorError::Protocol(
-                "the supervisor closed the connection".into(),
-            ));
+            return Err(ProtocolError::Closed.into());
         }
-        serde_json::from_str(&resp)
-            .map_err(|e| SupervisorError::Protocol(format!("bad response: {e}")))
+        Ok(serde_json::from_str(&resp).map_err(ProtocolError::BadResponse)?)
     }
 }
 

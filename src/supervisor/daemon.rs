@@ -1,12 +1,20 @@
 //! The supervisor process (`nemoclaw __supervise NAME`, started detached by `nemoclaw start`).
 //!
-//! Single-threaded and poll-driven (a few MB resident; and since it never has a second thread,
-//! forking the sandbox from it is safe). It holds the exclusive lock on `run/<name>/supervisor.pid`
-//! for its whole life, so "the lock is held" means "the supervisor is alive", whatever pid the
-//! file names after a crash or a reboot. It starts the sandbox from the deployed blueprint
-//! (`run/<name>/blueprint.yaml`), copies the agent's output into `logs/<name>/agent.log`
-//! (capped), restarts the agent per the lifecycle policy with exponential backoff, watches the
-//! state dir's size against `resources.disk`, and answers the control socket.
+//! Poll-driven on its main thread (a few MB resident). It is not single-threaded: the gateway
+//! (network policy, inference) runs on its own tokio runtime in this process, and http health
+//! probes run on short-lived threads. So nothing here forks to run Rust code: the sandbox and
+//! exec checks are cloned/forked children that only make raw syscalls before they exec.
+//!
+//! It holds the exclusive lock on `run/<name>/supervisor.pid` for its whole life, so "the lock is
+//! held" means "the supervisor is alive", whatever pid the file names after a crash or a reboot.
+//! It starts the sandbox from the deployed blueprint (`run/<name>/blueprint.yaml`), copies the
+//! agent's output into `logs/<name>/agent.log` (capped), restarts the agent per the lifecycle
+//! policy with exponential backoff, watches the state dir's size against `resources.disk`, and
+//! answers the control socket.
+//!
+//! The same loop (`Daemon::supervise`) runs `nemoclaw run` in the foreground
+//! ([`run_foreground`]): one start, the output to the caller's stdout and stderr, the signals
+//! passed on, no control socket.
 
 use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
@@ -15,9 +23,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
+use super::foreground::{copy_stdin, read_into_spare, Foreground};
+use super::gateway::GatewayHook;
 use super::health;
 use super::logcap::{CappedLog, AGENT_LOG_CAP};
 use super::pidlock::PidLock;
@@ -26,8 +36,10 @@ use super::protocol::{self, ExecInfo, Request, Response, State, Status, PROTOCOL
 use super::SupervisorError;
 use crate::blueprint::types::Blueprint;
 use crate::home::Home;
+use crate::observe::logging;
 use crate::sandbox::cgroups::{self, SandboxCgroup};
 use crate::sandbox::enter::Target;
+use crate::sandbox::spawn::SpawnError;
 use crate::sandbox::{
     instance, spawn, LoopbackOnly, NetworkSetup, Sandbox, SandboxSpec, SpawnOptions, Stdio,
 };
@@ -39,6 +51,8 @@ struct Client {
     stream: UnixStream,
     buf: Vec<u8>,
     greeted: bool,
+    /// Readable after the last poll.
+    ready: bool,
 }
 
 struct Daemon {
@@ -49,8 +63,17 @@ struct Daemon {
     policy: Policy,
     tracker: Tracker,
     sandbox: Option<Sandbox>,
-    output: Option<OwnedFd>,
-    log: CappedLog,
+    /// The pipes of the running agent's output.
+    outputs: Vec<Output>,
+    /// Read buffer for `outputs` (never zeroed: only what the kernel writes is touched).
+    buf: Vec<u8>,
+    mode: Mode,
+    /// The spawn options of every start.
+    opts: SpawnOptions,
+    /// Why the sandbox could not start (a foreground run returns it).
+    start_error: Option<SpawnError>,
+    /// Whether the last exit was a kill for reaching `resources.memory`.
+    last_oom: bool,
     state: State,
     message: Option<String>,
     restarts: u32,
@@ -70,19 +93,59 @@ struct Daemon {
     next_disk_check: Instant,
 }
 
-/// Logs one supervisor event as a JSON line on stderr (`logs/<name>/supervisor.jsonl`).
-pub fn event(name: &str, what: &str, detail: serde_json::Value) {
-    let ts = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0);
-    let line = serde_json::json!({"ts": ts, "sandbox": name, "event": what, "detail": detail});
-    eprintln!("{line}");
+/// How the loop runs its sandbox.
+enum Mode {
+    /// The detached supervisor (`nemoclaw start`): the agent's output into the capped
+    /// `agent.log`, restarts per the lifecycle policy, SIGTERM/SIGINT/SIGHUP stop it, health
+    /// checks, the disk cap, the control socket, and events in the supervisor log.
+    Detached { log: CappedLog },
+    /// `nemoclaw run`: one run, the agent's stdout and stderr copied to ours, our stdin fed to
+    /// it, the forwarded signals passed on, and nothing logged.
+    Foreground {
+        /// The agent's stdio and our ends of its output pipes, until the one start.
+        stdio: Option<(Stdio, Vec<Output>)>,
+        stdin_feed: Option<OwnedFd>,
+    },
 }
 
-/// The deployed blueprint the supervisor runs.
-pub fn deployed_blueprint(home: &Home, name: &str) -> PathBuf {
-    home.run_dir(name).join("blueprint.yaml")
+/// Where a pipe of the agent's output goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sink {
+    AgentLog,
+    Stdout,
+    Stderr,
+}
+
+/// Our end of an agent output pipe.
+struct Output {
+    fd: OwnedFd,
+    sink: Sink,
+    closed: bool,
+}
+
+impl Output {
+    fn new(fd: OwnedFd, sink: Sink) -> Output {
+        Output {
+            fd,
+            sink,
+            closed: false,
+        }
+    }
+}
+
+/// What a foreground run ended with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome {
+    /// The agent's exit code (128 + signal when it was killed).
+    pub code: i32,
+    /// Whether the kernel killed a process for reaching `resources.memory`.
+    pub oom: bool,
+}
+
+/// Logs one supervisor event as a JSON line on stderr (`logs/<name>/supervisor.jsonl`), in the
+/// shape the supervisor's `tracing` events share.
+pub fn event(name: &str, what: &str, detail: serde_json::Value) {
+    logging::write_line(&logging::event_line(name, what, detail));
 }
 
 /// Removes what a killed supervisor may have left: the sandbox's cgroups (killing anything in
@@ -92,14 +155,13 @@ pub fn clean_leftovers(home: &Home, name: &str) -> Result<(), SupervisorError> {
         // v2: a dead supervisor's leaf (only called while no supervisor holds the lock; one
         // that just released it may still be exiting in there, so wait for it).
         if let Some(leaf) = cgroups::supervisor_leaf(&layout, name) {
-            cgroups::remove_group(&leaf).map_err(|e| SupervisorError::Sandbox(e.to_string()))?;
+            cgroups::remove_group(&leaf)?;
         }
         if let Ok(cg) = SandboxCgroup::locate(&layout, name) {
-            cg.remove()
-                .map_err(|e| SupervisorError::Sandbox(e.to_string()))?;
+            cg.remove()?;
         }
     }
-    let _ = std::fs::remove_file(home.run_dir(name).join("control.sock"));
+    let _ = std::fs::remove_file(home.control_socket(name));
     Ok(())
 }
 
@@ -107,14 +169,7 @@ pub fn clean_leftovers(home: &Home, name: &str) -> Result<(), SupervisorError> {
 pub(crate) fn load(path: &Path) -> Result<Blueprint, SupervisorError> {
     crate::blueprint::set::load_one(path)
         .map(|e| e.blueprint)
-        .map_err(|d| {
-            SupervisorError::Blueprint(
-                d.iter()
-                    .map(|x| x.headline())
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            )
-        })
+        .map_err(|diagnostics| SupervisorError::Blueprint { diagnostics })
 }
 
 /// Blocks the signals the supervisor reads from its signalfd, in the calling thread (threads
@@ -146,149 +201,21 @@ pub fn run_with(
     name: &str,
     net: Box<dyn NetworkSetup>,
 ) -> Result<i32, SupervisorError> {
-    let run_dir = home.run_dir(name);
-    let lock = PidLock::try_acquire(&run_dir.join("supervisor.pid"), "nemoclaw supervisor")
-        .map_err(|e| SupervisorError::AlreadyRunning(e.to_string()))?;
+    let lock = PidLock::try_acquire(&home.supervisor_pid(name), "nemoclaw supervisor")?;
     clean_leftovers(home, name)?;
-    // v2: the supervisor lives in a leaf of its own next to the sandbox's (no internal processes).
-    if let Some(leaf) = cgroups::host_layout()
-        .ok()
-        .and_then(|l| cgroups::supervisor_leaf(&l, name))
-    {
-        if let Err(e) = cgroups::join_leaf(&leaf) {
-            event(
-                name,
-                "cgroup-leaf-failed",
-                serde_json::json!({"error": e.to_string()}),
-            );
-        }
-    }
-    let bp_path = deployed_blueprint(home, name);
-    let bp = load(&bp_path)?;
-    let mut spec =
-        instance::spec_for(home, &bp, None).map_err(|e| SupervisorError::Sandbox(e.to_string()))?;
-    spec.env.extend(net.agent_env());
-    let logs = home.logs(name);
-    crate::home::create_dir_private(&logs)?;
-    let log = CappedLog::open(&logs.join("agent.log"), AGENT_LOG_CAP)
-        .map_err(|e| sup_io(logs.join("agent.log"), e))?;
-
+    join_supervisor_leaf(name);
+    let mut d = Daemon::new(home, name, net)?;
     let mask = block_signals()?;
     let sigfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
         .map_err(|e| sup_io("signalfd", e.into()))?;
-    let sock_path = run_dir.join("control.sock");
-    let _ = std::fs::remove_file(&sock_path);
-    let listener = UnixListener::bind(&sock_path).map_err(|e| sup_io(sock_path.clone(), e))?;
-    listener
-        .set_nonblocking(true)
-        .map_err(|e| sup_io(sock_path.clone(), e))?;
-    std::fs::set_permissions(
-        &sock_path,
-        std::os::unix::fs::PermissionsExt::from_mode(0o600),
-    )
-    .map_err(|e| sup_io(sock_path.clone(), e))?;
-
-    let mut d = Daemon {
-        name: name.to_string(),
-        bp_path,
-        disk_cap: bp.resources.disk.map(|b| b.bytes()),
-        policy: Policy::from_lifecycle(&bp.lifecycle),
-        spec,
-        tracker: Tracker::default(),
-        sandbox: None,
-        output: None,
-        log,
-        state: State::Starting,
-        message: None,
-        restarts: 0,
-        last_exit: None,
-        next_start: Some(Instant::now()),
-        stop_deadline: None,
-        exit_when_down: false,
-        down_state: None,
-        net,
-        health: bp
-            .lifecycle
-            .health_check
-            .as_ref()
-            .and_then(health::Check::from_blueprint),
-        health_state: health::HealthState::default(),
-        health_run: None,
-        next_health: None,
-        started_at: Instant::now(),
-        next_disk_check: Instant::now() + DISK_CHECK,
-    };
+    let sock_path = home.control_socket(name);
+    let listener = bind_control_socket(&sock_path)?;
     event(
         name,
         "supervisor-started",
         serde_json::json!({"pid": std::process::id()}),
     );
-    let mut clients: Vec<Client> = Vec::new();
-    loop {
-        if d.exit_when_down && d.sandbox.is_none() {
-            break;
-        }
-        d.tick();
-        let timeout = d
-            .next_wakeup()
-            .map(|t| t.saturating_duration_since(Instant::now()));
-        let ms = timeout
-            .map(|t| t.as_millis().min(60_000) as u16 as i32)
-            .unwrap_or(60_000)
-            .max(0);
-        let mut fds = vec![
-            PollFd::new(sigfd.as_fd(), PollFlags::POLLIN),
-            PollFd::new(listener.as_fd(), PollFlags::POLLIN),
-        ];
-        let has_out = d.output.is_some();
-        if let Some(o) = &d.output {
-            fds.push(PollFd::new(o.as_fd(), PollFlags::POLLIN));
-        }
-        for c in &clients {
-            fds.push(PollFd::new(c.stream.as_fd(), PollFlags::POLLIN));
-        }
-        let _ = poll(
-            &mut fds,
-            PollTimeout::try_from(ms.min(60_000)).unwrap_or(PollTimeout::NONE),
-        );
-        let ready: Vec<bool> = fds
-            .iter()
-            .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
-            .collect();
-        drop(fds);
-        if ready[0] {
-            while let Ok(Some(info)) = sigfd.read_signal() {
-                match Signal::try_from(info.ssi_signo as i32) {
-                    Ok(Signal::SIGCHLD) => d.reap(),
-                    Ok(_) => d.begin_stop(None),
-                    Err(_) => {}
-                }
-            }
-        }
-        if ready[1] {
-            while let Ok((stream, _)) = listener.accept() {
-                let _ = stream.set_nonblocking(true);
-                clients.push(Client {
-                    stream,
-                    buf: Vec::new(),
-                    greeted: false,
-                });
-            }
-        }
-        let base = if has_out { 3 } else { 2 };
-        if has_out && ready[2] {
-            d.pump_output();
-        }
-        let mut keep = Vec::with_capacity(clients.len());
-        for (i, mut c) in clients.drain(..).enumerate() {
-            if ready.get(base + i).copied().unwrap_or(false) && !d.serve(&mut c) {
-                continue;
-            }
-            keep.push(c);
-        }
-        clients = keep;
-        d.reap();
-    }
+    d.supervise(&sigfd, Some(&listener));
     event(
         name,
         "supervisor-exiting",
@@ -299,7 +226,285 @@ pub fn run_with(
     Ok(0)
 }
 
+/// What `nemoclaw run` runs: a blueprint (loaded by the caller from `blueprint_path`), with
+/// its agent or `command`.
+pub struct ForegroundRun<'a> {
+    pub blueprint: &'a Blueprint,
+    pub blueprint_path: &'a Path,
+    pub command: Option<Vec<String>>,
+    pub spawn: SpawnOptions,
+    /// The sandbox's gateway (network policy and inference); without it, only `lo`.
+    pub gateway: bool,
+}
+
+/// Runs a sandbox once in the foreground of the calling process (`nemoclaw run`) with the same
+/// loop as the detached supervisor: its output to our stdout and stderr, our stdin to it, and
+/// SIGINT, SIGTERM, SIGHUP and SIGQUIT passed on. Holds the sandbox's supervisor lock
+/// meanwhile (one sandbox per name at a time). Returns its exit code.
+pub fn run_foreground(home: &Home, run: ForegroundRun<'_>) -> Result<Outcome, SupervisorError> {
+    let name = run.blueprint.metadata.name.as_str();
+    home.ensure()?;
+    crate::home::create_dir_private(&home.run_dir(name))?;
+    let _lock = PidLock::try_acquire(&home.supervisor_pid(name), "nemoclaw run")?;
+    let mut spec = instance::spec_for(home, run.blueprint, run.command)?;
+    let fg = Foreground::for_loop()?;
+    let mask = fg.mask;
+    let unblock = |e: SupervisorError| {
+        let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&mask), None);
+        e
+    };
+    // Built after the signals are blocked, so the gateway's threads inherit the mask.
+    let net: Box<dyn NetworkSetup> = if run.gateway {
+        let hook = GatewayHook::new(home, name, run.blueprint, run.blueprint_path)
+            .map_err(|e| unblock(SupervisorError::Gateway(e)))?;
+        Box::new(hook)
+    } else {
+        Box::new(LoopbackOnly)
+    };
+    spec.env.extend(net.agent_env());
+    let bp_path = run.blueprint_path.to_path_buf();
+    let (mut d, sigfd) = Daemon::foreground(name, run.blueprint, bp_path, spec, net, fg, run.spawn);
+    d.supervise(&sigfd, None);
+    if let Some(e) = d.start_error.take() {
+        return Err(unblock(e.into()));
+    }
+    Ok(Outcome {
+        code: d.last_exit.unwrap_or(127),
+        oom: d.last_oom,
+    })
+}
+
+/// v2: the supervisor lives in a leaf of its own next to the sandbox's (no internal processes).
+fn join_supervisor_leaf(name: &str) {
+    let Some(leaf) = cgroups::host_layout()
+        .ok()
+        .and_then(|l| cgroups::supervisor_leaf(&l, name))
+    else {
+        return;
+    };
+    if let Err(e) = cgroups::join_leaf(&leaf) {
+        event(
+            name,
+            "cgroup-leaf-failed",
+            serde_json::json!({"error": e.to_string()}),
+        );
+    }
+}
+
+/// The control socket, readable by its owner only, non-blocking.
+fn bind_control_socket(sock_path: &Path) -> Result<UnixListener, SupervisorError> {
+    let _ = std::fs::remove_file(sock_path);
+    let listener = UnixListener::bind(sock_path).map_err(|e| sup_io(sock_path, e))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| sup_io(sock_path, e))?;
+    std::fs::set_permissions(
+        sock_path,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .map_err(|e| sup_io(sock_path, e))?;
+    Ok(listener)
+}
+
+fn accept_clients(listener: &UnixListener, clients: &mut Vec<Client>) {
+    while let Ok((stream, _)) = listener.accept() {
+        let _ = stream.set_nonblocking(true);
+        clients.push(Client {
+            stream,
+            buf: Vec::new(),
+            greeted: false,
+            ready: false,
+        });
+    }
+}
+
+/// What the supervisor's poll waits on, by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// The signalfd (SIGCHLD, and the signals that stop the supervisor).
+    Signals,
+    /// The control socket's listener.
+    Control,
+    /// A pipe of the agent's output, by its index.
+    AgentOutput(usize),
+    /// An http health probe's answer.
+    HealthProbe,
+    /// A connected control client, by its index.
+    Client(usize),
+}
+
+/// The poll timeout until `next` (at most a minute).
+fn poll_timeout(next: Option<Instant>) -> PollTimeout {
+    let wait = next
+        .map(|t| t.saturating_duration_since(Instant::now()))
+        .unwrap_or(MAX_SLEEP)
+        .min(MAX_SLEEP);
+    PollTimeout::try_from(wait).unwrap_or(PollTimeout::NONE)
+}
+
+/// The longest the loop sleeps without a timer due.
+const MAX_SLEEP: Duration = Duration::from_secs(60);
+
 impl Daemon {
+    /// Loads the deployed blueprint and builds the sandbox spec, opens the agent log. Nothing
+    /// is started yet: the first tick starts the agent.
+    fn new(home: &Home, name: &str, net: Box<dyn NetworkSetup>) -> Result<Daemon, SupervisorError> {
+        let bp_path = home.deployed_blueprint(name);
+        let bp = load(&bp_path)?;
+        let mut spec = instance::spec_for(home, &bp, None)?;
+        spec.env.extend(net.agent_env());
+        let logs = home.logs(name);
+        crate::home::create_dir_private(&logs)?;
+        let log_path = home.agent_log(name);
+        let log = CappedLog::open(&log_path, AGENT_LOG_CAP).map_err(|e| sup_io(&log_path, e))?;
+        let mut d = Daemon::base(name, &bp, bp_path, spec, net, Mode::Detached { log });
+        d.disk_cap = bp.resources.disk.map(|b| b.bytes());
+        d.health = bp
+            .lifecycle
+            .health_check
+            .as_ref()
+            .and_then(health::Check::from_blueprint);
+        Ok(d)
+    }
+
+    /// A loop that runs `spec` once in the foreground (see [`Mode::Foreground`]).
+    fn foreground(
+        name: &str,
+        bp: &Blueprint,
+        bp_path: PathBuf,
+        spec: SandboxSpec,
+        net: Box<dyn NetworkSetup>,
+        fg: Foreground,
+        opts: SpawnOptions,
+    ) -> (Daemon, SignalFd) {
+        let outputs = vec![
+            Output::new(fg.out_r, Sink::Stdout),
+            Output::new(fg.err_r, Sink::Stderr),
+        ];
+        let mode = Mode::Foreground {
+            stdio: Some((fg.stdio, outputs)),
+            stdin_feed: fg.stdin_feed,
+        };
+        let mut d = Daemon::base(name, bp, bp_path, spec, net, mode);
+        d.opts = opts;
+        d.exit_when_down = true;
+        (d, fg.sigfd)
+    }
+
+    /// The state before the first start (the blueprint's restart policy; no health check, no
+    /// disk cap).
+    fn base(
+        name: &str,
+        bp: &Blueprint,
+        bp_path: PathBuf,
+        spec: SandboxSpec,
+        net: Box<dyn NetworkSetup>,
+        mode: Mode,
+    ) -> Daemon {
+        Daemon {
+            name: name.to_string(),
+            bp_path,
+            disk_cap: None,
+            policy: Policy::from_lifecycle(&bp.lifecycle),
+            spec,
+            tracker: Tracker::default(),
+            sandbox: None,
+            outputs: Vec::new(),
+            buf: Vec::with_capacity(64 * 1024),
+            mode,
+            opts: SpawnOptions::default(),
+            start_error: None,
+            last_oom: false,
+            state: State::Starting,
+            message: None,
+            restarts: 0,
+            last_exit: None,
+            next_start: Some(Instant::now()),
+            stop_deadline: None,
+            exit_when_down: false,
+            down_state: None,
+            net,
+            health: None,
+            health_state: health::HealthState::default(),
+            health_run: None,
+            next_health: None,
+            started_at: Instant::now(),
+            next_disk_check: Instant::now() + DISK_CHECK,
+        }
+    }
+
+    /// Whether the loop is over: asked to end, nothing running and nothing left to start.
+    fn done(&self) -> bool {
+        self.exit_when_down && self.sandbox.is_none() && self.next_start.is_none()
+    }
+
+    /// The one supervision loop: timers, then whatever the poll says is ready, until done.
+    fn supervise(&mut self, sigfd: &SignalFd, listener: Option<&UnixListener>) {
+        let mut clients: Vec<Client> = Vec::new();
+        while !self.done() {
+            self.tick();
+            for source in self.wait_for_events(sigfd, listener, &clients) {
+                match source {
+                    Source::Signals => self.on_signals(sigfd),
+                    Source::Control => {
+                        if let Some(l) = listener {
+                            accept_clients(l, &mut clients);
+                        }
+                    }
+                    Source::AgentOutput(k) => self.pump_output(k),
+                    Source::HealthProbe => self.reap_health(),
+                    Source::Client(i) => clients[i].ready = true,
+                }
+            }
+            self.outputs.retain(|o| !o.closed);
+            self.serve_ready(&mut clients);
+            self.reap();
+        }
+    }
+
+    /// Logs an event of a detached supervisor (a foreground run logs nothing).
+    fn note(&self, what: &str, detail: serde_json::Value) {
+        if matches!(self.mode, Mode::Detached { .. }) {
+            event(&self.name, what, detail);
+        }
+    }
+
+    /// Polls every source until one is ready or the next timer is due; returns the ready
+    /// ones (clients are marked on themselves).
+    fn wait_for_events(
+        &self,
+        sigfd: &SignalFd,
+        listener: Option<&UnixListener>,
+        clients: &[Client],
+    ) -> Vec<Source> {
+        let mut sources = vec![Source::Signals];
+        let mut fds = vec![PollFd::new(sigfd.as_fd(), PollFlags::POLLIN)];
+        if let Some(l) = listener {
+            sources.push(Source::Control);
+            fds.push(PollFd::new(l.as_fd(), PollFlags::POLLIN));
+        }
+        for (k, o) in self.outputs.iter().enumerate() {
+            sources.push(Source::AgentOutput(k));
+            fds.push(PollFd::new(o.fd.as_fd(), PollFlags::POLLIN));
+        }
+        if let Some(fd) = self.health_run.as_ref().and_then(health::Running::wake_fd) {
+            sources.push(Source::HealthProbe);
+            fds.push(PollFd::new(fd, PollFlags::POLLIN));
+        }
+        for (i, c) in clients.iter().enumerate() {
+            sources.push(Source::Client(i));
+            fds.push(PollFd::new(c.stream.as_fd(), PollFlags::POLLIN));
+        }
+        let _ = poll(&mut fds, poll_timeout(self.next_wakeup()));
+        let ready: Vec<Source> = sources
+            .into_iter()
+            .zip(&fds)
+            .filter(|(_, f)| f.revents().is_some_and(|r| !r.is_empty()))
+            .map(|(s, _)| s)
+            .collect();
+        ready
+    }
+
     fn status(&self) -> Status {
         Status {
             name: self.name.clone(),
@@ -346,21 +551,15 @@ impl Daemon {
     fn tick(&mut self) {
         self.tick_health();
         let now = Instant::now();
-        if self.next_start.is_some_and(|t| t <= now)
-            && self.sandbox.is_none()
-            && !self.exit_when_down
-        {
+        // (A stop clears `next_start`, so nothing starts once the loop is asked to end.)
+        if self.next_start.is_some_and(|t| t <= now) && self.sandbox.is_none() {
             self.next_start = None;
             self.start();
         }
         if self.stop_deadline.is_some_and(|t| t <= now) {
             self.stop_deadline = None;
             if let Some(s) = &self.sandbox {
-                event(
-                    &self.name,
-                    "stop-timeout",
-                    serde_json::json!({"signal": "SIGKILL"}),
-                );
+                self.note("stop-timeout", serde_json::json!({"signal": "SIGKILL"}));
                 let _ = s.signal(Signal::SIGKILL);
             }
         }
@@ -370,11 +569,7 @@ impl Daemon {
                 let used = dir_size(&self.spec.state_dir);
                 if used > cap && self.sandbox.is_some() && self.state == State::Running {
                     self.message = Some(format!("the state directory uses {used} bytes, over resources.disk ({cap} bytes): agent stopped"));
-                    event(
-                        &self.name,
-                        "disk-cap",
-                        serde_json::json!({"used": used, "cap": cap}),
-                    );
+                    self.note("disk-cap", serde_json::json!({"used": used, "cap": cap}));
                     self.down_state = Some(State::Failed);
                     self.terminate(None);
                 }
@@ -385,9 +580,9 @@ impl Daemon {
     /// Starts a health check when one is due; kills one that overran its timeout.
     fn tick_health(&mut self) {
         let now = Instant::now();
-        if let Some(r) = &self.health_run {
+        if let Some(r) = &mut self.health_run {
             if r.deadline <= now {
-                let _ = nix::sys::signal::kill(r.pid, Signal::SIGKILL);
+                r.expire();
             }
             return;
         }
@@ -402,10 +597,9 @@ impl Daemon {
         match health::start(check, &target) {
             Ok(r) => self.health_run = Some(r),
             Err(e) => {
-                event(
-                    &self.name,
+                self.note(
                     "health-check-error",
-                    serde_json::json!({"error": e}),
+                    serde_json::json!({"error": e.to_string()}),
                 );
                 self.health_result(false);
             }
@@ -418,21 +612,21 @@ impl Daemon {
         let before = self.health_state.healthy;
         self.health_state.record(ok, check.retries, in_start);
         if self.health_state.healthy != before {
-            event(
-                &self.name,
+            self.note(
                 "health",
                 serde_json::json!({"healthy": self.health_state.healthy}),
             );
         }
     }
 
-    /// Reaps a finished health check.
+    /// Reaps a finished health check (an exec check's process, an http probe's answer).
     fn reap_health(&mut self) {
-        let Some(r) = &self.health_run else { return };
-        let ok = match nix::sys::wait::waitpid(r.pid, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
-            Ok(nix::sys::wait::WaitStatus::Exited(_, c)) => c == 0,
-            Ok(nix::sys::wait::WaitStatus::Signaled(..)) | Err(_) => false,
-            Ok(_) => return,
+        let Some(ok) = self
+            .health_run
+            .as_mut()
+            .and_then(health::Running::try_result)
+        else {
+            return;
         };
         self.health_run = None;
         self.health_result(ok);
@@ -463,32 +657,15 @@ impl Daemon {
 
     fn start(&mut self) {
         self.state = State::Starting;
-        let result = (|| -> Result<(Sandbox, OwnedFd), String> {
-            let (r, w) = spawn::output_pipe().map_err(|e| e.to_string())?;
-            let w2 = w.try_clone().map_err(|e| e.to_string())?;
-            let stdio = Stdio {
-                stdin: spawn::dev_null().map_err(|e| e.to_string())?,
-                stdout: w,
-                stderr: w2,
-            };
-            let sb = spawn::spawn(
-                &self.spec,
-                &SpawnOptions::default(),
-                stdio,
-                self.net.as_mut(),
-            )
-            .map_err(|e| e.to_string())?;
-            Ok((sb, r))
-        })();
-        match result {
-            Ok((sb, out)) => {
-                event(
-                    &self.name,
+        match self.spawn_agent() {
+            Ok((sb, outputs)) => {
+                self.note(
                     "agent-started",
                     serde_json::json!({"pid": sb.pid.as_raw(), "restarts": self.restarts}),
                 );
                 self.sandbox = Some(sb);
-                self.output = Some(out);
+                self.outputs = outputs;
+                self.feed_stdin();
                 self.state = State::Running;
                 self.started_at = Instant::now();
                 self.health_state = health::HealthState::default();
@@ -500,23 +677,84 @@ impl Daemon {
                 self.message = None;
             }
             Err(e) => {
-                event(&self.name, "start-failed", serde_json::json!({"error": e}));
-                self.message = Some(format!("cannot start the sandbox: {e}"));
+                let text = e.to_string();
+                self.note("start-failed", serde_json::json!({"error": text}));
+                self.message = Some(format!("cannot start the sandbox: {text}"));
+                self.start_error = Some(e);
                 self.after_exit(127);
             }
         }
     }
 
-    fn pump_output(&mut self) {
-        let Some(out) = &self.output else { return };
-        let mut buf = [0u8; 16 * 1024];
-        match nix::unistd::read(out, &mut buf) {
-            Ok(0) => self.output = None,
-            Ok(n) => {
-                let _ = self.log.write(&buf[..n]);
+    /// Spawns the sandbox; returns it and our ends of its output pipes.
+    fn spawn_agent(&mut self) -> Result<(Sandbox, Vec<Output>), SpawnError> {
+        let (stdio, outputs) = self.agent_stdio()?;
+        let sb = spawn::spawn(&self.spec, &self.opts, stdio, self.net.as_mut())?;
+        Ok((sb, outputs))
+    }
+
+    /// The agent's stdio: detached, no input and stdout and stderr on one pipe into the agent
+    /// log; in the foreground, the pipes prepared for the one start.
+    fn agent_stdio(&mut self) -> Result<(Stdio, Vec<Output>), SpawnError> {
+        match &mut self.mode {
+            Mode::Detached { .. } => {
+                let (r, w) = spawn::output_pipe()?;
+                let w2 = w.try_clone().map_err(|source| SpawnError::Io {
+                    what: "duplicating the output pipe".into(),
+                    source,
+                })?;
+                let stdio = Stdio {
+                    stdin: spawn::dev_null()?,
+                    stdout: w,
+                    stderr: w2,
+                };
+                Ok((stdio, vec![Output::new(r, Sink::AgentLog)]))
+            }
+            // A foreground run starts once (it never restarts), so this is always there.
+            Mode::Foreground { stdio, .. } => stdio.take().ok_or(SpawnError::Vanished),
+        }
+    }
+
+    /// Foreground: our stdin goes to the agent on a thread of its own.
+    fn feed_stdin(&mut self) {
+        if let Mode::Foreground { stdin_feed, .. } = &mut self.mode {
+            if let Some(w) = stdin_feed.take() {
+                std::thread::spawn(move || copy_stdin(w));
+            }
+        }
+    }
+
+    /// Copies what output pipe `k` has to its sink; marks it closed at its end.
+    fn pump_output(&mut self, k: usize) {
+        let Some(out) = self.outputs.get_mut(k).filter(|o| !o.closed) else {
+            return;
+        };
+        match read_into_spare(&out.fd, &mut self.buf) {
+            Ok(0) => out.closed = true,
+            Ok(_) => {
+                // A failing sink (a full disk, a reader gone) never blocks the agent: keep
+                // draining.
+                let _ = match (&mut self.mode, out.sink) {
+                    (Mode::Detached { log }, Sink::AgentLog) => log.write(&self.buf),
+                    (_, Sink::Stdout) => {
+                        let mut o = std::io::stdout().lock();
+                        o.write_all(&self.buf).and_then(|_| o.flush())
+                    }
+                    _ => std::io::stderr().write_all(&self.buf),
+                };
             }
             Err(nix::errno::Errno::EINTR) | Err(nix::errno::Errno::EAGAIN) => {}
-            Err(_) => self.output = None,
+            Err(_) => out.closed = true,
+        }
+    }
+
+    /// Reads every output pipe to its end (the agent is gone, so they all end).
+    fn drain_outputs(&mut self) {
+        while !self.outputs.is_empty() {
+            for k in 0..self.outputs.len() {
+                self.pump_output(k);
+            }
+            self.outputs.retain(|o| !o.closed);
         }
     }
 
@@ -527,23 +765,17 @@ impl Daemon {
             Ok(Some(e)) => e,
             Ok(None) => return,
             Err(e) => {
-                event(
-                    &self.name,
-                    "wait-failed",
-                    serde_json::json!({"error": e.to_string()}),
-                );
+                self.note("wait-failed", serde_json::json!({"error": e.to_string()}));
                 return;
             }
         };
         // Drain what the agent wrote before it died.
-        while self.output.is_some() {
-            self.pump_output();
-        }
+        self.drain_outputs();
         let mut sb = self.sandbox.take().expect("checked above");
         let oom = sb.teardown().unwrap_or(false);
+        self.last_oom = oom;
         let code = exit.code();
-        event(
-            &self.name,
+        self.note(
             "agent-exited",
             serde_json::json!({"code": code, "oom": oom}),
         );
@@ -557,8 +789,8 @@ impl Daemon {
         self.last_exit = Some(code);
         self.stop_deadline = None;
         self.next_health = None;
-        if let Some(r) = &self.health_run {
-            let _ = nix::sys::signal::kill(r.pid, Signal::SIGKILL);
+        if let Some(r) = &mut self.health_run {
+            r.expire();
         }
         if let Some(s) = self.down_state.take() {
             self.state = s;
@@ -573,8 +805,7 @@ impl Daemon {
                 self.restarts += 1;
                 self.state = State::Backoff;
                 self.next_start = Some(Instant::now() + delay);
-                event(
-                    &self.name,
+                self.note(
                     "restart-scheduled",
                     serde_json::json!({"in_ms": delay.as_millis() as u64}),
                 );
@@ -586,11 +817,7 @@ impl Daemon {
                     "gave up after {crashes} crashes within {}",
                     humantime::format_duration(window)
                 ));
-                event(
-                    &self.name,
-                    "gave-up",
-                    serde_json::json!({"crashes": crashes}),
-                );
+                self.note("gave-up", serde_json::json!({"crashes": crashes}));
             }
         }
     }
@@ -607,12 +834,32 @@ impl Daemon {
             self.state = State::Stopping;
             let _ = s.signal(Signal::SIGTERM);
             self.stop_deadline = Some(Instant::now() + timeout.unwrap_or(self.policy.stop_timeout));
-            event(
-                &self.name,
-                "stopping",
-                serde_json::json!({"pid": s.pid.as_raw()}),
-            );
+            self.note("stopping", serde_json::json!({"pid": s.pid.as_raw()}));
         }
+    }
+
+    /// Reads every signal pending: SIGCHLD reaps, the others stop the supervisor.
+    fn on_signals(&mut self, sigfd: &SignalFd) {
+        while let Ok(Some(info)) = sigfd.read_signal() {
+            match Signal::try_from(info.ssi_signo as i32) {
+                Ok(Signal::SIGCHLD) => self.reap(),
+                Ok(sig) if matches!(self.mode, Mode::Foreground { .. }) => self.forward(sig),
+                Ok(_) => self.begin_stop(None),
+                Err(_) => {}
+            }
+        }
+    }
+
+    /// Passes `sig` on to the running sandbox.
+    fn forward(&self, sig: Signal) {
+        if let Some(s) = &self.sandbox {
+            let _ = s.signal(sig);
+        }
+    }
+
+    /// Serves the clients that were readable; drops the ones that are gone or were refused.
+    fn serve_ready(&mut self, clients: &mut Vec<Client>) {
+        clients.retain_mut(|c| !std::mem::take(&mut c.ready) || self.serve(c));
     }
 
     /// Reads and answers a client's lines; false when the client is gone.
@@ -673,42 +920,51 @@ impl Daemon {
                     ..Response::ok(id)
                 }
             }
-            Request::ReloadPolicy => match load(&self.bp_path) {
-                Ok(bp) => {
-                    // Network and inference first: a refused reload changes nothing.
-                    if let Err(e) = self.net.reload(&bp, &self.bp_path) {
-                        let e = crate::error_chain(e.as_ref());
-                        event(&self.name, "reload-failed", serde_json::json!({"error": e}));
-                        return Response::err(id, e);
-                    }
-                    self.policy = Policy::from_lifecycle(&bp.lifecycle);
-                    self.disk_cap = bp.resources.disk.map(|b| b.bytes());
-                    event(&self.name, "policy-reloaded", serde_json::json!({}));
-                    Response {
-                        status: Some(self.status()),
-                        ..Response::ok(id)
-                    }
-                }
-                Err(e) => Response::err(id, e.to_string()),
+            Request::ReloadPolicy => self.reload_policy(id),
+            Request::ExecInfo => self.exec_info(id),
+        }
+    }
+
+    /// Re-reads the deployed blueprint: network and inference first (a refused reload changes
+    /// nothing), then the restart policy and the disk cap.
+    fn reload_policy(&mut self, id: serde_json::Value) -> Response {
+        let bp = match load(&self.bp_path) {
+            Ok(bp) => bp,
+            Err(e) => return Response::err(id, e.to_string()),
+        };
+        if let Err(e) = self.net.reload(&bp, &self.bp_path) {
+            let e = crate::error_chain(e.as_ref());
+            self.note("reload-failed", serde_json::json!({"error": e}));
+            return Response::err(id, e);
+        }
+        self.policy = Policy::from_lifecycle(&bp.lifecycle);
+        self.disk_cap = bp.resources.disk.map(|b| b.bytes());
+        self.note("policy-reloaded", serde_json::json!({}));
+        Response {
+            status: Some(self.status()),
+            ..Response::ok(id)
+        }
+    }
+
+    /// What `nemoclaw exec` needs to join the running agent.
+    fn exec_info(&self, id: serde_json::Value) -> Response {
+        match self.target() {
+            Some(t) if self.state == State::Running => Response {
+                exec: Some(ExecInfo {
+                    pid: t.pid,
+                    uid: t.uid,
+                    gid: t.gid,
+                    workdir: t.workdir,
+                    env: t.env,
+                    cgroup_dirs: t.cgroup_dirs,
+                    seccomp_deny: t.seccomp_deny,
+                }),
+                ..Response::ok(id)
             },
-            Request::ExecInfo => match self.target() {
-                Some(t) if self.state == State::Running => Response {
-                    exec: Some(ExecInfo {
-                        pid: t.pid,
-                        uid: t.uid,
-                        gid: t.gid,
-                        workdir: t.workdir,
-                        env: t.env,
-                        cgroup_dirs: t.cgroup_dirs,
-                        seccomp_deny: t.seccomp_deny,
-                    }),
-                    ..Response::ok(id)
-                },
-                _ => Response::err(
-                    id,
-                    format!("the agent is not running (state: {:?})", self.state),
-                ),
-            },
+            _ => Response::err(
+                id,
+                format!("the agent is not running (state: {:?})", self.state),
+            ),
         }
     }
 }

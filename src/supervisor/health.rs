@@ -1,23 +1,50 @@
-//! Health checks (`lifecycle.healthCheck`), run by the supervisor without threads:
+//! Health checks (`lifecycle.healthCheck`), run by the supervisor without blocking its loop:
 //!
 //! - `exec`: the command runs inside the sandbox exactly like `nemoclaw exec` (same namespaces,
 //!   cgroup, uid, seccomp); healthy when it exits 0.
-//! - `http`: a forked helper joins only the sandbox's network namespace and sends
-//!   `GET <path>` to `127.0.0.1:<port>`; healthy on a 2xx or 3xx answer. Nothing is exposed on the
-//!   host for it.
+//! - `http`: a TCP socket is created inside the sandbox's network namespace (by a short-lived
+//!   thread that joins it; a socket keeps the netns it was made in), then a probe thread of the
+//!   supervisor sends `GET <path>` to `127.0.0.1:<port>` on it; healthy on a 2xx or 3xx answer.
+//!   Nothing is forked (the supervisor holds the gateway's tokio runtime, so it is
+//!   multi-threaded) and nothing is exposed on the host for it.
 //!
 //! [`HealthState`] (pure) turns results into healthy/unhealthy with `retries` and
 //! `startPeriod`.
 
 use std::io::{Read, Write};
-use std::os::fd::AsRawFd;
+use std::net::{SocketAddr, TcpStream};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::Signal;
+use nix::sys::socket::{send, MsgFlags};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
+use socket2::Socket;
 
 use crate::blueprint::types::{defaults, HealthCheck};
+use crate::gateway::netns::{tcp_socket_in_netns, NetError};
 use crate::sandbox::enter::{self, Target};
+use crate::sandbox::spawn::SpawnError;
 use crate::sandbox::{spawn, Stdio};
+
+/// Why a check could not be started (a check that runs and fails is a result, not an error).
+#[derive(Debug, thiserror::Error)]
+pub enum HealthError {
+    #[error("the exec check cannot enter the sandbox: {0}")]
+    Exec(#[from] SpawnError),
+    #[error("the sandbox's network namespace (/proc/{pid}/ns/net): {source}")]
+    Netns {
+        pid: i32,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the http check's socket inside the sandbox: {0}")]
+    Socket(#[from] NetError),
+    #[error("starting the http probe thread: {0}")]
+    Thread(#[source] std::io::Error),
+}
 
 /// The check's settings with defaults applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,58 +112,133 @@ impl HealthState {
     }
 }
 
-/// A check in flight: a child process and its deadline.
+/// A check in flight and its deadline.
 #[derive(Debug)]
 pub struct Running {
-    pub pid: Pid,
     pub deadline: Instant,
+    probe: Probe,
+    /// Set when the deadline passed: the result is then a failure, whatever the probe says.
+    expired: bool,
 }
 
-/// Starts one check against the sandbox whose init is `target.pid`.
-pub fn start(check: &Check, target: &Target) -> Result<Running, String> {
-    let deadline = Instant::now() + check.timeout;
-    let pid = match &check.kind {
-        CheckKind::Exec(cmd) => {
-            let null = || spawn::dev_null().map_err(|e| e.to_string());
-            let stdio = Stdio {
-                stdin: null()?,
-                stdout: null()?,
-                stderr: null()?,
-            };
-            enter::enter(target, cmd, stdio).map_err(|e| e.to_string())?
-        }
-        CheckKind::Http { port, path } => http_probe(target.pid, *port, path, check.timeout)?,
-    };
-    Ok(Running { pid, deadline })
+/// What runs the check.
+#[derive(Debug)]
+enum Probe {
+    /// An exec check: a process entered into the sandbox, reaped with waitpid.
+    Process(Pid),
+    /// An http check: a probe thread that writes one byte (1 healthy, 0 not) here.
+    Thread(UnixStream),
 }
 
-/// Forks a helper that joins the sandbox's network namespace and does one HTTP GET. Its exit
-/// status is the answer (0 healthy).
-fn http_probe(init_pid: i32, port: u16, path: &str, timeout: Duration) -> Result<Pid, String> {
-    let ns = std::fs::File::open(format!("/proc/{init_pid}/ns/net"))
-        .map_err(|e| format!("network namespace: {e}"))?;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nUser-Agent: nemoclaw-health\r\n\r\n");
-    // SAFETY: the supervisor is single-threaded, so the child may use std freely; it leaves
-    // with _exit and never returns into the supervisor's loop.
-    match unsafe { libc::fork() } {
-        -1 => Err(std::io::Error::last_os_error().to_string()),
-        0 => {
-            // SAFETY: setns with an fd we own; _exit ends the helper.
-            let ok = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } == 0
-                && http_ok(port, &request, timeout);
-            // SAFETY: leave without running the supervisor's destructors.
-            unsafe { libc::_exit(if ok { 0 } else { 1 }) }
+impl Running {
+    /// The descriptor that becomes readable when an http probe has its answer (exec checks
+    /// are noticed through SIGCHLD instead).
+    pub fn wake_fd(&self) -> Option<BorrowedFd<'_>> {
+        match &self.probe {
+            Probe::Thread(s) => Some(s.as_fd()),
+            Probe::Process(_) => None,
         }
-        pid => Ok(Pid::from_raw(pid)),
+    }
+
+    /// Called once the deadline passed: an exec check is killed; either way it counts as
+    /// failed.
+    pub fn expire(&mut self) {
+        if let Probe::Process(pid) = self.probe {
+            let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+        }
+        self.expired = true;
+    }
+
+    /// The result once the check is over (`None` while it still runs). A killed exec check is
+    /// reaped here too.
+    pub fn try_result(&mut self) -> Option<bool> {
+        let result = match &mut self.probe {
+            Probe::Process(pid) => match waitpid(*pid, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(_, c)) => Some(c == 0),
+                Ok(WaitStatus::Signaled(..)) | Err(_) => Some(false),
+                Ok(_) => None,
+            },
+            Probe::Thread(s) => {
+                let mut byte = [0u8; 1];
+                match s.read(&mut byte) {
+                    Ok(1) => Some(byte[0] == 1),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => None,
+                    _ => Some(false),
+                }
+            }
+        };
+        match result {
+            Some(ok) => Some(ok && !self.expired),
+            None if self.expired && matches!(self.probe, Probe::Thread(_)) => Some(false),
+            None => None,
+        }
     }
 }
 
-fn http_ok(port: u16, request: &str, timeout: Duration) -> bool {
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, timeout) else {
-        return false;
+/// Starts one check against the sandbox whose init is `target.pid`.
+pub fn start(check: &Check, target: &Target) -> Result<Running, HealthError> {
+    let deadline = Instant::now() + check.timeout;
+    let probe = match &check.kind {
+        CheckKind::Exec(cmd) => Probe::Process(exec_probe(target, cmd)?),
+        CheckKind::Http { port, path } => {
+            Probe::Thread(http_probe(target.pid, *port, path, check.timeout)?)
+        }
     };
+    Ok(Running {
+        deadline,
+        probe,
+        expired: false,
+    })
+}
+
+/// Runs `cmd` inside the sandbox with no input and its output discarded.
+fn exec_probe(target: &Target, cmd: &[String]) -> Result<Pid, HealthError> {
+    let stdio = Stdio {
+        stdin: spawn::dev_null()?,
+        stdout: spawn::dev_null()?,
+        stderr: spawn::dev_null()?,
+    };
+    Ok(enter::enter(target, cmd, stdio)?)
+}
+
+/// Creates a TCP socket inside the network namespace of `init_pid` and starts a thread that
+/// does one HTTP GET on it. Returns our end of the stream the thread answers on.
+fn http_probe(
+    init_pid: i32,
+    port: u16,
+    path: &str,
+    timeout: Duration,
+) -> Result<UnixStream, HealthError> {
+    let netns = |source| HealthError::Netns {
+        pid: init_pid,
+        source,
+    };
+    let ns = std::fs::File::open(format!("/proc/{init_pid}/ns/net")).map_err(netns)?;
+    let sock = tcp_socket_in_netns(ns.as_fd())?;
+    let (ours, theirs) = UnixStream::pair().map_err(HealthError::Thread)?;
+    ours.set_nonblocking(true).map_err(HealthError::Thread)?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nUser-Agent: nemoclaw-health\r\n\r\n");
+    std::thread::Builder::new()
+        .name("health-probe".into())
+        .spawn(move || {
+            let ok = http_ok(sock, port, &request, timeout);
+            // MSG_NOSIGNAL: the supervisor may have given up on this probe and closed its end.
+            let _ = send(theirs.as_raw_fd(), &[u8::from(ok)], MsgFlags::MSG_NOSIGNAL);
+        })
+        .map_err(HealthError::Thread)?;
+    Ok(ours)
+}
+
+/// One GET on `sock` (made inside the sandbox's netns) to its `127.0.0.1:port`: true on a 2xx
+/// or 3xx answer within `timeout` per step.
+fn http_ok(sock: Socket, port: u16, request: &str, timeout: Duration) -> bool {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    if sock.connect_timeout(&addr.into(), timeout).is_err() {
+        return false;
+    }
+    let mut s = TcpStream::from(sock);
     let _ = s.set_read_timeout(Some(timeout));
+    let _ = s.set_write_timeout(Some(timeout));
     if s.write_all(request.as_bytes()).is_err() {
         return false;
     }

@@ -1,16 +1,25 @@
-//! The per-sandbox supervisor: a detached, single-threaded process that owns one sandbox.
+//! The per-sandbox supervisor: a detached process that owns one sandbox (its loop on the main
+//! thread; the gateway's tokio runtime and http health probes on threads of their own).
 //!
 //! - [`daemon`]: the process itself (lock = alive, restart policy, log capture, control socket).
 //! - [`protocol`]: the versioned JSON-lines control protocol (`docs/control-protocol.md`).
 //! - [`client`]: the CLI's side of the control socket.
+//! - [`foreground`]: a sandbox's stdio and signals in the foreground of its caller (`run`,
+//!   `exec`).
 //! - [`policy`]: restart decisions with backoff and give-up (pure).
 //! - [`logcap`]: the size-capped agent log.
+//! - [`health`]: health checks (exec in the sandbox, http from a socket in its netns).
 
+use crate::blueprint::diag::Diagnostic;
 use crate::home::{Home, HomeError};
+use crate::sandbox::cgroups::CgroupError;
+use crate::sandbox::instance::InstanceError;
+use crate::sandbox::spawn::SpawnError;
 use std::path::PathBuf;
 
 pub mod client;
 pub mod daemon;
+pub mod foreground;
 pub mod gateway;
 pub mod health;
 pub mod launch;
@@ -24,22 +33,46 @@ pub const SUPERVISE_ARG: &str = "__supervise";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SupervisorError {
-    #[error("a supervisor is already running: {0}")]
-    AlreadyRunning(String),
-    #[error("deployed blueprint: {0}")]
-    Blueprint(String),
-    #[error("{0}")]
-    Sandbox(String),
-    #[error("{path}: {source}")]
+    #[error("a supervisor is already running")]
+    AlreadyRunning(#[from] pidlock::PidLockError),
+    /// The deployed blueprint does not load; the diagnostics say where and why.
+    #[error("deployed blueprint: {}", .diagnostics.iter().map(|d| d.headline()).collect::<Vec<_>>().join("; "))]
+    Blueprint { diagnostics: Vec<Diagnostic> },
+    #[error(transparent)]
+    Spec(#[from] InstanceError),
+    #[error(transparent)]
+    Cgroup(#[from] CgroupError),
+    #[error(transparent)]
+    Spawn(#[from] SpawnError),
+    /// The gateway could not be built (a key unreadable, the policy not compiling ...).
+    #[error(transparent)]
+    Gateway(#[from] gateway::GatewayError),
+    #[error("{path}")]
     Io {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
     #[error("control protocol: {0}")]
-    Protocol(String),
+    Protocol(#[from] ProtocolError),
     #[error(transparent)]
     Home(#[from] HomeError),
+    #[error(transparent)]
+    Foreground(#[from] foreground::ForegroundError),
+}
+
+/// What can go wrong speaking the control protocol, as its client.
+#[derive(Debug, thiserror::Error)]
+pub enum ProtocolError {
+    /// The supervisor answered with an error (its message).
+    #[error("{0}")]
+    Refused(String),
+    #[error("encoding the request: {0}")]
+    Encode(#[source] serde_json::Error),
+    #[error("the supervisor closed the connection")]
+    Closed,
+    #[error("bad response: {0}")]
+    BadResponse(#[source] serde_json::Error),
 }
 
 /// Whether the supervisor of `name` is alive: its pid file is locked.
@@ -47,12 +80,19 @@ pub fn is_running(home: &Home, name: &str) -> bool {
     pidlock::is_held(&home.supervisor_pid(name))
 }
 
-/// Entry for `nemoclaw __supervise NAME` (before the CLI parser). Exits with the status.
+/// Whether `args` (the whole command line) runs the supervisor rather than the CLI.
+pub fn is_supervise_invocation(args: &[std::ffi::OsString]) -> bool {
+    args.get(1).is_some_and(|a| a == SUPERVISE_ARG)
+}
+
+/// Entry for `nemoclaw __supervise NAME` (before the CLI parser). Sets up its logging (JSON
+/// lines on stderr, the supervisor log). Exits with the status.
 pub fn main(args: &[std::ffi::OsString]) -> std::process::ExitCode {
     let Some(name) = args.first().and_then(|a| a.to_str()) else {
         eprintln!("usage: nemoclaw __supervise NAME");
         return std::process::ExitCode::from(64);
     };
+    crate::observe::logging::init_supervisor(name);
     let home = match std::env::var_os("NEMOCLAW_HOME") {
         Some(h) => Home::at(PathBuf::from(h)),
         None => match Home::default_location() {
@@ -85,9 +125,9 @@ pub fn main(args: &[std::ffi::OsString]) -> std::process::ExitCode {
 /// supervisor's signalfd sees every SIGTERM.
 fn run_with_gateway(home: &Home, name: &str) -> Result<i32, SupervisorError> {
     daemon::block_signals()?;
-    let bp_path = daemon::deployed_blueprint(home, name);
+    let bp_path = home.deployed_blueprint(name);
     let bp = daemon::load(&bp_path)?;
-    let hook = gateway::GatewayHook::new(home, name, &bp, &bp_path)
-        .map_err(|e| SupervisorError::Sandbox(crate::error_chain(&e)))?;
+    let hook =
+        gateway::GatewayHook::new(home, name, &bp, &bp_path).map_err(SupervisorError::Gateway)?;
     daemon::run_with(home, name, Box::new(hook))
 }
