@@ -17,8 +17,6 @@ use crate::supervisor::daemon::{run_foreground, ForegroundRun};
 use crate::supervisor::pidlock::PidLockError;
 use crate::supervisor::SupervisorError;
 
-pub(crate) use crate::supervisor::foreground::{copy_stdin, pump, Foreground};
-
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
     /// The blueprint file.

@@ -286,7 +286,7 @@ fn join_supervisor_leaf(name: &str) {
         event(
             name,
             "cgroup-leaf-failed",
-            serde_json::json!({"error": e.to_string()}),
+            serde_json::json!({"error": crate::error_chain(&e)}),
         );
     }
 }
@@ -599,7 +599,7 @@ impl Daemon {
             Err(e) => {
                 self.note(
                     "health-check-error",
-                    serde_json::json!({"error": e.to_string()}),
+                    serde_json::json!({"error": crate::error_chain(&e)}),
                 );
                 self.health_result(false);
             }
@@ -677,7 +677,7 @@ impl Daemon {
                 self.message = None;
             }
             Err(e) => {
-                let text = e.to_string();
+                let text = crate::error_chain(&e);
                 self.note("start-failed", serde_json::json!({"error": text}));
                 self.message = Some(format!("cannot start the sandbox: {text}"));
                 self.start_error = Some(e);
@@ -765,7 +765,10 @@ impl Daemon {
             Ok(Some(e)) => e,
             Ok(None) => return,
             Err(e) => {
-                self.note("wait-failed", serde_json::json!({"error": e.to_string()}));
+                self.note(
+                    "wait-failed",
+                    serde_json::json!({"error": crate::error_chain(&e)}),
+                );
                 return;
             }
         };
@@ -930,7 +933,7 @@ impl Daemon {
     fn reload_policy(&mut self, id: serde_json::Value) -> Response {
         let bp = match load(&self.bp_path) {
             Ok(bp) => bp,
-            Err(e) => return Response::err(id, e.to_string()),
+            Err(e) => return Response::err(id, crate::error_chain(&e)),
         };
         if let Err(e) = self.net.reload(&bp, &self.bp_path) {
             let e = crate::error_chain(e.as_ref());

@@ -24,9 +24,9 @@ pub const FORWARDED: [Signal; 4] = [
 pub enum ForegroundError {
     #[error(transparent)]
     Pipe(#[from] SpawnError),
-    #[error("cannot block signals: {0}")]
+    #[error("cannot block signals")]
     BlockSignals(#[source] nix::errno::Errno),
-    #[error("signalfd: {0}")]
+    #[error("signalfd")]
     Signalfd(#[source] nix::errno::Errno),
 }
 

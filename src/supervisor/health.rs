@@ -32,17 +32,17 @@ use crate::sandbox::{spawn, Stdio};
 /// Why a check could not be started (a check that runs and fails is a result, not an error).
 #[derive(Debug, thiserror::Error)]
 pub enum HealthError {
-    #[error("the exec check cannot enter the sandbox: {0}")]
+    #[error("the exec check cannot enter the sandbox")]
     Exec(#[from] SpawnError),
-    #[error("the sandbox's network namespace (/proc/{pid}/ns/net): {source}")]
+    #[error("the sandbox's network namespace (/proc/{pid}/ns/net)")]
     Netns {
         pid: i32,
         #[source]
         source: std::io::Error,
     },
-    #[error("the http check's socket inside the sandbox: {0}")]
+    #[error("the http check's socket inside the sandbox")]
     Socket(#[from] NetError),
-    #[error("starting the http probe thread: {0}")]
+    #[error("starting the http probe thread")]
     Thread(#[source] std::io::Error),
 }
 

@@ -32,7 +32,7 @@ pub enum LaunchError {
     /// The blueprint does not load; the diagnostics say where and why.
     #[error("{}", .diagnostics.iter().map(|d| d.headline()).collect::<Vec<_>>().join("; "))]
     Blueprint { diagnostics: Vec<Diagnostic> },
-    #[error("{}: {source}", .path.display())]
+    #[error("{}", .path.display())]
     Spec {
         path: PathBuf,
         #[source]
@@ -40,7 +40,7 @@ pub enum LaunchError {
     },
     #[error(transparent)]
     Home(#[from] HomeError),
-    #[error("{what}: {source}")]
+    #[error("{what}")]
     Io {
         what: String,
         #[source]

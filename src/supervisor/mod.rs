@@ -19,6 +19,7 @@ use std::path::PathBuf;
 
 pub mod client;
 pub mod daemon;
+pub mod exec;
 pub mod foreground;
 pub mod gateway;
 pub mod health;
@@ -53,7 +54,7 @@ pub enum SupervisorError {
         #[source]
         source: std::io::Error,
     },
-    #[error("control protocol: {0}")]
+    #[error("control protocol")]
     Protocol(#[from] ProtocolError),
     #[error(transparent)]
     Home(#[from] HomeError),
@@ -67,11 +68,11 @@ pub enum ProtocolError {
     /// The supervisor answered with an error (its message).
     #[error("{0}")]
     Refused(String),
-    #[error("encoding the request: {0}")]
+    #[error("encoding the request")]
     Encode(#[source] serde_json::Error),
     #[error("the supervisor closed the connection")]
     Closed,
-    #[error("bad response: {0}")]
+    #[error("bad response")]
     BadResponse(#[source] serde_json::Error),
 }
 

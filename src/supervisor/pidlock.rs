@@ -18,7 +18,7 @@ const RECORD: usize = 128;
 pub enum PidLockError {
     #[error("held by process {pid} ({what})")]
     Held { pid: String, what: String },
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         path: PathBuf,
         #[source]

@@ -26,18 +26,20 @@ use crate::policy::{NetworkPolicy, PolicyHandle, INFERENCE_HOST};
 /// Errors setting up or changing a sandbox's network.
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {
-    #[error("joining the sandbox network namespace (setns): {0}; the supervisor needs CAP_SYS_ADMIN over that namespace")]
-    Setns(std::io::Error),
+    #[error("joining the sandbox network namespace (setns; the supervisor needs CAP_SYS_ADMIN over that namespace)")]
+    Setns(#[source] std::io::Error),
     #[error("a netns helper thread panicked")]
     Thread,
-    #[error("{0}: {1}")]
-    Io(String, std::io::Error),
-    #[error("netlink, {0}: {1}")]
-    Netlink(String, String),
-    #[error("applying the nftables fence: {0} (is the `nft` program installed and in PATH? Debian: apt-get install nftables)")]
-    Nft(String),
-    #[error("binding {0} inside the sandbox netns: {1}")]
-    Bind(String, std::io::Error),
+    #[error("{0}")]
+    Io(&'static str, #[source] std::io::Error),
+    #[error("netlink, {0}")]
+    Netlink(String, #[source] rtnetlink::Error),
+    #[error("netlink, finding link {0}: not found")]
+    NoLink(String),
+    #[error("applying the nftables fence (is the `nft` program installed and in PATH? Debian: apt-get install nftables)")]
+    Nft(#[source] nftables::helper::NftablesError),
+    #[error("binding {0} inside the sandbox netns")]
+    Bind(std::net::SocketAddr, #[source] std::io::Error),
 }
 
 /// The proxy variables the agent gets (`HTTP_PROXY`, `HTTPS_PROXY` in both cases, `NO_PROXY`).

@@ -33,7 +33,7 @@ where
 {
     let fd: OwnedFd = netns
         .try_clone_to_owned()
-        .map_err(|e| NetError::Io("duplicating the netns fd".into(), e))?;
+        .map_err(|e| NetError::Io("duplicating the netns fd", e))?;
     std::thread::scope(|s| {
         s.spawn(move || {
             setns(fd.as_fd(), CloneFlags::CLONE_NEWNET).map_err(|e| NetError::Setns(e.into()))?;
@@ -57,15 +57,15 @@ pub fn setup_sealed(
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|e| NetError::Io("starting the netlink runtime".into(), e))?;
+            .map_err(|e| NetError::Io("starting the netlink runtime", e))?;
         rt.block_on(build_links())
     })??;
     apply_fence(netns, policy, ports)
 }
 
 async fn build_links() -> Result<(), NetError> {
-    let (conn, handle, _) = rtnetlink::new_connection()
-        .map_err(|e| NetError::Io("opening a netlink socket".into(), e))?;
+    let (conn, handle, _) =
+        rtnetlink::new_connection().map_err(|e| NetError::Io("opening a netlink socket", e))?;
     let task = tokio::spawn(conn);
     let result = build_links_with(&handle).await;
     task.abort();
@@ -75,7 +75,7 @@ async fn build_links() -> Result<(), NetError> {
 async fn build_links_with(h: &Handle) -> Result<(), NetError> {
     let nl = |what: &str| {
         let what = what.to_string();
-        move |e: rtnetlink::Error| NetError::Netlink(what.clone(), e.to_string())
+        move |e: rtnetlink::Error| NetError::Netlink(what.clone(), e)
     };
     let lo = link_index(h, "lo").await?;
     h.link()
@@ -121,14 +121,8 @@ async fn link_index(h: &Handle, name: &str) -> Result<u32, NetError> {
     let mut links = h.link().get().match_name(name.to_string()).execute();
     match links.try_next().await {
         Ok(Some(l)) => Ok(l.header.index),
-        Ok(None) => Err(NetError::Netlink(
-            format!("finding link {name}"),
-            "not found".into(),
-        )),
-        Err(e) => Err(NetError::Netlink(
-            format!("finding link {name}"),
-            e.to_string(),
-        )),
+        Ok(None) => Err(NetError::NoLink(name.to_string())),
+        Err(e) => Err(NetError::Netlink(format!("finding link {name}"), e)),
     }
 }
 
@@ -139,8 +133,7 @@ pub fn apply_fence(
     ports: &GatewayPorts,
 ) -> Result<(), NetError> {
     let batch = render(policy, ports).to_nftables();
-    in_netns(netns, || nftables::helper::apply_ruleset(&batch))?
-        .map_err(|e| NetError::Nft(e.to_string()))
+    in_netns(netns, || nftables::helper::apply_ruleset(&batch))?.map_err(NetError::Nft)
 }
 
 /// The gateway's listening sockets, created inside the sandbox netns and served from the
@@ -200,15 +193,15 @@ pub fn bind_tcp_in_netns(
 pub fn tcp_socket_in_netns(netns: BorrowedFd<'_>) -> Result<Socket, NetError> {
     in_netns(netns, || -> Result<Socket, NetError> {
         let s = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))
-            .map_err(|e| NetError::Io("creating a socket".into(), e))?;
+            .map_err(|e| NetError::Io("creating a socket", e))?;
         s.set_nonblocking(true)
-            .map_err(|e| NetError::Io("setting O_NONBLOCK".into(), e))?;
+            .map_err(|e| NetError::Io("setting O_NONBLOCK", e))?;
         Ok(s)
     })?
 }
 
 fn tcp_listener(addr: SocketAddr) -> Result<TcpListener, NetError> {
-    let io = |e| NetError::Bind(addr.to_string(), e);
+    let io = |e| NetError::Bind(addr, e);
     let s =
         Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(io)?;
     s.set_reuse_address(true).map_err(io)?;
@@ -219,7 +212,7 @@ fn tcp_listener(addr: SocketAddr) -> Result<TcpListener, NetError> {
 }
 
 fn udp_socket(addr: SocketAddr) -> Result<UdpSocket, NetError> {
-    let io = |e| NetError::Bind(addr.to_string(), e);
+    let io = |e| NetError::Bind(addr, e);
     let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP)).map_err(io)?;
     s.bind(&addr.into()).map_err(io)?;
     s.set_nonblocking(true).map_err(io)?;
