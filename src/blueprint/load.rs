@@ -119,7 +119,7 @@ pub fn yaml_options() -> Options {
     budget.max_depth = 32;
     budget.max_documents = 2;
     budget.max_recorded_anchor_events = 100_000;
-    budget.max_total_scalar_bytes = 2 * MAX_FILE_BYTES as usize;
+    budget.max_total_scalar_bytes = usize::try_from(2 * MAX_FILE_BYTES).unwrap_or(usize::MAX);
     opts.budget = Some(budget);
     opts.alias_limits.max_total_replayed_events = 100_000;
     opts.alias_limits.max_replay_stack_depth = 16;
@@ -148,7 +148,8 @@ pub fn read_text(path: &Path) -> Result<Arc<str>, Diagnostic> {
         )
         .hint("a blueprint is a few kilobytes: check that this is the right file"));
     }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    // At most MAX_FILE_BYTES (checked above), so it fits; the capacity is only a hint anyway.
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
     fs::File::open(path)
         .and_then(|f| f.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes))
         .map_err(|e| io_diag(path, &e))?;
@@ -323,8 +324,8 @@ fn yaml_diag(path: &Path, text: &str, err: &YamlError) -> Diagnostic {
         err.location()
             .and_then(|l| {
                 Some((
-                    l.span().byte_offset()? as usize,
-                    l.span().byte_len()? as usize,
+                    usize::try_from(l.span().byte_offset()?).ok()?,
+                    usize::try_from(l.span().byte_len()?).ok()?,
                 ))
             })
             .and_then(|(start, len)| text.get(start..start + len))
@@ -361,8 +362,9 @@ fn yaml_diag(path: &Path, text: &str, err: &YamlError) -> Diagnostic {
     let mut d = Diagnostic::error(path, code, message);
     d.hint = hint;
     if let Some(loc) = err.location().or_else(|| inner.location()) {
-        let line = loc.line() as usize;
-        let col = loc.column() as usize;
+        // Saturated: a position past usize::MAX is past the end of any text we hold.
+        let line = usize::try_from(loc.line()).unwrap_or(usize::MAX);
+        let col = usize::try_from(loc.column()).unwrap_or(usize::MAX);
         if line > 0 {
             d = d.at(line, col.max(1));
         }

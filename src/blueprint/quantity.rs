@@ -102,7 +102,14 @@ impl ByteSize {
         if num.contains('.') && bytes.fract() != 0.0 {
             return Err(QuantityError::FractionalBytes(t.into()));
         }
-        Ok(ByteSize(bytes as u64))
+        #[allow(
+            clippy::cast_possible_truncation,
+            reason = "bytes is finite, >= 0 (only digits and dots reach the parse) and <= 2^64 \
+                      (checked above), and whole (a fraction was refused above); only 2^64 \
+                      itself is out of range, and `as` saturates it to u64::MAX as it always has"
+        )]
+        let whole = bytes as u64;
+        Ok(ByteSize(whole))
     }
 
     pub fn bytes(self) -> u64 {
@@ -129,7 +136,13 @@ impl Cpu {
             if (m - m.round()).abs() > 1e-6 {
                 return Err(QuantityError::FinerThanMillicore(t.into()));
             }
-            m.round() as u64
+            #[allow(
+                clippy::cast_possible_truncation,
+                reason = "m is finite and 0..=1e8 (cores checked above), a whole number once \
+                          rounded: it fits a u64 exactly"
+            )]
+            let millis = m.round() as u64;
+            millis
         };
         if millis == 0 {
             return Err(QuantityError::ZeroCpu(t.into()));

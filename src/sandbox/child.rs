@@ -171,6 +171,18 @@ pub struct ChildFds {
     pub report: RawFd,
 }
 
+/// The `int` a raw syscall returned, out of the `long` that `libc::syscall` widens it to. The
+/// calls made here (capset, setresuid, setgroups, close_range, clone...) return an `int` by the
+/// kernel's contract, so the value always fits; were it ever not to, it saturates, keeping its
+/// sign (an error stays negative). Pure arithmetic: no allocation, no panic.
+pub(super) fn syscall_ret(r: libc::c_long) -> libc::c_int {
+    libc::c_int::try_from(r).unwrap_or(if r < 0 {
+        libc::c_int::MIN
+    } else {
+        libc::c_int::MAX
+    })
+}
+
 pub(super) fn errno() -> i32 {
     // SAFETY: __errno_location returns this thread's errno slot, always valid.
     unsafe { *libc::__errno_location() }
@@ -337,6 +349,16 @@ fn join_cgroup(procs: &CString) -> libc::c_int {
     }
 }
 
+/// `IFF_UP` as the `short` that `ifreq`'s flags field holds (libc declares the flag an `int`).
+#[allow(
+    clippy::cast_possible_truncation,
+    reason = "IFF_UP is 0x1; the assertion below proves at compile time that it fits a short"
+)]
+const IFF_UP_SHORT: libc::c_short = {
+    assert!(libc::IFF_UP >= 0 && libc::IFF_UP <= libc::c_short::MAX as libc::c_int);
+    libc::IFF_UP as libc::c_short
+};
+
 /// Brings `lo` up in the current network namespace.
 fn loopback_up() -> libc::c_int {
     // SAFETY: a datagram socket and two ioctls on a zeroed, stack-allocated ifreq whose name is
@@ -351,7 +373,7 @@ fn loopback_up() -> libc::c_int {
         ifr.ifr_name[1] = b'o' as libc::c_char;
         let mut r = libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut ifr);
         if r == 0 {
-            ifr.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+            ifr.ifr_ifru.ifru_flags |= IFF_UP_SHORT;
             r = libc::ioctl(fd, libc::SIOCSIFFLAGS, &ifr);
         }
         libc::close(fd);
@@ -405,7 +427,11 @@ pub(super) fn clear_caps() -> libc::c_int {
     let data = [CapData::default(); 2];
     // SAFETY: capset reads a v3 header and two data structs from live stack values.
     unsafe {
-        libc::syscall(libc::SYS_capset, &hdr as *const CapHeader, data.as_ptr()) as libc::c_int
+        syscall_ret(libc::syscall(
+            libc::SYS_capset,
+            &hdr as *const CapHeader,
+            data.as_ptr(),
+        ))
     }
 }
 
@@ -455,7 +481,7 @@ pub(super) fn verify_no_caps(last_cap: u32) -> bool {
 unsafe fn raw_setresuid(id: libc::uid_t) -> libc::c_int {
     // SAFETY: a syscall on integers only (no memory is passed); the caller guarantees that
     // no other thread exists whose ids would diverge.
-    unsafe { libc::syscall(libc::SYS_setresuid, id, id, id) as libc::c_int }
+    syscall_ret(unsafe { libc::syscall(libc::SYS_setresuid, id, id, id) })
 }
 
 /// The agent's stack until it execs: its exec path and error report only.
@@ -545,12 +571,12 @@ fn own_session_and_stdio(fds: &ChildFds) {
     // Nothing else the parent had open may reach the sandbox.
     // SAFETY: close_range with integer arguments; CLOEXEC keeps our pipes until exec.
     check(fds, STEP_STDIO, unsafe {
-        libc::syscall(
+        syscall_ret(libc::syscall(
             libc::SYS_close_range,
             3u32,
             u32::MAX,
             libc::CLOSE_RANGE_CLOEXEC,
-        ) as libc::c_int
+        ))
     });
 }
 
@@ -568,7 +594,9 @@ fn enter_cgroup_and_build_root(p: &Prepared, fds: &ChildFds) {
         });
     }
     for (i, op) in p.ops.iter().enumerate() {
-        check(fds, i as u32, run_op(op));
+        // An op's index is its step number; more than u32::MAX ops cannot be (the parent
+        // names any step it does not know "sandbox setup").
+        check(fds, u32::try_from(i).unwrap_or(u32::MAX), run_op(op));
     }
 }
 
@@ -589,7 +617,11 @@ fn name_limits_and_user_namespace(p: &Prepared, fds: &ChildFds) {
     }
     // SAFETY: the raw setgroups syscall with an empty list.
     check(fds, STEP_SETGROUPS, unsafe {
-        libc::syscall(libc::SYS_setgroups, 0usize, std::ptr::null::<libc::gid_t>()) as libc::c_int
+        syscall_ret(libc::syscall(
+            libc::SYS_setgroups,
+            0usize,
+            std::ptr::null::<libc::gid_t>(),
+        ))
     });
     // SAFETY: unshare with an integer flag.
     check(fds, STEP_USERNS, unsafe {
@@ -602,7 +634,7 @@ fn drop_privileges(p: &Prepared, fds: &ChildFds) {
     check(fds, STEP_CAPS, drop_bounding(p.last_cap));
     // SAFETY: the raw setresgid/setresuid syscalls with integers (mapped ids).
     check(fds, STEP_SETID, unsafe {
-        libc::syscall(libc::SYS_setresgid, p.gid, p.gid, p.gid) as libc::c_int
+        syscall_ret(libc::syscall(libc::SYS_setresgid, p.gid, p.gid, p.gid))
     });
     // SAFETY: we are the single-threaded cloned child (`raw_setresuid`'s contract).
     check(fds, STEP_SETID, unsafe { raw_setresuid(p.uid) });

@@ -180,12 +180,12 @@ unsafe fn join_sandbox(h: &Helper, fds: &ChildFds) {
         child::check(
             fds,
             child::STEP_STDIO,
-            libc::syscall(
+            child::syscall_ret(libc::syscall(
                 libc::SYS_close_range,
                 3u32,
                 u32::MAX,
                 libc::CLOSE_RANGE_CLOEXEC,
-            ) as libc::c_int,
+            )),
         );
         for p in &h.procs {
             let fd = libc::open(p.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
@@ -197,8 +197,11 @@ unsafe fn join_sandbox(h: &Helper, fds: &ChildFds) {
         child::check(
             fds,
             child::STEP_SETGROUPS,
-            libc::syscall(libc::SYS_setgroups, 0usize, std::ptr::null::<libc::gid_t>())
-                as libc::c_int,
+            child::syscall_ret(libc::syscall(
+                libc::SYS_setgroups,
+                0usize,
+                std::ptr::null::<libc::gid_t>(),
+            )),
         );
         for fd in &h.ns {
             child::check(fds, STEP_SETNS, libc::setns(fd.as_raw_fd(), 0));
@@ -243,12 +246,12 @@ unsafe fn become_command(h: &Helper, fds: &ChildFds) -> ! {
         child::check(
             fds,
             child::STEP_SETID,
-            libc::syscall(libc::SYS_setresgid, gid, gid, gid) as libc::c_int,
+            child::syscall_ret(libc::syscall(libc::SYS_setresgid, gid, gid, gid)),
         );
         child::check(
             fds,
             child::STEP_SETID,
-            libc::syscall(libc::SYS_setresuid, uid, uid, uid) as libc::c_int,
+            child::syscall_ret(libc::syscall(libc::SYS_setresuid, uid, uid, uid)),
         );
         child::check(fds, child::STEP_CAPS, child::clear_caps());
         if !child::verify_no_caps(h.last_cap) {

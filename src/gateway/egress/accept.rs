@@ -65,7 +65,7 @@ mod tests {
         let seen = Arc::new(AtomicUsize::new(0));
         let counted = seen.clone();
         let server = tokio::spawn(serve(listener, "test", move |mut s: TcpStream| {
-            let n = counted.fetch_add(1, Ordering::SeqCst) as u8;
+            let n = u8::try_from(counted.fetch_add(1, Ordering::SeqCst)).unwrap_or(u8::MAX);
             async move {
                 let _ = s.write_all(&[n]).await;
             }

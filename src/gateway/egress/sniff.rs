@@ -182,18 +182,25 @@ fn client_hello_sni(body: &[u8]) -> Option<String> {
 pub(crate) mod tests {
     use super::*;
 
+    /// A TLS length field: `len` as two big-endian bytes (a fixture too long for one is a bug).
+    fn len16(len: usize) -> [u8; 2] {
+        u16::try_from(len)
+            .expect("a test TLS field fits a 16-bit length")
+            .to_be_bytes()
+    }
+
     /// A minimal TLS 1.2-style ClientHello record carrying `sni` (or none).
     pub(crate) fn client_hello(sni: Option<&str>) -> Vec<u8> {
         let mut exts = Vec::new();
         if let Some(name) = sni {
             let n = name.as_bytes();
             let mut entry = vec![0u8];
-            entry.extend_from_slice(&(n.len() as u16).to_be_bytes());
+            entry.extend_from_slice(&len16(n.len()));
             entry.extend_from_slice(n);
-            let mut list = (entry.len() as u16).to_be_bytes().to_vec();
+            let mut list = len16(entry.len()).to_vec();
             list.extend_from_slice(&entry);
             exts.extend_from_slice(&[0, 0]);
-            exts.extend_from_slice(&(list.len() as u16).to_be_bytes());
+            exts.extend_from_slice(&len16(list.len()));
             exts.extend_from_slice(&list);
         }
         exts.extend_from_slice(&[0, 0x0b, 0, 2, 1, 0]); // ec_point_formats
@@ -202,13 +209,13 @@ pub(crate) mod tests {
         body.push(0);
         body.extend_from_slice(&[0, 2, 0x13, 0x01]);
         body.extend_from_slice(&[1, 0]);
-        body.extend_from_slice(&(exts.len() as u16).to_be_bytes());
+        body.extend_from_slice(&len16(exts.len()));
         body.extend_from_slice(&exts);
         let mut hs = vec![1, 0];
-        hs.extend_from_slice(&(body.len() as u16).to_be_bytes());
+        hs.extend_from_slice(&len16(body.len()));
         hs.extend_from_slice(&body);
         let mut rec = vec![0x16, 3, 1];
-        rec.extend_from_slice(&(hs.len() as u16).to_be_bytes());
+        rec.extend_from_slice(&len16(hs.len()));
         rec.extend_from_slice(&hs);
         rec
     }
@@ -235,7 +242,7 @@ pub(crate) mod tests {
         let mut two = Vec::new();
         for part in [a, b] {
             two.extend_from_slice(&[0x16, 3, 1]);
-            two.extend_from_slice(&(part.len() as u16).to_be_bytes());
+            two.extend_from_slice(&len16(part.len()));
             two.extend_from_slice(part);
         }
         assert_eq!(sniff(&two), Sniff::Tls(Some("split.example".into())));

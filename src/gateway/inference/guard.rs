@@ -300,13 +300,13 @@ fn with_regex<T>(
 ) -> Result<T, Box<rhai::EvalAltResult>> {
     // A poisoned cache is still whole: it only ever gains complete entries (one insert of a
     // compiled regex), so a panic elsewhere while it was held leaves nothing half-written.
-    if let Some(re) = crate::sync::read(&cache).get(pattern) {
+    if let Some(re) = crate::sync::read(cache).get(pattern) {
         return Ok(f(re));
     }
     let re = Regex::new(pattern)
         .map_err(|e| -> Box<rhai::EvalAltResult> { format!("bad regex: {e}").into() })?;
     let out = f(&re);
-    let mut w = crate::sync::write(&cache);
+    let mut w = crate::sync::write(cache);
     if w.len() < 256 {
         w.insert(pattern.to_string(), re);
     }

@@ -54,10 +54,16 @@ impl TokenBucket {
     pub fn admit(&mut self, now: f64) -> Result<(), u64> {
         self.refill(now);
         if self.level > 0.0 {
-            Ok(())
-        } else {
-            Err(((-self.level + 1.0) / self.per_sec).ceil() as u64)
+            return Ok(());
         }
+        #[allow(
+            clippy::cast_possible_truncation,
+            reason = "a whole number of seconds >= 1 (the level is <= 0, per_sec >= 0); `as` \
+                      saturates a wait past u64::MAX, or the +inf of a bucket that never \
+                      refills (capacity 0), to u64::MAX, which is the answer wanted"
+        )]
+        let wait = ((-self.level + 1.0) / self.per_sec).ceil() as u64;
+        Err(wait)
     }
     pub fn charge(&mut self, tokens: u64, now: f64) {
         self.refill(now);
@@ -183,7 +189,7 @@ impl Limiter {
                 let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
                 return Err(ApiError::rate_limited(
                     "requests_per_minute_exceeded",
-                    wait.as_secs_f64().ceil() as u64,
+                    whole_secs_rounded_up(wait),
                     format!("this sandbox may send {n} requests per minute (inference.limits.requestsPerMinute); retry after {:.1}s", wait.as_secs_f64()),
                 ));
             }
@@ -270,6 +276,11 @@ fn read_usage(path: &Path) -> Result<Option<DailyUsage>, InferenceError> {
     }
 }
 
+/// `d` in whole seconds, rounded up (a client told to wait 0.2 s waits 1 s).
+fn whole_secs_rounded_up(d: Duration) -> u64 {
+    d.as_secs().saturating_add(u64::from(d.subsec_nanos() > 0))
+}
+
 pub fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -280,6 +291,16 @@ pub fn unix_now() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn waits_round_up_to_whole_seconds() {
+        assert_eq!(whole_secs_rounded_up(Duration::ZERO), 0);
+        assert_eq!(whole_secs_rounded_up(Duration::from_nanos(1)), 1);
+        assert_eq!(whole_secs_rounded_up(Duration::from_millis(200)), 1);
+        assert_eq!(whole_secs_rounded_up(Duration::from_secs(2)), 2);
+        assert_eq!(whole_secs_rounded_up(Duration::new(59, 999_999_999)), 60);
+        assert_eq!(whole_secs_rounded_up(Duration::MAX), u64::MAX);
+    }
 
     #[test]
     fn bucket_admits_while_positive_and_refills() {

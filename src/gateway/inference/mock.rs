@@ -145,7 +145,7 @@ impl MockBackend {
         let cut = all.len() as u64 > max;
         let pieces: Vec<&str> = all
             .into_iter()
-            .take(max.min(u32::MAX as u64) as usize)
+            .take(usize::try_from(max).unwrap_or(usize::MAX))
             .collect();
         let text = pieces.join(" ");
         let completion_tokens = pieces.len() as u64;

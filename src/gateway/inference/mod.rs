@@ -141,10 +141,10 @@ impl Shared {
         }
     }
     fn touch(&self) {
-        let now = SystemTime::now()
+        let since_epoch = SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_millis() as u64;
+            .unwrap_or_default();
+        let now = u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX);
         self.last_inference_ms.store(now, Ordering::Relaxed);
     }
 }

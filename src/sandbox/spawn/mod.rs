@@ -289,7 +289,7 @@ fn clone_child(prepared: &Prepared, fds: ChildFds) -> Result<Pid, SpawnError> {
     // SAFETY: a fork-like clone (no new stack: the child runs on its copy of ours, no pointer
     // arguments). In the child only `child_main` runs, which makes raw syscalls on data
     // prepared before the clone and never returns; the parent only reads the result.
-    let pid = unsafe {
+    let pid = child::syscall_ret(unsafe {
         libc::syscall(
             libc::SYS_clone,
             (flags | libc::SIGCHLD) as libc::c_ulong,
@@ -298,7 +298,7 @@ fn clone_child(prepared: &Prepared, fds: ChildFds) -> Result<Pid, SpawnError> {
             0usize,
             0usize,
         )
-    };
+    });
     if pid == 0 {
         // SAFETY: we are the freshly cloned child (the contract of `child_main`); `prepared`
         // and `fds` are our copies, and the descriptors in `fds` are open in this process.
@@ -310,7 +310,7 @@ fn clone_child(prepared: &Prepared, fds: ChildFds) -> Result<Pid, SpawnError> {
             source: io::Error::last_os_error(),
         });
     }
-    Ok(Pid::from_raw(pid as i32))
+    Ok(Pid::from_raw(pid))
 }
 
 /// Runs the [`NetworkSetup`] hook on the sandbox's network namespace.
