@@ -11,7 +11,8 @@
 #![allow(
     clippy::unwrap_used,
     clippy::cast_possible_truncation,
-    reason = "a test stops loudly at the first broken step"
+    clippy::result_large_err,
+    reason = "a test stops loudly at the first broken step; its error paths are cold"
 )]
 
 mod vm;

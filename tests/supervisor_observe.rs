@@ -2,6 +2,12 @@
 //! supervisor log (and `run`'s stderr), and the http health check probes inside the sandbox
 //! without forking the (multi-threaded) supervisor.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::cast_possible_truncation,
+    reason = "a test stops loudly at the first broken step"
+)]
+
 mod sandbox_support;
 
 use std::process::Command;

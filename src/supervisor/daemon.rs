@@ -810,7 +810,7 @@ impl Daemon {
                 self.next_start = Some(Instant::now() + delay);
                 self.note(
                     "restart-scheduled",
-                    serde_json::json!({"in_ms": delay.as_millis() as u64}),
+                    serde_json::json!({"in_ms": u64::try_from(delay.as_millis()).unwrap_or(u64::MAX)}),
                 );
             }
             Decision::StayDown => self.state = State::Exited,

@@ -38,7 +38,7 @@ impl CappedLog {
             if self.size >= self.cap {
                 self.rotate()?;
             }
-            let room = (self.cap - self.size) as usize;
+            let room = usize::try_from(self.cap - self.size).unwrap_or(usize::MAX);
             let n = room.min(data.len());
             self.file.write_all(&data[..n])?;
             self.size += n as u64;

@@ -102,19 +102,20 @@ pub fn main(args: &[std::ffi::OsString]) -> std::process::ExitCode {
                 daemon::event(
                     name,
                     "supervisor-failed",
-                    serde_json::json!({"error": e.to_string()}),
+                    serde_json::json!({"error": crate::error_chain(&e)}),
                 );
                 return std::process::ExitCode::from(1);
             }
         },
     };
     match run_with_gateway(&home, name) {
-        Ok(code) => std::process::ExitCode::from(code as u8),
+        // An exit status is a byte: the kernel keeps the low 8 bits of the code.
+        Ok(code) => std::process::ExitCode::from(code.to_le_bytes()[0]),
         Err(e) => {
             daemon::event(
                 name,
                 "supervisor-failed",
-                serde_json::json!({"error": e.to_string()}),
+                serde_json::json!({"error": crate::error_chain(&e)}),
             );
             std::process::ExitCode::from(1)
         }

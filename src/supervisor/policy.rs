@@ -74,7 +74,7 @@ impl Tracker {
         if !restart {
             return Decision::StayDown;
         }
-        let n = self.crashes.len() as u32;
+        let n = self.recent();
         if n > policy.max_restarts {
             return Decision::GiveUp {
                 crashes: n,
@@ -91,7 +91,7 @@ impl Tracker {
 
     /// Crashes currently inside the window.
     pub fn recent(&self) -> u32 {
-        self.crashes.len() as u32
+        u32::try_from(self.crashes.len()).unwrap_or(u32::MAX)
     }
 }
 
