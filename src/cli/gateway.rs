@@ -1,22 +1,21 @@
-//! `nemoclaw gateway serve --blueprint FILE --listen ADDR`: the inference router alone (for
-//! benchmarks, a Kubernetes sidecar, or users who only want the router). SIGHUP re-reads the
-//! blueprint and the keys; SIGINT/SIGTERM stop it after saving the daily token budget.
+//! `nemoclaw gateway serve --blueprint FILE --listen ADDR`: runs
+//! [`crate::gateway::inference::standalone`], the inference router alone, and prints where it
+//! listens and each reload.
 //!
 //! `nemoclaw gateway mock-backend --listen ADDR` (hidden) serves the built-in mock alone over
 //! HTTP: the benchmark's fast backend.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{bail, Context as _};
 use clap::{Args, Subcommand};
 
 use super::{Context, Exit, UsageError};
-use crate::blueprint::{set::load_one, Inference};
-use crate::gateway::credentials;
 use crate::gateway::egress::accept;
-use crate::gateway::inference::{mock, Router, RouterConfig};
+use crate::gateway::inference::mock;
+use crate::gateway::inference::standalone::{self, Event, LogDir, Standalone, StandaloneError};
 
 #[derive(Debug, Clone, Args)]
 pub struct GatewayArgs {
@@ -70,95 +69,48 @@ pub fn run(a: GatewayArgs, ctx: &Context) -> anyhow::Result<Exit> {
     }
 }
 
-fn runtime(threads: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
-    let mut b = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = threads {
-        b.worker_threads(n.max(1));
-    }
-    b.enable_all()
-        .build()
-        .context("cannot start the async runtime")
-}
-
-fn load(path: &Path) -> anyhow::Result<(String, Inference, PathBuf)> {
-    let entry = load_one(path).map_err(|diags| {
-        let text: Vec<String> = diags
-            .iter()
-            .map(|d| match &d.hint {
-                Some(h) => format!("{} ({h})", d.headline()),
-                None => d.headline(),
-            })
-            .collect();
-        anyhow::anyhow!("{}", text.join("; "))
-    })?;
-    let name = entry.blueprint.metadata.name.clone();
-    let Some(inf) = entry.blueprint.inference else {
-        return Err(UsageError(format!(
-            "{}: the blueprint has no `inference` section to serve",
-            path.display()
-        ))
-        .into());
-    };
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
-        .to_path_buf();
-    Ok((name, inf, dir))
-}
-
 fn serve(a: ServeArgs, ctx: &Context) -> anyhow::Result<Exit> {
     let home = ctx.home()?;
-    let (name, inference, base_dir) = load(&a.blueprint)?;
-    let creds = credentials::resolve(&inference, &home.credentials())?;
-    let mut cfg = RouterConfig::new(name.clone(), inference, base_dir);
-    cfg.log_dir = if a.no_log {
-        None
-    } else {
-        Some(a.log_dir.clone().unwrap_or_else(|| home.logs(&name)))
+    let log = match (a.no_log, a.log_dir) {
+        (true, _) => LogDir::Off,
+        (false, Some(d)) => LogDir::At(d),
+        (false, None) => LogDir::Home,
     };
-    cfg.budget_file = Some(home.inference_budget(&name));
-    cfg.ca_file = a.ca_file.clone();
-    let router = Router::build(cfg, &creds)?;
-    let rt = runtime(a.threads)?;
-    rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(a.listen).await.with_context(|| format!("cannot listen on {}", a.listen))?;
-        let addr = listener.local_addr()?;
-        println!("{}", serde_json::json!({"listening": addr.to_string(), "sandbox": name, "log": router.log_path()}));
-        if !ctx.quiet {
-            eprintln!("nemoclaw gateway: serving {name}'s inference on http://{addr}/v1 (SIGHUP reloads, Ctrl-C stops)");
+    let quiet = ctx.quiet;
+    let s = Standalone {
+        blueprint: a.blueprint,
+        listen: a.listen,
+        log,
+        threads: a.threads,
+        ca_file: a.ca_file,
+    };
+    standalone::serve(&home, s, move |e| match e {
+        Event::Listening { addr, sandbox, log } => {
+            println!("{}", serde_json::json!({"listening": addr.to_string(), "sandbox": sandbox, "log": log}));
+            if !quiet {
+                eprintln!("nemoclaw gateway: serving {sandbox}'s inference on http://{addr}/v1 (SIGHUP reloads, Ctrl-C stops)");
+            }
         }
-        let reloader = router.clone();
-        let blueprint = a.blueprint.clone();
-        let creds_dir = home.credentials();
-        tokio::spawn(async move {
-            let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
-            while hup.recv().await.is_some() {
-                let result = load(&blueprint).and_then(|(_, inf, dir)| {
-                    let c = credentials::resolve(&inf, &creds_dir)?;
-                    reloader.reload(&inf, &dir, &c).map_err(anyhow::Error::from)
-                });
-                match result {
-                    Ok(()) => eprintln!("nemoclaw gateway: reloaded {}", blueprint.display()),
-                    Err(e) => eprintln!("nemoclaw gateway: reload failed, the previous policy stays: {e:#}"),
-                }
-            }
-        });
-        let stop = async {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
-            }
-        };
-        router.serve_until(listener, stop).await.context("the inference listener failed")?;
-        anyhow::Ok(())
-    })?;
+        Event::Reloaded(path) => eprintln!("nemoclaw gateway: reloaded {}", path.display()),
+        Event::ReloadFailed(e) => eprintln!(
+            "nemoclaw gateway: reload failed, the previous policy stays: {}",
+            crate::error_chain(&e)
+        ),
+    })
+    .map_err(usage)?;
     Ok(Exit::Ok)
 }
 
+/// A blueprint without an inference section is a usage error (exit 64), like a bad flag.
+fn usage(e: StandaloneError) -> anyhow::Error {
+    match e {
+        StandaloneError::NoInference(_) => UsageError(e.to_string()).into(),
+        e => e.into(),
+    }
+}
+
 fn mock_backend(a: MockArgs) -> anyhow::Result<Exit> {
-    let rt = runtime(Some(a.threads))?;
+    let rt = standalone::runtime(Some(a.threads))?;
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(a.listen)
             .await

@@ -25,6 +25,7 @@ pub mod policy;
 pub mod route;
 pub mod scrub_stream;
 pub mod server;
+pub mod standalone;
 pub mod upstream;
 pub mod validate;
 
