@@ -3,7 +3,6 @@
 //! TCP address. SIGHUP re-reads the blueprint and the keys (a refused reload keeps the previous
 //! policy); SIGINT or SIGTERM stop it after the daily token budget is saved.
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -163,17 +162,15 @@ async fn reload_on_hangup(
 }
 
 /// Resolves at the first SIGINT or SIGTERM.
-fn stopped() -> impl Future<Output = ()> {
-    async {
-        let mut term = signal(SignalKind::terminate()).ok();
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = async {
-                match term.as_mut() {
-                    Some(t) => { t.recv().await; }
-                    None => std::future::pending::<()>().await,
-                }
-            } => {}
-        }
+async fn stopped() {
+    let mut term = signal(SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async {
+            match term.as_mut() {
+                Some(t) => { t.recv().await; }
+                None => std::future::pending::<()>().await,
+            }
+        } => {}
     }
 }
