@@ -11,22 +11,11 @@ mod sandbox_support;
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use nemoclaw::home::Home;
-use nemoclaw::supervisor::client::Client;
-use nemoclaw::supervisor::protocol::{Request, State, Status};
+use nemoclaw::supervisor::protocol::State;
 use sandbox_support::*;
-
-fn nc(lab: &Lab, args: &[&str]) -> Out {
-    from_cmd(
-        Command::new("timeout")
-            .args(["-s", "KILL", "60", BIN])
-            .args(args)
-            .env("NEMOCLAW_HOME", &lab.home),
-    )
-}
 
 fn agent_bp(lab: &Lab, name: &str, script: &str, extra: &str) -> std::path::PathBuf {
     let p = lab.dir.path().join(format!("{name}.yaml"));
@@ -36,20 +25,6 @@ fn agent_bp(lab: &Lab, name: &str, script: &str, extra: &str) -> std::path::Path
     );
     std::fs::write(&p, yaml).unwrap();
     p
-}
-
-fn status(lab: &Lab, name: &str) -> Option<Status> {
-    let home = Home::at(&lab.home);
-    let mut c = Client::connect(&home.control_socket(name)).ok()?;
-    c.request(Request::Status).ok()?.status
-}
-
-fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 fn supervisor_alive(lab: &Lab, name: &str) -> bool {

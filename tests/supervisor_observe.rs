@@ -10,36 +10,10 @@
 
 mod sandbox_support;
 
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nemoclaw::home::Home;
-use nemoclaw::supervisor::client::Client;
-use nemoclaw::supervisor::protocol::{Request, Status};
 use sandbox_support::*;
-
-fn nc(lab: &Lab, args: &[&str]) -> Out {
-    from_cmd(
-        Command::new("timeout")
-            .args(["-s", "KILL", "60", BIN])
-            .args(args)
-            .env("NEMOCLAW_HOME", &lab.home),
-    )
-}
-
-fn status(lab: &Lab, name: &str) -> Option<Status> {
-    let home = Home::at(&lab.home);
-    let mut c = Client::connect(&home.control_socket(name)).ok()?;
-    c.request(Request::Status).ok()?.status
-}
-
-fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 /// A Python agent that asks for a host the default policy denies, through the gateway's
 /// proxy, every 200 ms (each refusal is a line for the egress log).

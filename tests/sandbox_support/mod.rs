@@ -222,3 +222,33 @@ pub fn pids_in_cgroup_named(name: &str) -> Vec<i32> {
     }
     out
 }
+
+/// `nemoclaw ARGS` against the lab's home, killed after 60 s.
+pub fn nc(lab: &Lab, args: &[&str]) -> Out {
+    from_cmd(
+        Command::new("timeout")
+            .args(["-s", "KILL", "60", BIN])
+            .args(args)
+            .env("NEMOCLAW_HOME", &lab.home),
+    )
+}
+
+/// The status a sandbox's supervisor reports on its control socket.
+pub fn status(lab: &Lab, name: &str) -> Option<nemoclaw::supervisor::protocol::Status> {
+    use nemoclaw::supervisor::{client::Client, protocol::Request};
+    let home = nemoclaw::home::Home::at(&lab.home);
+    let mut c = Client::connect(&home.control_socket(name)).ok()?;
+    c.request(Request::Status).ok()?.status
+}
+
+/// Polls `f` every 20 ms until it holds; fails the test after `timeout`.
+pub fn wait_for(what: &str, timeout: std::time::Duration, mut f: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + timeout;
+    while !f() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
