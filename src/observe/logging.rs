@@ -29,11 +29,14 @@ fn filter() -> EnvFilter {
 }
 
 /// The CLI's subscriber: human-readable lines on stderr. A no-op if one is already set.
+/// Without `NEMOCLAW_LOG` a plain level filter does (an `EnvFilter` costs every command a few
+/// hundred microseconds of start-up, and `run` is measured against bubblewrap).
 pub fn init_terminal() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter())
-        .with_writer(std::io::stderr)
-        .try_init();
+    let fmt = tracing_subscriber::fmt().with_writer(std::io::stderr);
+    let _ = match std::env::var_os(FILTER_ENV) {
+        None => fmt.with_max_level(tracing::Level::WARN).try_init(),
+        Some(_) => fmt.with_env_filter(filter()).try_init(),
+    };
 }
 
 /// The supervisor's subscriber for `sandbox`: JSON lines on stderr, in the shape of
