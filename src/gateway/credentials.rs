@@ -180,7 +180,11 @@ fn read_one(
             }
             Ok(Secret::new(v.to_string()))
         }
-        CredentialRef::Inline(_) => unreachable!("check() refuses inline values"),
+        // check_syntax() refuses inline values; say so again rather than assume it.
+        CredentialRef::Inline(_) => Err(CredentialError::BadReference {
+            backend,
+            source: ReferenceError::Inline,
+        }),
     }
 }
 
