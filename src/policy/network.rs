@@ -362,6 +362,17 @@ mod tests {
     use super::*;
     use crate::policy::types::{Dns, DomainRule, Egress, Ingress};
 
+    /// A network section that names one preset and nothing else.
+    fn with_preset(name: &str) -> Network {
+        Network {
+            egress: Egress {
+                presets: vec![name.into()],
+                ..Egress::default()
+            },
+            ..Network::default()
+        }
+    }
+
     fn policy(
         domains: &[&str],
         blocked: &[u32],
@@ -429,13 +440,7 @@ mod tests {
         assert!(d.allowed);
         assert_eq!(d.rule, "api.github.com (preset github)");
         assert!(p.decide_name("raw.githubusercontent.com", 443).allowed);
-        let net = Network {
-            egress: Egress {
-                presets: vec!["nope".into()],
-                ..Egress::default()
-            },
-            ..Network::default()
-        };
+        let net = with_preset("nope");
         assert!(NetworkPolicy::compile(&net, None)
             .unwrap_err()
             .to_string()
@@ -453,13 +458,7 @@ mod tests {
         let all = all_presets(Some(dir.path())).unwrap();
         assert_eq!(all["internal"].description, "corp");
         assert_eq!(all["github"].source, "builtin");
-        let net = Network {
-            egress: Egress {
-                presets: vec!["internal".into()],
-                ..Egress::default()
-            },
-            ..Network::default()
-        };
+        let net = with_preset("internal");
         let p = NetworkPolicy::compile(&net, Some(dir.path())).unwrap();
         assert!(p.decide_name("git.corp.example", 22).allowed);
         assert!(!p.decide_name("git.corp.example", 443).allowed);
@@ -621,13 +620,7 @@ mod tests {
         );
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("star.yaml"), "domains: ['*']\n").unwrap();
-        let net = Network {
-            egress: Egress {
-                presets: vec!["star".into()],
-                ..Egress::default()
-            },
-            ..Network::default()
-        };
+        let net = with_preset("star");
         let e = NetworkPolicy::compile(&net, Some(dir.path())).unwrap_err();
         assert!(matches!(
             &e,
