@@ -177,16 +177,23 @@ impl NetworkPolicy {
         })
     }
 
-    /// Decision on a name and port, before any resolution.
-    pub fn decide_name(&self, host: &str, port: u16) -> Decision {
-        let host = host.trim_end_matches('.').to_ascii_lowercase();
-        if self.blocked_ports.contains(&port) {
-            return Decision::deny(
-                &host,
+    /// The denial of a port in `blockedPorts`, whatever the destination.
+    fn blocked(&self, host: &str, port: u16) -> Option<Decision> {
+        self.blocked_ports.contains(&port).then(|| {
+            Decision::deny(
+                host,
                 port,
                 "blockedPorts",
                 format!("port {port} is in network.egress.blockedPorts"),
-            );
+            )
+        })
+    }
+
+    /// Decision on a name and port, before any resolution.
+    pub fn decide_name(&self, host: &str, port: u16) -> Decision {
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        if let Some(d) = self.blocked(&host, port) {
+            return d;
         }
         if let Ok(ip) = host.trim_matches(['[', ']']).parse::<IpAddr>() {
             return self.decide_address(ip, port);
@@ -208,13 +215,8 @@ impl NetworkPolicy {
     /// Host): allowed only by an `allowAddresses` entry with that port.
     pub fn decide_address(&self, ip: IpAddr, port: u16) -> Decision {
         let host = ip.to_string();
-        if self.blocked_ports.contains(&port) {
-            return Decision::deny(
-                &host,
-                port,
-                "blockedPorts",
-                format!("port {port} is in network.egress.blockedPorts"),
-            );
+        if let Some(d) = self.blocked(&host, port) {
+            return d;
         }
         match self.allow_addresses.iter().find(|r| r.port == Some(port) && r.net.contains(ip)) {
             Some(r) => Decision::allow(&host, port, format!("{r} (allowAddresses)")),
