@@ -338,6 +338,24 @@ pub struct Lifecycle {
     /// Let `watch` restart a sandbox that died or changed outside nemoclaw. Default true.
     #[serde(default = "defaults::yes", skip_serializing_if = "is_true")]
     pub restart_on_drift: bool,
+    /// Periodic consistent snapshots of the running agent's state (its cgroup frozen while
+    /// the state is copied).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<Checkpoint>,
+    /// When the supervisor gives up after `maxRestarts`, restore the newest checkpoint and
+    /// start the agent once more. Default false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub restore_on_crash_loop: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Checkpoint {
+    /// Time between checkpoints, such as 6h.
+    pub every: Dur,
+    /// Checkpoints kept per sandbox. Default 4.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep: Option<u32>,
 }
 
 impl Default for Lifecycle {
@@ -349,6 +367,8 @@ impl Default for Lifecycle {
             max_restarts: None,
             crash_window: None,
             restart_on_drift: true,
+            checkpoint: None,
+            restore_on_crash_loop: false,
         }
     }
 }
@@ -399,9 +419,38 @@ pub struct Migrations {
     /// Directory of `v<N>.rhai` scripts, relative to the blueprint; `vN.rhai` migrates the
     /// agent's state from version N-1 to N.
     pub dir: PathBuf,
-    /// Snapshots kept per sandbox. Default 5.
+    /// Upgrade snapshots kept per sandbox. Default 3.
+    #[serde(default, alias = "keepSnapshots", skip_serializing_if = "Option::is_none")]
+    pub keep: Option<u32>,
+    /// Limits on each migration script; a script that reaches one fails and the upgrade rolls
+    /// back.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub limits: ScriptLimits,
+}
+
+/// Engine limits for a migration script. Every field defaults to the value in
+/// [`defaults`](self::defaults) (`SCRIPT_*`).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ScriptLimits {
+    /// Rhai operations per script. Default 100000000.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub keep_snapshots: Option<u32>,
+    pub operations: Option<u64>,
+    /// Nested function calls. Default 64.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call_depth: Option<u32>,
+    /// Characters in one string (or all strings inside one array or map). Default 64Mi.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub string_size: Option<u64>,
+    /// Elements in one array, nested arrays included. Default 1000000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub array_size: Option<u64>,
+    /// Entries in one object map, nested maps included. Default 1000000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub map_size: Option<u64>,
+    /// Wall-clock time per script. Default 60s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wall_time: Option<Dur>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
@@ -551,7 +600,14 @@ pub mod defaults {
     pub const HEALTH_INTERVAL: Duration = Duration::from_secs(10);
     pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
     pub const HEALTH_RETRIES: u32 = 3;
-    pub const KEEP_SNAPSHOTS: u32 = 5;
+    pub const KEEP_SNAPSHOTS: u32 = 3;
+    pub const KEEP_CHECKPOINTS: u32 = 4;
+    pub const SCRIPT_OPERATIONS: u64 = 100_000_000;
+    pub const SCRIPT_CALL_DEPTH: u32 = 64;
+    pub const SCRIPT_STRING_SIZE: u64 = 64 << 20;
+    pub const SCRIPT_ARRAY_SIZE: u64 = 1_000_000;
+    pub const SCRIPT_MAP_SIZE: u64 = 1_000_000;
+    pub const SCRIPT_WALL_TIME: Duration = Duration::from_secs(60);
     pub use crate::policy::types::DOMAIN_PORTS;
 
     pub(crate) fn yes() -> bool {
