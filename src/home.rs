@@ -68,6 +68,8 @@ pub const AGENT_LOG: &str = "agent.log";
 pub const SUPERVISOR_LOG: &str = "supervisor.jsonl";
 pub const INFERENCE_LOG: &str = "inference.jsonl";
 pub const EGRESS_LOG: &str = "egress.jsonl";
+/// Upgrades, rollbacks and what migration scripts printed, as JSON lines.
+pub const UPGRADE_LOG: &str = "upgrade.jsonl";
 
 /// A nemoclaw home directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,6 +159,15 @@ impl Home {
     /// The supervisor's control socket.
     pub fn control_socket(&self, name: &str) -> PathBuf {
         self.run_dir(name).join(RUN_CONTROL_SOCKET)
+    }
+    /// The journal of an upgrade in progress (`run/<name>/upgrade.json`): present from the
+    /// first step until commit or rollback, so a crash anywhere is finished on the next apply.
+    pub fn upgrade_journal(&self, name: &str) -> PathBuf {
+        self.run_dir(name).join("upgrade.json")
+    }
+    /// The upgrade log (`logs/<name>/upgrade.jsonl`).
+    pub fn upgrade_log(&self, name: &str) -> PathBuf {
+        self.logs(name).join(UPGRADE_LOG)
     }
     /// The inference router's daily budget, out of the agent's reach.
     pub fn inference_budget(&self, name: &str) -> PathBuf {

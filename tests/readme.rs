@@ -182,3 +182,67 @@ fn the_readme_plan_output_is_what_plan_prints() {
     );
     assert_eq!(body(&printed), body(&shown));
 }
+
+/// The state the README's script examples run on, one after another.
+fn script_fixture(state: &std::path::Path) {
+    let w = |p: &str, t: &str| {
+        let p = state.join(p);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, t).unwrap();
+    };
+    w("config.json", "{\"model\": \"mock-1\", \"port\": 1}");
+    w("agent.yaml", "name: old\n");
+    w("settings.toml", "theme = \"light\"\n");
+    w("notes.md", "hello\n");
+    w("events.jsonl", "{\"kind\":\"debug\"}\n{\"kind\":\"info\"}\n");
+    w("sessions/2026/a.json", "{\"model\": \"m\"}");
+    w("cache/blob.bin", "x");
+    let db = rusqlite::Connection::open(state.join("state.db")).unwrap();
+    db.execute_batch("CREATE TABLE memories(id INTEGER PRIMARY KEY, text TEXT, pinned INTEGER); INSERT INTO memories VALUES (1, 'a', 1), (2, 'b', 0);").unwrap();
+}
+
+#[test]
+fn the_readme_migration_examples_run() {
+    use nemoclaw::migrate::engine::{run, RunInput, Step};
+    let scripts = blocks(&readme(), "rhai");
+    assert!(scripts.len() >= 5, "the README shows the script API");
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    script_fixture(&state);
+    let limits = nemoclaw::blueprint::ScriptLimits::default();
+    let printed = std::sync::Mutex::new(Vec::new());
+    for (i, text) in scripts.iter().enumerate() {
+        let script = dir.path().join(format!("v{}.rhai", i + 2));
+        std::fs::write(&script, text).unwrap();
+        let steps = [Step {
+            version: i as u32 + 2,
+            script,
+        }];
+        let input = RunInput {
+            name: "assistant",
+            from: 1,
+            to: 9,
+            steps: &steps,
+            limits: &limits,
+        };
+        run(&state, &input, &|l| printed.lock().unwrap().push(l.to_string()))
+            .unwrap_or_else(|e| panic!("README script {}:\n{text}\n{e}", i + 1));
+    }
+    let read = |p: &str| std::fs::read_to_string(state.join(p)).unwrap();
+    assert!(read("config.json").contains("nvidia/llama-3.3-70b-instruct"));
+    assert!(read("config/agent.yaml").contains("assistant"));
+    assert!(read("settings.toml").contains("dark"));
+    assert_eq!(read("notes.md"), "HELLO\n");
+    assert!(read("CHANGELOG").starts_with("migrated to v3"));
+    assert!(!read("events.jsonl").contains("debug"));
+    assert!(read("sessions/2026/a.json").contains("modelId"));
+    assert!(!state.join("cache").exists());
+    assert!(state.join("config/old/config.json").is_file());
+    let db = rusqlite::Connection::open(state.join("state.db")).unwrap();
+    let pinned: i64 = db
+        .query_row("SELECT importance FROM memories WHERE id = 1", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(pinned, 5);
+    let printed = printed.lock().unwrap().join("\n");
+    assert!(printed.contains("kept 2 events") && printed.contains("memory 1: 5"), "{printed}");
+}

@@ -19,6 +19,7 @@ use crate::reconcile::plan::PlanOptions;
 use crate::reconcile::render::render_human;
 use crate::reconcile::runtime::{preflight, SupervisorRuntime};
 use crate::reconcile::saved::SavedPlan;
+use crate::reconcile::upgrade::recover_all;
 
 #[derive(Debug, Clone, Args)]
 pub struct ApplyArgs {
@@ -75,6 +76,11 @@ pub fn run(a: ApplyArgs, ctx: &Context) -> anyhow::Result<Exit> {
     home.ensure()?;
     let home = Home::at(std::fs::canonicalize(home.root())?);
     let _lock = lock(&home, a.lock_timeout, "nemoclaw apply")?;
+    let runtime = SupervisorRuntime {
+        home: home.clone(),
+        wait: a.wait,
+    };
+    super::progress::report_recovered(&recover_all(&home, &runtime), ctx.quiet)?;
     let (prepared, approved) = match &a.planfile {
         Some(file) => {
             let saved = SavedPlan::read(file)?;
@@ -104,6 +110,7 @@ pub fn run(a: ApplyArgs, ctx: &Context) -> anyhow::Result<Exit> {
                 allow_empty: saved.allow_empty,
                 targets: saved.targets.clone(),
                 replace: saved.replace.clone(),
+                retry: saved.retry.clone(),
             };
             let p = prepare_or_report(ctx, &source, opts)?;
             if p.loaded.fingerprint != saved.fingerprint {
@@ -146,10 +153,6 @@ pub fn run(a: ApplyArgs, ctx: &Context) -> anyhow::Result<Exit> {
         return Ok(Exit::Failure);
     }
     preflight(&home, plan)?;
-    let runtime = SupervisorRuntime {
-        home: home.clone(),
-        wait: a.wait,
-    };
     let quiet = ctx.quiet;
     let reporter = super::progress::Reporter::new(quiet, std::io::stderr().is_terminal());
     let progress = |p: Progress<'_>| reporter.report(p);

@@ -20,6 +20,7 @@ pub mod gateway;
 pub mod init;
 pub mod lifecycle;
 pub mod logs;
+pub mod migrate;
 pub mod pending;
 pub mod plan;
 pub mod presets;
@@ -126,6 +127,12 @@ pub enum Command {
     Restart(lifecycle::RestartArgs),
     /// Stop a sandbox and remove it from the inventory.
     Destroy(lifecycle::DestroyArgs),
+    /// Migrate a stopped sandbox's state to a newer blueprint version (or --dry-run it).
+    Migrate(migrate::MigrateArgs),
+    /// Restore a snapshot of a sandbox's state and run the version that went with it.
+    Rollback(migrate::RollbackArgs),
+    /// List a sandbox's state snapshots.
+    Snapshots(migrate::SnapshotsArgs),
     /// Show sandboxes and their health.
     Status(status::StatusArgs),
     /// Show a sandbox's logs.
@@ -258,6 +265,9 @@ fn run(cmd: Command, ctx: &Context) -> anyhow::Result<Exit> {
         Command::Stop(a) => lifecycle::stop(a, ctx),
         Command::Restart(a) => lifecycle::restart(a, ctx),
         Command::Destroy(a) => lifecycle::destroy(a, ctx),
+        Command::Migrate(a) => migrate::migrate(a, ctx),
+        Command::Rollback(a) => migrate::rollback(a, ctx),
+        Command::Snapshots(a) => migrate::snapshots(a, ctx),
         Command::Status(a) => status::run(a, ctx),
         Command::Logs(a) => logs::run(a, ctx),
         Command::Exec(a) => exec::run(a, ctx),

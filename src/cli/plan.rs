@@ -81,6 +81,7 @@ pub fn run(a: PlanArgs, ctx: &Context) -> anyhow::Result<Exit> {
             allow_empty: a.plan.allow_empty,
             targets: a.plan.target.clone(),
             replace: a.plan.replace.clone(),
+            retry: a.plan.retry.clone(),
             desired: prepared
                 .loaded
                 .set

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::reconcile::apply::Progress;
 use crate::reconcile::plan::ChangeKind;
+use crate::reconcile::upgrade::{Recovered, Timings, UpgradeError};
 
 const FRAMES: [&str; 10] = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"];
 
@@ -15,6 +16,44 @@ const FRAMES: [&str; 10] = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "�
 struct State {
     in_flight: BTreeMap<String, (ChangeKind, Instant)>,
     done: bool,
+}
+
+/// How a committed upgrade spent its time.
+fn upgrade_timings(t: Timings) -> String {
+    format!(
+        " (downtime {:.2}s: stop {:.2}s, snapshot {:.2}s, migrate {:.2}s, start {:.2}s)",
+        t.downtime_ms as f64 / 1000.0,
+        t.stop_ms as f64 / 1000.0,
+        t.snapshot_ms as f64 / 1000.0,
+        t.migrate_ms as f64 / 1000.0,
+        t.start_ms as f64 / 1000.0
+    )
+}
+
+/// Reports the interrupted upgrades an apply rolled back before planning; fails when one could
+/// not be (nothing else is applied then).
+pub fn report_recovered(
+    results: &[(String, Result<Option<Recovered>, UpgradeError>)],
+    quiet: bool,
+) -> anyhow::Result<()> {
+    for (name, r) in results {
+        match r {
+            Ok(Some(r)) if !quiet => println!(
+                "! {name}: an upgrade v{}→v{} was interrupted ({:?} step); {} and the v{} record put back",
+                r.from,
+                r.to,
+                r.phase,
+                if r.restored { "its state was restored from the snapshot" } else { "its state was untouched" },
+                r.from
+            ),
+            Ok(_) => {}
+            Err(e) => anyhow::bail!(
+                "finishing the interrupted upgrade of `{name}`: {}",
+                crate::error_chain(e)
+            ),
+        }
+    }
+    Ok(())
 }
 
 /// Reports apply progress on stderr (finished changes on stdout).
@@ -80,11 +119,12 @@ impl Reporter {
                 }
                 match &o.result {
                     Ok(()) if !self.quiet => println!(
-                        "{} {} {}: done in {:.1}s",
+                        "{} {} {}: done in {:.1}s{}",
                         o.kind.symbol(),
                         o.kind.verb(),
                         o.name,
-                        o.elapsed.as_secs_f64()
+                        o.elapsed.as_secs_f64(),
+                        o.upgrade.map(upgrade_timings).unwrap_or_default()
                     ),
                     Ok(()) => {}
                     Err(e) => eprintln!(

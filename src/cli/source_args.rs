@@ -55,6 +55,9 @@ pub struct PlanFlags {
     /// Replace these sandboxes even when unchanged (brings back stopped or given-up ones).
     #[arg(long, value_name = "NAME")]
     pub replace: Vec<String>,
+    /// Try the upgrade of these sandboxes again although it failed with the same blueprint.
+    #[arg(long, value_name = "NAME")]
+    pub retry: Vec<String>,
 }
 
 impl PlanFlags {
@@ -64,6 +67,7 @@ impl PlanFlags {
             allow_empty: self.allow_empty,
             targets: self.target.clone(),
             replace: self.replace.clone(),
+            retry: self.retry.clone(),
         }
     }
 }

@@ -118,5 +118,8 @@ pub fn run(a: StatusArgs, ctx: &Context) -> anyhow::Result<Exit> {
     for r in rows.iter().filter(|r| r.message.is_some()) {
         println!("{}: {}", r.name, r.message.as_deref().unwrap_or_default());
     }
+    for r in rows.iter().filter(|r| r.held.is_some()) {
+        println!("{}: {}", r.name, r.held.as_deref().unwrap_or_default());
+    }
     Ok(Exit::Ok)
 }

@@ -15,6 +15,7 @@ pub enum LogKind {
     Inference,
     Egress,
     Supervisor,
+    Upgrade,
 }
 
 impl LogKind {
@@ -25,6 +26,7 @@ impl LogKind {
             LogKind::Inference => home::INFERENCE_LOG,
             LogKind::Egress => home::EGRESS_LOG,
             LogKind::Supervisor => home::SUPERVISOR_LOG,
+            LogKind::Upgrade => home::UPGRADE_LOG,
         }
     }
 }

@@ -19,6 +19,7 @@ use super::inventory::{
 };
 use super::plan::{Change, ChangeKind, Plan};
 use super::render::canonical_yaml;
+use super::upgrade::{self, Timings, Upgrade, UpgradeError};
 use crate::blueprint::Blueprint;
 use crate::home::{write_atomic, Home};
 use crate::policy::presets;
@@ -33,6 +34,9 @@ pub trait Runtime: Sync {
     fn start(&self, name: &str) -> Result<(), RuntimeError>;
     /// Stops the sandbox (SIGTERM, stop timeout, SIGKILL) and its supervisor; state is kept.
     fn stop(&self, name: &str) -> Result<(), RuntimeError>;
+    /// Waits until the started sandbox passes its health check (at once without one): the
+    /// health gate of an upgrade.
+    fn wait_healthy(&self, name: &str) -> Result<(), RuntimeError>;
     /// Applies a changed network, inference or lifecycle policy without restarting the agent.
     fn reload(&self, name: &str) -> Result<(), RuntimeError>;
     fn is_running(&self, name: &str) -> bool;
@@ -53,6 +57,8 @@ pub enum ChangeError {
     Inventory(#[from] InventoryError),
     #[error(transparent)]
     Home(#[from] crate::home::HomeError),
+    #[error(transparent)]
+    Upgrade(#[from] UpgradeError),
 }
 
 impl From<RuntimeError> for ChangeError {
@@ -75,6 +81,8 @@ pub struct Outcome {
     pub kind: ChangeKind,
     pub result: Result<(), ChangeError>,
     pub elapsed: Duration,
+    /// How long each step of a committed upgrade took.
+    pub upgrade: Option<Timings>,
 }
 
 fn now() -> u64 {
@@ -129,16 +137,36 @@ pub struct Origins {
     pub by_name: BTreeMap<String, (SourceRef, std::path::PathBuf)>,
 }
 
-struct Ctx<'a> {
-    home: &'a Home,
-    runtime: &'a dyn Runtime,
-    origins: &'a Origins,
+/// What every change of one apply shares.
+pub(super) struct Ctx<'a> {
+    pub home: &'a Home,
+    pub runtime: &'a dyn Runtime,
+    pub origins: &'a Origins,
     /// Serialises inventory writes (records and the generation).
-    inventory: Mutex<()>,
+    pub inventory: Mutex<()>,
 }
 
-impl Ctx<'_> {
-    fn record(&self, c: &Change, stopped: bool) -> Result<(), ChangeError> {
+impl<'a> Ctx<'a> {
+    pub fn new(home: &'a Home, runtime: &'a dyn Runtime, origins: &'a Origins) -> Ctx<'a> {
+        Ctx {
+            home,
+            runtime,
+            origins,
+            inventory: Mutex::new(()),
+        }
+    }
+
+    /// The directory the desired blueprint of `name` was read from.
+    fn base(&self, name: &str) -> std::path::PathBuf {
+        self.origins
+            .by_name
+            .get(name)
+            .map(|(_, b)| b.clone())
+            .unwrap_or_default()
+    }
+
+    /// Records the desired blueprint of `c` as deployed (and its self-contained copy).
+    pub fn record(&self, c: &Change, stopped: bool) -> Result<(), ChangeError> {
         let bp = c.after.as_ref().ok_or(ChangeError::NoDesired)?;
         let (source, base) = self
             .origins
@@ -179,10 +207,37 @@ impl Ctx<'_> {
         Ok(())
     }
 
-    fn execute(&self, c: &Change) -> Result<(), ChangeError> {
-        let rt = self.runtime;
+    /// Runs `c` as an upgrade transaction.
+    fn upgrade(&self, c: &Change) -> Result<Option<Timings>, ChangeError> {
+        let old = upgrade::deployed(self.home, &c.name)?;
+        let new = c.after.as_ref().ok_or(ChangeError::NoDesired)?;
+        let steps = upgrade::steps_for(new, &self.base(&c.name), old.version)
+            .map_err(UpgradeError::from)?;
+        let t = upgrade::run(
+            self,
+            Upgrade {
+                change: c,
+                old,
+                steps,
+                start: !c.stays_stopped,
+                stopped_after: c.stays_stopped,
+            },
+        )?;
+        Ok(Some(t))
+    }
+
+    fn execute(&self, c: &Change) -> Result<Option<Timings>, ChangeError> {
         match c.kind {
             ChangeKind::Refused => Err(ChangeError::Refused(c.reasons.clone())),
+            ChangeKind::Upgrade => self.upgrade(c),
+            _ => self.apply_change(c).map(|()| None),
+        }
+    }
+
+    fn apply_change(&self, c: &Change) -> Result<(), ChangeError> {
+        let rt = self.runtime;
+        match c.kind {
+            ChangeKind::Refused | ChangeKind::Upgrade => unreachable!("handled by execute"),
             _ if c.stays_stopped => self.record(c, true),
             ChangeKind::Create => {
                 self.record(c, false)?;
@@ -201,7 +256,7 @@ impl Ctx<'_> {
                     Ok(rt.start(&c.name)?)
                 }
             }
-            ChangeKind::Upgrade | ChangeKind::Replace => {
+            ChangeKind::Replace => {
                 rt.stop(&c.name)?;
                 self.record(c, false)?;
                 Ok(rt.start(&c.name)?)
@@ -235,12 +290,7 @@ pub fn execute(
     parallel: usize,
     progress: &(dyn Fn(Progress<'_>) + Sync),
 ) -> Vec<Outcome> {
-    let ctx = Ctx {
-        home,
-        runtime,
-        origins,
-        inventory: Mutex::new(()),
-    };
+    let ctx = Ctx::new(home, runtime, origins);
     let deps: BTreeMap<&str, BTreeSet<&str>> = plan
         .changes
         .iter()
@@ -288,11 +338,16 @@ pub fn execute(
                                 Some(d) => Err(ChangeError::DependencyFailed(d)),
                                 None => ctx.execute(c),
                             };
+                            let (result, upgrade) = match result {
+                                Ok(u) => (Ok(()), u),
+                                Err(e) => (Err(e), None),
+                            };
                             let o = Outcome {
                                 name: c.name.clone(),
                                 kind: c.kind,
                                 result,
                                 elapsed: t.elapsed(),
+                                upgrade,
                             };
                             progress(Progress::Finished(&o));
                             o
@@ -344,6 +399,9 @@ mod tests {
         }
         fn reload(&self, name: &str) -> Result<(), RuntimeError> {
             self.calls.lock().unwrap().push(format!("reload {name}"));
+            Ok(())
+        }
+        fn wait_healthy(&self, _name: &str) -> Result<(), RuntimeError> {
             Ok(())
         }
         fn is_running(&self, name: &str) -> bool {
@@ -448,12 +506,8 @@ mod tests {
         let want = [bp("a", "")];
         // Simulate a crash after the record was written and before the start: record only.
         let p = plan(&want, &[], &PlanOptions::default()).unwrap();
-        let ctx = Ctx {
-            home: &home,
-            runtime: &rt,
-            origins: &Origins::default(),
-            inventory: Mutex::new(()),
-        };
+        let origins = Origins::default();
+        let ctx = Ctx::new(&home, &rt, &origins);
         ctx.record(&p.changes[0], false).unwrap();
         // The next apply sees the record with no supervisor and restarts it.
         let out = apply(&home, &rt, &want, &PlanOptions::default());

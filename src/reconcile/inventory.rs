@@ -56,6 +56,35 @@ pub struct Deployed {
     /// Stopped by the user (`nemoclaw stop`): never restarted behind their back.
     #[serde(default)]
     pub stopped: bool,
+    /// The reconciler leaves this sandbox at its recorded blueprint while the source's
+    /// blueprint still hashes to `hold.desired_hash`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold: Option<Hold>,
+}
+
+/// Why a sandbox is kept at its recorded version although the source asks for another.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Hold {
+    pub kind: HoldKind,
+    /// [`blueprint_hash`] of the desired blueprint the hold is about: a different one ends it.
+    pub desired_hash: String,
+    /// The version that was refused or rolled back from.
+    pub to_version: u32,
+    /// For people: what happened and what to do.
+    pub message: String,
+    /// Unix seconds.
+    pub at: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum HoldKind {
+    /// The upgrade to `to_version` failed and was rolled back: not retried until the blueprint
+    /// changes again or `apply --retry NAME`.
+    UpgradeFailed,
+    /// The user ran `nemoclaw rollback`: kept until the blueprint changes.
+    RolledBack,
 }
 
 /// A stable content hash of a blueprint: `sha256:` and the hex digest of its canonical JSON.

@@ -21,6 +21,8 @@ pub enum LifecycleError {
     Inventory(#[from] InventoryError),
     #[error(transparent)]
     Home(#[from] HomeError),
+    #[error(transparent)]
+    Upgrade(#[from] super::upgrade::UpgradeError),
     #[error("`{0}` is not a deployed sandbox (see `nemoclaw status`)")]
     NotDeployed(String),
     #[error("`{0}` is not a deployed sandbox: nemoclaw only destroys what it deployed (see `nemoclaw status`)")]
@@ -61,6 +63,14 @@ pub fn start(
     } else {
         launch::resolve(home, target)?
     };
+    if deployed {
+        // An upgrade interrupted by a crash is rolled back before anything starts.
+        let rt = super::runtime::SupervisorRuntime {
+            home: home.clone(),
+            wait,
+        };
+        super::upgrade::recover(home, &rt, target)?;
+    }
     let entry = launch::load(&path)?;
     let name = entry.blueprint.metadata.name.clone();
     let started = launch::start(home, &entry, &path, wait)?;

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::inventory::{blueprint_hash, Deployed};
+use super::inventory::{blueprint_hash, Deployed, HoldKind};
 use crate::blueprint::Blueprint;
 
 /// What is known of a deployed sandbox right now.
@@ -49,6 +49,8 @@ pub struct PlanOptions {
     pub targets: Vec<String>,
     /// Replace these even when unchanged (also brings back stopped or given-up sandboxes).
     pub replace: Vec<String>,
+    /// Try these again although their last upgrade to the same blueprint failed.
+    pub retry: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -60,7 +62,7 @@ pub enum ChangeKind {
     Replace,
     Restart,
     Destroy,
-    /// Wanted but refused (a downgrade, or an upgrade needing migrations not yet supported).
+    /// Wanted but refused (a downgrade, or an upgrade whose migrations fail their dry run).
     Refused,
 }
 
@@ -111,6 +113,34 @@ pub struct Change {
     /// The sandbox was stopped by the user: apply records the change but does not start it.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub stays_stopped: bool,
+    /// For an upgrade: the state migrations it runs and their dry run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub migration: Option<Migration>,
+}
+
+/// The state migrations of an upgrade.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Migration {
+    /// The versions N whose `vN.rhai` runs, in order.
+    pub steps: Vec<u32>,
+    /// What the scripts did to a scratch copy of the state (filled in by the dry run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dry_run: Option<DryRun>,
+}
+
+/// The outcome of running an upgrade's scripts on a scratch copy of the state.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase", tag = "outcome")]
+pub enum DryRun {
+    /// The sandbox has no state yet: nothing to migrate.
+    NoState,
+    Ok {
+        diff: crate::migrate::preview::StateDiff,
+    },
+    Failed {
+        error: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -121,6 +151,9 @@ pub enum NoteKind {
     Suspended,
     NotInSource,
     Drifted,
+    UpgradeFailed,
+    RolledBack,
+    InterruptedUpgrade,
 }
 
 /// A recorded state that the plan leaves alone, and why.
@@ -248,8 +281,12 @@ pub fn plan(
                 before: None,
                 after: Some(d.blueprint.clone()),
                 stays_stopped: false,
+                migration: None,
             }),
-            Some((rec, live)) => plan_existing(&mut out, d, rec, live, force),
+            Some((rec, live)) => {
+                let retry = opts.retry.iter().any(|r| r == name);
+                plan_existing(&mut out, d, rec, live, force, retry)
+            }
         }
     }
 
@@ -267,6 +304,7 @@ pub fn plan(
                 before: Some(rec.blueprint.clone()),
                 after: None,
                 stays_stopped: false,
+                migration: None,
             });
         } else {
             note(&mut out, name, NoteKind::NotInSource, "not in the source: kept (apply --prune, or `prune: true` in nemoclaw.yaml, destroys it)");
@@ -284,9 +322,32 @@ fn note(out: &mut Plan, name: &str, kind: NoteKind, message: &str) {
     });
 }
 
-fn plan_existing(out: &mut Plan, d: &DesiredEntry, rec: &Deployed, live: &Live, force: bool) {
+fn plan_existing(
+    out: &mut Plan,
+    d: &DesiredEntry,
+    rec: &Deployed,
+    live: &Live,
+    force: bool,
+    retry: bool,
+) {
     let name = rec.name.as_str();
-    let new = &d.blueprint;
+    let held = rec
+        .hold
+        .as_ref()
+        .filter(|h| !force && !retry && h.desired_hash == blueprint_hash(&d.blueprint));
+    if let Some(h) = held {
+        let kind = match h.kind {
+            HoldKind::UpgradeFailed => NoteKind::UpgradeFailed,
+            HoldKind::RolledBack => NoteKind::RolledBack,
+        };
+        note(out, name, kind, &h.message);
+    }
+    // A held sandbox is kept at its recorded blueprint: only drift is acted on.
+    let new = if held.is_some() {
+        &rec.blueprint
+    } else {
+        &d.blueprint
+    };
     if new.suspend && !force {
         note(
             out,
@@ -305,6 +366,7 @@ fn plan_existing(out: &mut Plan, d: &DesiredEntry, rec: &Deployed, live: &Live, 
         before: Some(rec.blueprint.clone()),
         after: Some(new.clone()),
         stays_stopped: rec.stopped && !force,
+        migration: None,
     };
     let unchanged = blueprint_hash(new) == rec.hash;
     if unchanged {
@@ -365,24 +427,25 @@ fn plan_existing(out: &mut Plan, d: &DesiredEntry, rec: &Deployed, live: &Live, 
             .copied()
             .filter(|s| *s > old_v && *s <= new_v)
             .collect();
+        let mut reasons = vec![format!("version {old_v} → {new_v}")];
         if !steps.is_empty() {
             let scripts: Vec<String> = steps.iter().map(|s| format!("v{s}.rhai")).collect();
-            out.changes.push(change(
-                ChangeKind::Refused,
-                vec![format!(
-                    "upgrade v{old_v}→v{new_v} needs state migrations ({}), which this release cannot run yet: refused rather than skipped",
-                    scripts.join(", ")
-                )],
+            reasons.push(format!(
+                "state migrations {} run on the stopped agent's state after a snapshot; any failure restores it",
+                scripts.join(", ")
             ));
-            return;
         }
-        let mut reasons = vec![format!("version {old_v} → {new_v}")];
         reasons.extend(
             describe(&changed)
                 .into_iter()
                 .filter(|r| !r.starts_with("metadata.version")),
         );
-        out.changes.push(change(ChangeKind::Upgrade, reasons));
+        let mut c = change(ChangeKind::Upgrade, reasons);
+        c.migration = (!steps.is_empty()).then(|| Migration {
+            steps,
+            dry_run: None,
+        });
+        out.changes.push(c);
         return;
     }
     // The gateway serves inference only if the sandbox started with an inference section.

@@ -8,7 +8,9 @@ use crate::source::{self, Loaded, SourceSpec};
 use super::apply::Origins;
 use super::inventory::{Inventory, InventoryError};
 use super::live;
-use super::plan::{plan, DesiredEntry, Plan, PlanError, PlanOptions};
+use super::dry_run::dry_run_plan;
+use super::plan::{plan, DesiredEntry, Note, NoteKind, Plan, PlanError, PlanOptions};
+use crate::migrate::journal;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PrepareError {
@@ -76,13 +78,38 @@ pub fn prepare(
         .collect();
     let prune = opts.prune;
     match plan(&desired(&loaded), &actual, &opts) {
-        Ok(plan) => Ok(Prepared {
-            loaded,
-            inventory,
-            plan,
-            prune,
-        }),
+        Ok(plan) => {
+            let mut p = Prepared {
+                loaded,
+                inventory,
+                plan,
+                prune,
+            };
+            note_interrupted_upgrades(home, &mut p.plan);
+            dry_run_plan(home, &mut p.plan, &p.origins());
+            Ok(p)
+        }
         Err(e) => Err((e.into(), Some(loaded))),
+    }
+}
+
+/// A journal left by an interrupted upgrade: `apply` rolls it back before it plans, so the plan
+/// says so (a plain `plan` changes nothing).
+fn note_interrupted_upgrades(home: &Home, plan: &mut Plan) {
+    for name in journal::pending(home) {
+        let message = match journal::read(home, &name) {
+            Ok(Some(j)) => format!(
+                "an upgrade v{}→v{} was interrupted ({:?} step): the next apply restores its state and the old version first",
+                j.from, j.to, j.phase
+            ),
+            Ok(None) => continue,
+            Err(e) => crate::error_chain(&e),
+        };
+        plan.notes.push(Note {
+            name,
+            kind: NoteKind::InterruptedUpgrade,
+            message,
+        });
     }
 }
 

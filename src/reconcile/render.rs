@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use serde_json::json;
 use similar::TextDiff;
 
-use super::plan::{Change, ChangeKind, Plan};
+use super::plan::{Change, ChangeKind, DryRun, Plan};
 use crate::blueprint::Blueprint;
 
 /// The version of the `plan --json` document.
@@ -76,6 +76,23 @@ fn presets_line(bp: &Blueprint) -> Option<String> {
     Some(format!("egress presets: {}", parts.join("; ")))
 }
 
+/// What the migrations did to a scratch copy of the state.
+fn render_dry_run(out: &mut String, dry: &DryRun) {
+    match dry {
+        DryRun::NoState => {
+            let _ = writeln!(out, "    migration dry run: no state yet, nothing to migrate");
+        }
+        DryRun::Failed { .. } => {}
+        DryRun::Ok { diff } => {
+            let _ = writeln!(
+                out,
+                "\n    migration dry run (on a scratch copy of the state):"
+            );
+            out.push_str(&crate::migrate::preview::render(diff, "      "));
+        }
+    }
+}
+
 /// The summary line.
 pub fn summary_line(plan: &Plan) -> String {
     if !plan.has_changes() {
@@ -109,6 +126,9 @@ pub fn render_human(plan: &Plan, source: Option<&str>, color: bool) -> String {
         }
         if let Some(line) = c.after.as_ref().and_then(presets_line) {
             let _ = writeln!(out, "    {line}");
+        }
+        if let Some(dry) = c.migration.as_ref().and_then(|m| m.dry_run.as_ref()) {
+            render_dry_run(&mut out, dry);
         }
         let diff = change_diff(c);
         if !diff.is_empty() {

@@ -28,6 +28,10 @@ impl Runtime for SupervisorRuntime {
         Ok(())
     }
 
+    fn wait_healthy(&self, name: &str) -> Result<(), RuntimeError> {
+        Ok(launch::wait_healthy(&self.home, name, self.wait)?)
+    }
+
     fn reload(&self, name: &str) -> Result<(), RuntimeError> {
         Ok(launch::reload(&self.home, name)?)
     }

@@ -29,6 +29,8 @@ pub struct SavedPlan {
     pub targets: Vec<String>,
     #[serde(default)]
     pub replace: Vec<String>,
+    #[serde(default)]
+    pub retry: Vec<String>,
     /// The desired blueprints as planned.
     pub desired: Vec<Blueprint>,
 }

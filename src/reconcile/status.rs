@@ -63,6 +63,22 @@ pub struct Row {
     /// Unix seconds of the last inference request the gateway answered.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_inference: Option<u64>,
+    /// Why apply keeps it at this version (a failed upgrade, a rollback), or an interrupted
+    /// upgrade waiting for the next apply.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held: Option<String>,
+}
+
+/// The hold on `rec`, or the interrupted upgrade of it, for people.
+fn held_message(home: &Home, rec: &Deployed) -> Option<String> {
+    match crate::migrate::journal::read(home, &rec.name) {
+        Ok(Some(j)) => Some(format!(
+            "an upgrade v{}→v{} was interrupted: the next apply (or start) rolls it back",
+            j.from, j.to
+        )),
+        Err(e) => Some(crate::error_chain(&e)),
+        Ok(None) => rec.hold.as_ref().map(|h| h.message.clone()),
+    }
 }
 
 /// Seconds since process `pid` started (from /proc), if it exists.
@@ -104,6 +120,7 @@ fn row(home: &Home, rec: &Deployed, default_agent: &str) -> Row {
         healthy: None,
         cpu_percent: None,
         last_inference: None,
+        held: held_message(home, rec),
     };
     if supervisor::is_running(home, &rec.name) {
         let status = Client::connect(&home.control_socket(&rec.name))

@@ -170,6 +170,20 @@ impl Watcher {
                 })
             }
         };
+        let runtime = SupervisorRuntime {
+            home: self.home.clone(),
+            wait: self.config.wait,
+        };
+        for (name, r) in super::upgrade::recover_all(&self.home, &runtime) {
+            if let Err(e) = r {
+                return on(Event::Error {
+                    error: format!(
+                        "finishing the interrupted upgrade of `{name}`: {}",
+                        crate::error_chain(&e)
+                    ),
+                });
+            }
+        }
         let Some(prepared) = self.prepare(on) else {
             return;
         };
@@ -178,10 +192,6 @@ impl Watcher {
                 error: crate::error_chain(&e),
             });
         }
-        let runtime = SupervisorRuntime {
-            home: self.home.clone(),
-            wait: self.config.wait,
-        };
         let outcomes = execute(
             &self.home,
             &prepared.plan,

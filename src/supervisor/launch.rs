@@ -65,6 +65,12 @@ pub enum LaunchError {
         wait: Duration,
         logs: PathBuf,
     },
+    #[error("sandbox `{name}` is not healthy: its health check (lifecycle.healthCheck) {how}; see {}", .log.display())]
+    Unhealthy {
+        name: String,
+        how: String,
+        log: PathBuf,
+    },
     #[error("sandbox `{name}`: the supervisor (pid {holder}) does not stop")]
     DoesNotStop { name: String, holder: String },
     #[error("{0}")]
@@ -211,6 +217,46 @@ fn wait_running(
                 wait,
                 logs: home.logs(name),
             });
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+/// Waits up to `wait` for the running sandbox `name` to pass its health check (at once when
+/// it has none): the upgrade's health gate. Fails when the check fails, the agent goes down,
+/// or `wait` passes first.
+pub fn wait_healthy(home: &Home, name: &str, wait: Duration) -> Result<(), LaunchError> {
+    let has_check = set::load_one(&home.deployed_blueprint(name))
+        .map(|e| e.blueprint.lifecycle.health_check.is_some())
+        .unwrap_or(false);
+    let deadline = Instant::now() + wait;
+    let unhealthy = |how: String| LaunchError::Unhealthy {
+        name: name.to_string(),
+        how,
+        log: home.agent_log(name),
+    };
+    loop {
+        let status = Client::connect(&home.control_socket(name))
+            .ok()
+            .and_then(|mut c| status_of(&mut c));
+        match status {
+            Some(s) if s.state == State::Running && (!has_check || s.healthy == Some(true)) => {
+                return Ok(())
+            }
+            Some(s) if s.healthy == Some(false) => return Err(unhealthy("fails".into())),
+            Some(s) if matches!(s.state, State::Failed | State::Exited | State::Backoff) => {
+                return Err(unhealthy(format!(
+                    "never passed: the agent went down ({})",
+                    s.message.unwrap_or_else(|| format!("exit {}", s.last_exit.unwrap_or(-1)))
+                )))
+            }
+            None if !super::is_running(home, name) => {
+                return Err(unhealthy("never ran: the supervisor is gone".into()))
+            }
+            _ => {}
+        }
+        if Instant::now() > deadline {
+            return Err(unhealthy(format!("did not pass within {wait:?} (apply --wait)")));
         }
         std::thread::sleep(POLL);
     }

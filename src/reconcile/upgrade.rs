@@ -1,0 +1,397 @@
+//! The upgrade transaction behind `~ upgrade vN→vM`: stop the old version → snapshot its state →
+//! run the migration scripts on the state → record and start the new version → wait for it to
+//! be healthy → commit (forget the journal, keep the newest `migrations.keep` snapshots).
+//!
+//! Every step is journalled (`migrate::journal`) before it runs. Any failure after the snapshot
+//! restores the state from it byte for byte, puts back the old version's record and blueprint
+//! and starts the old version again; the failed version is then held (not retried until its
+//! blueprint changes or `apply --retry NAME`). A crash at any step leaves the journal behind,
+//! and [`recover`] (run by the next `apply`, `start`, `migrate` or `rollback`) finishes the
+//! rollback, after which the upgrade runs again from a clean state.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde_json::json;
+
+use super::apply::{Ctx, Runtime, RuntimeError};
+use super::inventory::{self, Deployed, Hold, HoldKind, Inventory, InventoryError};
+use super::plan::Change;
+use crate::blueprint::types::defaults;
+use crate::blueprint::Blueprint;
+use crate::home::{write_atomic, Home, HomeError};
+use crate::migrate::engine::{self, RunInput, ScriptError, Step};
+use crate::migrate::journal::{self, Journal, JournalError, Phase, JOURNAL_FORMAT};
+use crate::migrate::snapshot::{self, Kind, SnapshotError};
+use crate::migrate::log;
+
+#[derive(Debug, thiserror::Error)]
+pub enum UpgradeError {
+    #[error("upgrade v{from}→v{to} of `{name}` failed and was rolled back: the state was restored from snapshot {snapshot} and v{from} {restarted}")]
+    RolledBack {
+        name: String,
+        from: u32,
+        to: u32,
+        snapshot: String,
+        restarted: &'static str,
+        #[source]
+        cause: Box<UpgradeError>,
+    },
+    #[error("stopping the old version")]
+    Stop(#[source] RuntimeError),
+    #[error("starting the new version")]
+    Start(#[source] RuntimeError),
+    #[error("taking the snapshot of the state (nothing was changed)")]
+    Snapshot(#[source] SnapshotError),
+    #[error(transparent)]
+    Script(#[from] ScriptError),
+    #[error("restoring the snapshot failed: the state of `{name}` may be half migrated; its snapshot is {snapshot} (`nemoclaw rollback {name} --to {snapshot}` retries)")]
+    Restore {
+        name: String,
+        snapshot: String,
+        #[source]
+        source: SnapshotError,
+    },
+    #[error("the upgrade journal of `{0}` names no snapshot although the scripts may have run: its state cannot be restored automatically (see `nemoclaw snapshots {0}`)")]
+    NoSnapshot(String),
+    #[error("`{0}` is not a deployed sandbox")]
+    NotDeployed(String),
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error(transparent)]
+    Inventory(#[from] InventoryError),
+    #[error(transparent)]
+    Home(#[from] HomeError),
+}
+
+/// How long each step of a committed upgrade took, in milliseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Timings {
+    pub stop_ms: u64,
+    pub snapshot_ms: u64,
+    pub migrate_ms: u64,
+    pub start_ms: u64,
+    /// Old agent stopping → new agent healthy.
+    pub downtime_ms: u64,
+}
+
+fn ms(since: Instant) -> u64 {
+    u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The scripts of an upgrade to `bp` (relative paths resolved against `base`), `from` → its
+/// version.
+pub fn steps_for(bp: &Blueprint, base: &Path, from: u32) -> Result<Vec<Step>, ScriptError> {
+    let resolved = super::apply::resolve_paths(bp, base);
+    match &resolved.migrations {
+        Some(m) => engine::steps_in(&m.dir, from, bp.metadata.version),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// What an upgrade needs besides the plan's change.
+pub(super) struct Upgrade<'a> {
+    pub change: &'a Change,
+    pub old: Deployed,
+    pub steps: Vec<Step>,
+    /// Start the new version (false for a sandbox the user stopped, and for `migrate`).
+    pub start: bool,
+    /// Record the new version as stopped by the user.
+    pub stopped_after: bool,
+}
+
+/// Runs one upgrade as a transaction; on failure the old version is back and the error says
+/// what failed.
+pub(super) fn run(ctx: &Ctx<'_>, u: Upgrade<'_>) -> Result<Timings, UpgradeError> {
+    let (home, rt, name) = (ctx.home, ctx.runtime, u.change.name.as_str());
+    let new = u.change.after.as_ref().expect("an upgrade has a desired blueprint");
+    let (from, to) = (u.old.version, new.metadata.version);
+    let mut j = Journal {
+        format: JOURNAL_FORMAT,
+        name: name.to_string(),
+        from,
+        to,
+        phase: Phase::Stopping,
+        snapshot: None,
+        was_running: rt.is_running(name),
+        old_record: read_text(&home.deployed_record(name))?,
+        old_blueprint: read_text(&home.deployed_blueprint(name))?,
+        started_at: journal::now(),
+    };
+    j.save(home)?;
+    log::event(home, name, "upgrade-started", json!({"from": from, "to": to, "steps": u.steps.iter().map(|s| s.version).collect::<Vec<_>>()}));
+    let down = Instant::now();
+    let mut t = Timings::default();
+    if let Err(e) = rt.stop(name) {
+        journal::clear(home, name)?;
+        return Err(UpgradeError::Stop(e));
+    }
+    t.stop_ms = ms(down);
+    j.enter(home, Phase::Snapshotting)?;
+    let step = Instant::now();
+    let snap = match take_snapshot(home, name, from, &j) {
+        Ok(s) => s,
+        Err(e) => {
+            restart_old(home, rt, &j);
+            journal::clear(home, name)?;
+            return Err(e);
+        }
+    };
+    t.snapshot_ms = ms(step);
+    j.snapshot = Some(snap.id.clone());
+    j.enter(home, Phase::Migrating)?;
+    match forward(ctx, &u, &mut j, &mut t) {
+        Ok(()) => {
+            t.downtime_ms = ms(down);
+            commit(home, name, new, &snap.id, &t)?;
+            Ok(t)
+        }
+        Err(cause) => {
+            let hold = Hold {
+                kind: HoldKind::UpgradeFailed,
+                desired_hash: inventory::blueprint_hash(new),
+                to_version: to,
+                message: format!(
+                    "upgrade to v{to} failed and was rolled back ({}): fix the blueprint or its scripts, or `nemoclaw apply --retry {name}`",
+                    crate::error_chain(&cause)
+                ),
+                at: journal::now(),
+            };
+            let restarted = j.was_running && u.start;
+            roll_back(home, rt, &mut j, Some(hold), restarted)?;
+            Err(UpgradeError::RolledBack {
+                name: name.to_string(),
+                from,
+                to,
+                snapshot: snap.id,
+                restarted: if restarted { "runs again" } else { "is back (stopped)" },
+                cause: Box::new(cause),
+            })
+        }
+    }
+}
+
+fn take_snapshot(
+    home: &Home,
+    name: &str,
+    version: u32,
+    j: &Journal,
+) -> Result<snapshot::Info, UpgradeError> {
+    let state = home.state(name);
+    if !state.exists() {
+        crate::home::create_dir_private(&state)?;
+    }
+    let attachments: [(&str, &[u8]); 2] = [
+        (SNAPSHOT_BLUEPRINT, j.old_blueprint.as_bytes()),
+        (SNAPSHOT_RECORD, j.old_record.as_bytes()),
+    ];
+    snapshot::create(
+        &home.snapshots(name),
+        &state,
+        &snapshot::Request {
+            version,
+            kind: Kind::Upgrade,
+            attachments: &attachments,
+            sqlite_backup: false,
+        },
+    )
+    .map_err(UpgradeError::Snapshot)
+}
+
+/// The deployed blueprint and record of the version a snapshot belongs to, stored beside its
+/// state (what `rollback` runs again).
+pub const SNAPSHOT_BLUEPRINT: &str = "blueprint.yaml";
+pub const SNAPSHOT_RECORD: &str = "deployed.json";
+
+/// Scripts, then the new version recorded and started (health-gated).
+fn forward(
+    ctx: &Ctx<'_>,
+    u: &Upgrade<'_>,
+    j: &mut Journal,
+    t: &mut Timings,
+) -> Result<(), UpgradeError> {
+    let (home, name) = (ctx.home, u.change.name.as_str());
+    let new = u.change.after.as_ref().expect("an upgrade has a desired blueprint");
+    let step = Instant::now();
+    let limits = new
+        .migrations
+        .as_ref()
+        .map(|m| m.limits.clone())
+        .unwrap_or_default();
+    let report = engine::run(
+        &home.state(name),
+        &RunInput {
+            name,
+            from: j.from,
+            to: j.to,
+            steps: &u.steps,
+            limits: &limits,
+        },
+        &|line| log::event(home, name, "print", json!({"message": line})),
+    )?;
+    t.migrate_ms = ms(step);
+    log::event(home, name, "migrated", json!({"ran": report.ran, "ms": t.migrate_ms}));
+    j.enter(home, Phase::Starting)?;
+    let step = Instant::now();
+    ctx.record(u.change, u.stopped_after)
+        .map_err(|e| UpgradeError::Start(Box::new(e)))?;
+    if u.start {
+        ctx.runtime.start(name).map_err(UpgradeError::Start)?;
+        ctx.runtime
+            .wait_healthy(name)
+            .map_err(UpgradeError::Start)?;
+    }
+    t.start_ms = ms(step);
+    Ok(())
+}
+
+fn commit(
+    home: &Home,
+    name: &str,
+    new: &Blueprint,
+    snapshot: &str,
+    t: &Timings,
+) -> Result<(), UpgradeError> {
+    let keep = new
+        .migrations
+        .as_ref()
+        .and_then(|m| m.keep)
+        .unwrap_or(defaults::KEEP_SNAPSHOTS);
+    journal::clear(home, name)?;
+    let pruned = snapshot::prune(&home.snapshots(name), Kind::Upgrade, keep as usize)
+        .unwrap_or_else(|e| {
+            tracing::warn!("pruning the snapshots of {name}: {}", crate::error_chain(&e));
+            Vec::new()
+        });
+    log::event(home, name, "upgrade-committed", json!({"to": new.metadata.version, "snapshot": snapshot, "pruned": pruned, "timings": t}));
+    Ok(())
+}
+
+/// Starts the old version again after a failure that left the state untouched.
+fn restart_old(home: &Home, rt: &dyn Runtime, j: &Journal) {
+    if j.was_running {
+        if let Err(e) = rt.start(&j.name) {
+            log::event(home, &j.name, "restart-failed", json!({"error": crate::error_chain(e.as_ref())}));
+        }
+    }
+}
+
+/// Stops whatever runs, restores the snapshot (when the state may have changed), puts back the
+/// old record and blueprint (with `hold`), forgets the journal, and starts the old version when
+/// `start`.
+fn roll_back(
+    home: &Home,
+    rt: &dyn Runtime,
+    j: &mut Journal,
+    hold: Option<Hold>,
+    start: bool,
+) -> Result<(), UpgradeError> {
+    let name = j.name.clone();
+    let touched = j.phase.state_touched();
+    j.enter(home, Phase::RollingBack)?;
+    log::event(home, &name, "rollback-started", json!({"from": j.to, "to": j.from}));
+    if rt.is_running(&name) {
+        rt.stop(&name).map_err(UpgradeError::Stop)?;
+    }
+    if touched {
+        let id = j.snapshot.clone().ok_or_else(|| UpgradeError::NoSnapshot(name.clone()))?;
+        restore(home, &name, &id)?;
+    }
+    put_back_old(home, j, hold)?;
+    journal::clear(home, &name)?;
+    log::event(home, &name, "rollback-finished", json!({"version": j.from, "restored": touched}));
+    if start {
+        restart_old(home, rt, j);
+    }
+    Ok(())
+}
+
+/// Restores snapshot `id` into the state dir of `name`.
+pub(super) fn restore(home: &Home, name: &str, id: &str) -> Result<(), UpgradeError> {
+    let failed = |source| UpgradeError::Restore {
+        name: name.to_string(),
+        snapshot: id.to_string(),
+        source,
+    };
+    let info = snapshot::find(&home.snapshots(name), id).map_err(failed)?;
+    snapshot::restore(&info, &home.state(name)).map_err(failed)
+}
+
+/// Writes the old version's record (with `hold`) and blueprint back.
+fn put_back_old(home: &Home, j: &Journal, hold: Option<Hold>) -> Result<(), UpgradeError> {
+    let name = &j.name;
+    write_atomic(&home.deployed_blueprint(name), j.old_blueprint.as_bytes(), 0o600)?;
+    match serde_json::from_str::<Deployed>(&j.old_record) {
+        Ok(mut rec) => {
+            rec.hold = hold;
+            inventory::save_record(home, &rec)?;
+        }
+        Err(_) => write_atomic(&home.deployed_record(name), j.old_record.as_bytes(), 0o600)?,
+    }
+    inventory::bump_generation(home)?;
+    Ok(())
+}
+
+fn read_text(path: &PathBuf) -> Result<String, UpgradeError> {
+    std::fs::read_to_string(path).map_err(|source| {
+        UpgradeError::Home(HomeError::Io {
+            path: path.clone(),
+            source,
+        })
+    })
+}
+
+/// What [`recover`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recovered {
+    pub name: String,
+    pub from: u32,
+    pub to: u32,
+    pub phase: Phase,
+    /// Whether the state was restored from the snapshot (false: the scripts had not run).
+    pub restored: bool,
+}
+
+/// Finishes the rollback of an interrupted upgrade of `name`, if there is one: the state is
+/// restored, the old version's record and blueprint are back, nothing is started.
+pub fn recover(
+    home: &Home,
+    rt: &dyn Runtime,
+    name: &str,
+) -> Result<Option<Recovered>, UpgradeError> {
+    let Some(mut j) = journal::read(home, name)? else {
+        return Ok(None);
+    };
+    let phase = j.phase;
+    log::event(home, name, "interrupted-upgrade-found", json!({"from": j.from, "to": j.to, "phase": phase}));
+    roll_back(home, rt, &mut j, None, false)?;
+    Ok(Some(Recovered {
+        name: name.to_string(),
+        from: j.from,
+        to: j.to,
+        phase,
+        restored: phase.state_touched(),
+    }))
+}
+
+/// [`recover`] for every sandbox with a journal; run under the apply lock before planning.
+pub fn recover_all(
+    home: &Home,
+    rt: &dyn Runtime,
+) -> Vec<(String, Result<Option<Recovered>, UpgradeError>)> {
+    journal::pending(home)
+        .into_iter()
+        .map(|name| {
+            let r = recover(home, rt, &name);
+            (name, r)
+        })
+        .collect()
+}
+
+/// The deployed record of `name`.
+pub(super) fn deployed(home: &Home, name: &str) -> Result<Deployed, UpgradeError> {
+    Inventory::load(home)?
+        .get(name)
+        .cloned()
+        .ok_or_else(|| UpgradeError::NotDeployed(name.to_string()))
+}
