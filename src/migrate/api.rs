@@ -213,16 +213,16 @@ impl State {
         Ok(found.into_iter().map(Dynamic::from).collect())
     }
 
+    /// The database at `p` in this script's transaction (one connection per database, whatever
+    /// name it is opened by).
     pub fn sqlite(&self, p: &str) -> Res<Db> {
-        let failures = self.inner.failures.clone();
-        let db = Db::open(self.root(), p, self.inner.max_items, failures)
-            .map_err(|e| self.confine(e))?;
+        let file = self.root().sqlite_file(p).map_err(|e| self.confine(e))?;
         let mut dbs = crate::sync::lock(&self.inner.dbs);
-        if let Some(open) = dbs.iter().find(|d| d.key() == db.key()) {
-            // The same database under another name: keep the first connection and its
-            // transaction; the new one rolls back when dropped.
+        if let Some(open) = dbs.iter().find(|d| d.key() == file.key()) {
             return Ok(open.clone());
         }
+        let failures = self.inner.failures.clone();
+        let db = Db::open(file, self.inner.max_items, failures).map_err(|e| self.confine(e))?;
         dbs.push(db.clone());
         Ok(db)
     }

@@ -440,3 +440,7 @@ pub(crate) fn set_owner_mode(
 pub(crate) fn fd_path(fd: &OwnedFd) -> std::io::Result<PathBuf> {
     std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
 }
+
+#[cfg(test)]
+#[path = "confine_tests.rs"]
+mod tests;

@@ -377,3 +377,7 @@ fn plain_message(err: &EvalAltResult) -> String {
     let suffix = format!(" ({})", err.position());
     text.strip_suffix(&suffix).unwrap_or(&text).to_string()
 }
+
+#[cfg(test)]
+#[path = "engine_tests.rs"]
+mod tests;

@@ -63,13 +63,19 @@ struct DbInner {
     _dir: OwnedFd,
 }
 
+/// A database file beneath the state dir, checked (with its journal siblings) and created if
+/// missing; [`SqliteFile::connect`] opens it.
+pub struct SqliteFile {
+    dir: OwnedFd,
+    base: String,
+    path: String,
+    st: nix::sys::stat::FileStat,
+}
+
 impl StateRoot {
-    /// Opens (creating if missing) the SQLite database at `path`, confined as the module doc
-    /// says. Returns the connection, its directory's fd and the file's (device, inode).
-    pub fn open_sqlite(
-        &self,
-        path: &str,
-    ) -> Result<(Connection, OwnedFd, (u64, u64)), ConfineError> {
+    /// Checks (and creates if missing) the SQLite database at `path`, confined as the module
+    /// doc says.
+    pub fn sqlite_file(&self, path: &str) -> Result<SqliteFile, ConfineError> {
         let (dir, base) = self.parent_of(&checked(path)?.join("/"), path, true)?;
         for suffix in ["", "-wal", "-shm", "-journal"] {
             let shown = format!("{path}{suffix}");
@@ -81,7 +87,34 @@ impl StateRoot {
             self.create_new(&dir, &base, path, OFlag::O_WRONLY | OFlag::O_CLOEXEC)?;
         }
         let st = lstat_at(&dir, &base, path)?.ok_or_else(|| refused(path, "it vanished"))?;
-        let real = fd_path(&dir).map_err(|e| io_err(path, e))?.join(&base);
+        Ok(SqliteFile {
+            dir,
+            base,
+            path: path.to_string(),
+            st,
+        })
+    }
+
+    /// Opens the SQLite database at `path` (see [`Self::sqlite_file`]).
+    pub fn open_sqlite(&self, path: &str) -> Result<(Connection, OwnedFd), ConfineError> {
+        self.sqlite_file(path)?.connect()
+    }
+}
+
+impl SqliteFile {
+    /// The file's device and inode: two names of one database share one connection.
+    pub fn key(&self) -> (u64, u64) {
+        (self.st.st_dev, self.st.st_ino)
+    }
+
+    /// Connects through the directory's real path without following symlinks, checks the path
+    /// still names the checked file, and turns `ATTACH` off. Returns the directory's fd with the
+    /// connection: keep it as long as the connection.
+    pub fn connect(self) -> Result<(Connection, OwnedFd), ConfineError> {
+        let path = self.path.as_str();
+        let real = fd_path(&self.dir)
+            .map_err(|e| io_err(path, e))?
+            .join(&self.base);
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_NOFOLLOW
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
@@ -91,7 +124,7 @@ impl StateRoot {
         };
         let conn = Connection::open_with_flags(&real, flags).map_err(sql)?;
         let now = std::fs::symlink_metadata(&real).map_err(|e| io_err(path, e))?;
-        if (now.dev(), now.ino()) != (st.st_dev, st.st_ino) {
+        if (now.dev(), now.ino()) != self.key() {
             return Err(refused(
                 path,
                 "the database file changed while it was being opened",
@@ -101,19 +134,16 @@ impl StateRoot {
             .map_err(sql)?;
         conn.set_db_config(DbConfig::SQLITE_DBCONFIG_DEFENSIVE, true)
             .map_err(sql)?;
-        Ok((conn, dir, (st.st_dev, st.st_ino)))
+        Ok((conn, self.dir))
     }
 }
 
 impl Db {
     /// Opens the database and begins its transaction.
-    pub fn open(
-        root: &StateRoot,
-        path: &str,
-        max_rows: usize,
-        failures: Failures,
-    ) -> Result<Db, ConfineError> {
-        let (conn, dir, key) = root.open_sqlite(path)?;
+    pub fn open(file: SqliteFile, max_rows: usize, failures: Failures) -> Result<Db, ConfineError> {
+        let (key, path) = (file.key(), file.path.clone());
+        let path = path.as_str();
+        let (conn, dir) = file.connect()?;
         conn.execute_batch("BEGIN IMMEDIATE")
             .map_err(|source| ConfineError::Sqlite {
                 path: path.to_string(),
