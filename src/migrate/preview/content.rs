@@ -145,6 +145,7 @@ fn text(rel: &Path, a: &str, b: &str) -> Content {
         format,
         diff,
         omitted_lines,
+        same_value: matches!(&pretty, Some((a, b)) if a == b),
     }
 }
 

@@ -2,7 +2,7 @@
 //! and `migrate --dry-run` compares a scratch copy before and after the scripts ran).
 //!
 //! [`diff_trees`] walks both trees without following symlinks and lists the entries added,
-//! removed and changed (content, type or mode), sorted by path. Changed text files get a
+//! removed and changed (content, type, mode or owner), sorted by path. Changed text files get a
 //! unified diff (JSON pretty-printed first, so one-line JSON diffs readably), SQLite databases
 //! a diff of their schema and their row counts per table, binary and huge files their sizes.
 //! [`render`] prints it for a plan, truncated: at most [`MAX_DIFF_LINES`] diff lines per file
@@ -110,15 +110,20 @@ pub struct Changed {
     pub kind_after: EntryKind,
     /// Permission bits before → after, in octal ("0644"), when they differ.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub mode: Option<ModeChange>,
+    pub mode: Option<Before<String>>,
+    /// Owner before → after, as "uid:gid", when it differs (the agent may no longer be able
+    /// to use a file a migration handed to another user).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<Before<String>>,
     pub content: Content,
 }
 
+/// A value before → after.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ModeChange {
-    pub before: String,
-    pub after: String,
+pub struct Before<T> {
+    pub before: T,
+    pub after: T,
 }
 
 /// How a changed entry's content differs.
@@ -129,7 +134,7 @@ pub struct ModeChange {
     rename_all_fields = "camelCase"
 )]
 pub enum Content {
-    /// Same content: only the mode changed.
+    /// Same content: only the mode or owner changed.
     Same,
     /// The entry's type changed (see `kindBefore`, `kindAfter`).
     TypeChanged,
@@ -139,6 +144,9 @@ pub enum Content {
         format: TextFormat,
         diff: String,
         omitted_lines: usize,
+        /// JSON that parses to the same value on both sides: only formatting or key order
+        /// changed (the diff is then of the raw text).
+        same_value: bool,
     },
     /// Not UTF-8 text: sizes only. `note` says why a SQLite database could not be read.
     Binary {
@@ -231,11 +239,15 @@ fn compare(
             EntryKind::Dir | EntryKind::Other => None,
         }
     };
-    let mode = (old.mode != new.mode).then(|| ModeChange {
+    let mode = (old.mode != new.mode).then(|| Before {
         before: format!("{:04o}", old.mode),
         after: format!("{:04o}", new.mode),
     });
-    if content.is_none() && mode.is_none() {
+    let owner = (old.owner != new.owner).then(|| Before {
+        before: format!("{}:{}", old.owner.0, old.owner.1),
+        after: format!("{}:{}", new.owner.0, new.owner.1),
+    });
+    if content.is_none() && mode.is_none() && owner.is_none() {
         return Ok(None);
     }
     Ok(Some(Changed {
@@ -243,6 +255,7 @@ fn compare(
         kind_before: old.kind,
         kind_after: new.kind,
         mode,
+        owner,
         content: content.unwrap_or(Content::Same),
     }))
 }

@@ -77,6 +77,9 @@ fn changed_lines(c: &Changed) -> Vec<String> {
     if let Some(m) = &c.mode {
         what.push(format!("mode {} → {}", m.before, m.after));
     }
+    if let Some(o) = &c.owner {
+        what.push(format!("owner {} → {}", o.before, o.after));
+    }
     let head = if what.is_empty() {
         format!("{ENTRY}~ {}", c.path)
     } else {
@@ -97,6 +100,11 @@ fn content_label(c: &Changed) -> Option<String> {
         Content::TypeChanged => {
             format!("{} → {}", c.kind_before.as_str(), c.kind_after.as_str())
         }
+        Content::Text {
+            format,
+            same_value: true,
+            ..
+        } => format!("{}, same value: only formatting changed", format.as_str()),
         Content::Text { format, .. } => format.as_str().to_owned(),
         Content::Binary {
             size_before,

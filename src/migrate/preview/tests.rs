@@ -5,7 +5,7 @@
 )]
 
 use std::fs;
-use std::os::unix::fs::{symlink, PermissionsExt as _};
+use std::os::unix::fs::{symlink, MetadataExt as _, PermissionsExt as _};
 use std::path::Path;
 
 use rusqlite::Connection;
@@ -63,6 +63,7 @@ fn text_diff(c: &Changed) -> (TextFormat, &str, usize) {
             format,
             diff,
             omitted_lines,
+            ..
         } => (*format, diff.as_str(), *omitted_lines),
         other => panic!("not a text diff: {other:?}"),
     }
@@ -165,6 +166,26 @@ fn type_mode_and_symlink_changes_are_noted_without_following_links() {
 }
 
 #[test]
+fn an_owner_change_is_noted() {
+    let t = Trees::new();
+    t.both("memory.md", "tea\n");
+    let meta = fs::metadata(t.before.join("memory.md")).unwrap();
+    std::os::unix::fs::chown(t.after.join("memory.md"), Some(1000), Some(1000))
+        .expect("changing a file's owner needs root (the suite runs as root)");
+    let d = t.diff();
+    let c = only_change(&d);
+    assert_eq!(c.content, Content::Same);
+    let owner = c.owner.as_ref().unwrap();
+    assert_eq!(owner.before, format!("{}:{}", meta.uid(), meta.gid()));
+    assert_eq!(owner.after, "1000:1000");
+    let out = render(&d, "");
+    assert!(
+        out.contains(&format!("~ memory.md (owner {} → 1000:1000)", owner.before)),
+        "{out}"
+    );
+}
+
+#[test]
 fn one_line_json_is_diffed_pretty_printed() {
     let t = Trees::new();
     write(
@@ -201,6 +222,52 @@ fn json_that_does_not_parse_is_diffed_as_text() {
     let (format, diff, _) = text_diff(only_change(&d));
     assert_eq!(format, TextFormat::Json);
     assert!(diff.contains("-{\"a\": 1}\n+{\"a\": \n"), "{diff}");
+}
+
+#[test]
+fn json_rewritten_with_the_same_value_says_only_formatting_changed() {
+    let t = Trees::new();
+    write(&t.before, "c.json", r#"{"b":1,"a":[true]}"#);
+    write(
+        &t.after,
+        "c.json",
+        "{\n  \"a\": [\n    true\n  ],\n  \"b\": 1\n}\n",
+    );
+    let d = t.diff();
+    let c = only_change(&d);
+    assert!(
+        matches!(
+            c.content,
+            Content::Text {
+                same_value: true,
+                ..
+            }
+        ),
+        "{c:?}"
+    );
+    let (_, diff, _) = text_diff(c);
+    assert!(
+        diff.contains("-{\"b\":1,\"a\":[true]}\n"),
+        "raw text diffed: {diff}"
+    );
+    let out = render(&d, "");
+    assert!(
+        out.contains("~ c.json (json, same value: only formatting changed)\n"),
+        "{out}"
+    );
+
+    write(&t.after, "c.json", r#"{"b":2,"a":[true]}"#);
+    let d = t.diff();
+    assert!(
+        matches!(
+            only_change(&d).content,
+            Content::Text {
+                same_value: false,
+                ..
+            }
+        ),
+        "{d:?}"
+    );
 }
 
 #[test]
@@ -389,6 +456,51 @@ fn sqlite_insert_shows_the_row_count_change() {
     let json = serde_json::to_value(&d).unwrap();
     assert_eq!(json["changed"][0]["content"]["type"], "sqlite");
     assert_eq!(json["changed"][0]["content"]["tables"][0]["after"], 3);
+}
+
+#[test]
+fn sqlite_update_only_says_the_data_differs() {
+    let t = Trees::new();
+    sqlite_db(&t.before.join("state.db"), MEMORY);
+    sqlite_db(
+        &t.after.join("state.db"),
+        &format!("{MEMORY} UPDATE memories SET text = 'likes coffee' WHERE id = 1;"),
+    );
+    let out = render(&t.diff(), "");
+    assert!(out.contains("      schema unchanged\n"), "{out}");
+    assert!(
+        out.contains("      table memories: 2 rows (unchanged)\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("      row counts unchanged; the data differs\n"),
+        "{out}"
+    );
+}
+
+#[test]
+fn many_tables_are_truncated_and_say_so() {
+    let t = Trees::new();
+    let tables: String = (0..45)
+        .map(|i| format!("CREATE TABLE t{i:02} (x); INSERT INTO t{i:02} VALUES (1);"))
+        .collect();
+    let tables = format!("BEGIN; {tables} COMMIT;");
+    sqlite_db(&t.before.join("state.db"), &tables);
+    sqlite_db(
+        &t.after.join("state.db"),
+        &format!("{tables} DELETE FROM t44;"),
+    );
+    let d = t.diff();
+    let (_, rows) = sqlite_content(only_change(&d));
+    assert_eq!(rows.len(), 45, "the JSON document lists every table");
+    let out = render(&d, "");
+    assert_eq!(
+        out.matches("      table t").count(),
+        MAX_DIFF_LINES,
+        "{out}"
+    );
+    assert!(out.contains("      ... and 5 more tables\n"), "{out}");
+    assert!(!out.contains("the data differs"), "a count changed: {out}");
 }
 
 /// Every file directly in `root`: its name and a hash of its bytes.

@@ -14,6 +14,8 @@ pub(super) struct Node {
     pub kind: EntryKind,
     /// Permission bits (`st_mode & 0o7777`).
     pub mode: u32,
+    /// (uid, gid).
+    pub owner: (u32, u32),
     pub size: u64,
 }
 
@@ -22,6 +24,7 @@ impl Node {
         Self {
             kind: kind_of(meta.file_type()),
             mode: meta.mode() & 0o7777,
+            owner: (meta.uid(), meta.gid()),
             size: meta.len(),
         }
     }
@@ -78,7 +81,8 @@ fn children(root: &Path, dir: &Path) -> Result<Vec<(PathBuf, Node)>, PreviewErro
     let mut out = Vec::new();
     for entry in fs::read_dir(&abs).map_err(io)? {
         let entry = entry.map_err(io)?;
-        let meta = fs::symlink_metadata(entry.path()).map_err(|source| PreviewError::Io {
+        // Like lstat: DirEntry::metadata does not follow a symlink.
+        let meta = entry.metadata().map_err(|source| PreviewError::Io {
             path: entry.path(),
             source,
         })?;
