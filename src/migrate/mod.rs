@@ -20,5 +20,6 @@ pub mod confine_tree;
 pub mod engine;
 pub mod journal;
 pub mod log;
+pub mod preview;
 pub mod sqlite;
 pub mod values;
