@@ -21,5 +21,7 @@ pub mod engine;
 pub mod journal;
 pub mod log;
 pub mod preview;
+pub mod snapshot;
 pub mod sqlite;
+pub mod tree;
 pub mod values;
