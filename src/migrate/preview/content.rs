@@ -26,9 +26,13 @@ impl Sides<'_> {
     pub fn after_path(&self) -> PathBuf {
         self.after.join(self.rel)
     }
+}
 
-    fn io(&self, path: PathBuf) -> impl FnOnce(io::Error) -> PreviewError {
-        move |source| PreviewError::Io { path, source }
+/// Maps an I/O error on `path` to a [`PreviewError`].
+pub(super) fn io_at(path: &Path) -> impl FnOnce(io::Error) -> PreviewError + '_ {
+    move |source| PreviewError::Io {
+        path: path.to_owned(),
+        source,
     }
 }
 
@@ -39,11 +43,11 @@ pub(super) fn files(
     size_after: u64,
 ) -> Result<Option<Content>, PreviewError> {
     let (old, new) = (s.before_path(), s.after_path());
-    if size_before == size_after && same_bytes(&old, &new).map_err(s.io(old.clone()))? {
+    if size_before == size_after && same_bytes(&old, &new)? {
         return Ok(None);
     }
-    if sqlite::is_database(&old).map_err(s.io(old.clone()))?
-        && sqlite::is_database(&new).map_err(s.io(new.clone()))?
+    if sqlite::is_database(&old).map_err(io_at(&old))?
+        && sqlite::is_database(&new).map_err(io_at(&new))?
     {
         return sqlite::diff(s).map(Some);
     }
@@ -53,8 +57,8 @@ pub(super) fn files(
             size_after,
         }));
     }
-    let a = fs::read(&old).map_err(s.io(old))?;
-    let b = fs::read(&new).map_err(s.io(new))?;
+    let a = fs::read(&old).map_err(io_at(&old))?;
+    let b = fs::read(&new).map_err(io_at(&new))?;
     Ok(Some(match (as_text(&a), as_text(&b)) {
         (Some(a), Some(b)) => text(s.rel, a, b),
         _ => Content::Binary {
@@ -68,8 +72,8 @@ pub(super) fn files(
 /// How two symlinks differ: their targets, or `None` if they point to the same place.
 pub(super) fn links(s: &Sides<'_>) -> Result<Option<Content>, PreviewError> {
     let (old, new) = (s.before_path(), s.after_path());
-    let a = fs::read_link(&old).map_err(s.io(old))?;
-    let b = fs::read_link(&new).map_err(s.io(new))?;
+    let a = fs::read_link(&old).map_err(io_at(&old))?;
+    let b = fs::read_link(&new).map_err(io_at(&new))?;
     Ok((a != b).then(|| Content::Symlink {
         target_before: a.to_string_lossy().into_owned(),
         target_after: b.to_string_lossy().into_owned(),
@@ -77,13 +81,14 @@ pub(super) fn links(s: &Sides<'_>) -> Result<Option<Content>, PreviewError> {
 }
 
 /// Whether two files of equal size hold the same bytes, read in chunks (files may be large).
-fn same_bytes(a: &Path, b: &Path) -> io::Result<bool> {
+fn same_bytes(a: &Path, b: &Path) -> Result<bool, PreviewError> {
     const CHUNK: usize = 64 * 1024;
-    let (mut fa, mut fb) = (File::open(a)?, File::open(b)?);
+    let mut fa = File::open(a).map_err(io_at(a))?;
+    let mut fb = File::open(b).map_err(io_at(b))?;
     let (mut ba, mut bb) = (vec![0u8; CHUNK], vec![0u8; CHUNK]);
     loop {
-        let n = read_full(&mut fa, &mut ba)?;
-        let m = read_full(&mut fb, &mut bb)?;
+        let n = read_full(&mut fa, &mut ba).map_err(io_at(a))?;
+        let m = read_full(&mut fb, &mut bb).map_err(io_at(b))?;
         if n != m || ba[..n] != bb[..m] {
             return Ok(false);
         }

@@ -199,8 +199,8 @@ pub struct TableRows {
     pub after: Option<u64>,
 }
 
-/// Compares the state tree `before` with `after` (neither is modified; SQLite databases are
-/// opened read-only). Symlinks are compared as links, never followed.
+/// Compares the state tree `before` with `after`. Neither is modified: SQLite databases are
+/// read from private copies, read-only. Symlinks are compared as links, never followed.
 pub fn diff_trees(before: &Path, after: &Path) -> Result<StateDiff, PreviewError> {
     let old = walk::tree(before)?;
     let new = walk::tree(after)?;

@@ -12,7 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OpenFlags};
 
-use super::content::{unified, Sides};
+use super::content::{io_at, unified, Sides};
 use super::{Content, PreviewError, TableRows};
 
 /// The first 16 bytes of every SQLite 3 database file.
@@ -78,10 +78,11 @@ impl Scratch {
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
         ));
-        match DirBuilder::new().mode(0o700).create(&dir) {
-            Ok(()) => Ok(Self(dir)),
-            Err(source) => Err(PreviewError::Io { path: dir, source }),
-        }
+        DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .map_err(io_at(&dir))?;
+        Ok(Self(dir))
     }
 
     /// Copies the database `src` (and its `-wal`, which may hold committed transactions)
@@ -104,12 +105,7 @@ impl Drop for Scratch {
 }
 
 fn copy(src: &Path, dst: &Path) -> Result<(), PreviewError> {
-    fs::copy(src, dst)
-        .map(drop)
-        .map_err(|source| PreviewError::Io {
-            path: src.to_owned(),
-            source,
-        })
+    fs::copy(src, dst).map(drop).map_err(io_at(src))
 }
 
 fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
