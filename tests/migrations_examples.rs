@@ -6,7 +6,11 @@
 //! builds `state.db` from `before.sql` and compares the migrated database with one built from
 //! `after.sql` by a canonical dump.
 
-#![allow(clippy::unwrap_used, clippy::cast_possible_truncation, reason = "tests")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::cast_possible_truncation,
+    reason = "tests"
+)]
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -79,7 +83,11 @@ fn read_tree(root: &Path) -> Tree {
 fn walk(root: &Path, dir: &Path, tree: &mut Tree) {
     for entry in fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
-        let rel = path.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+        let rel = path
+            .strip_prefix(root)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
         let meta = fs::symlink_metadata(&path).unwrap();
         if meta.is_dir() {
             tree.insert(rel, None);
@@ -133,8 +141,9 @@ fn build_db(sql_file: &Path, db: &Path) {
 /// (name, type, not null, default, primary key), every index, view and trigger (its SQL with
 /// whitespace collapsed), and every row of every table in order of all its columns.
 fn canonical_dump(db: &Path) -> String {
-    let conn = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .unwrap();
+    let conn =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap();
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
@@ -210,7 +219,10 @@ fn render(value: rusqlite::types::ValueRef<'_>) -> String {
         ValueRef::Integer(i) => i.to_string(),
         ValueRef::Real(f) => format!("{f:?}"),
         ValueRef::Text(t) => format!("'{}'", String::from_utf8_lossy(t).replace('\'', "''")),
-        ValueRef::Blob(b) => format!("x'{}'", b.iter().map(|x| format!("{x:02x}")).collect::<String>()),
+        ValueRef::Blob(b) => format!(
+            "x'{}'",
+            b.iter().map(|x| format!("{x:02x}")).collect::<String>()
+        ),
     }
 }
 
@@ -232,8 +244,10 @@ fn migrate(example: &Path, bp: &Blueprint, state: &Path) -> Vec<String> {
         limits: &m.limits,
     };
     let lines = Mutex::new(Vec::new());
-    let report = run(state, &input, &|l: &str| lines.lock().unwrap().push(l.to_string()))
-        .unwrap_or_else(|e| panic!("{}: {e}", example.display()));
+    let report = run(state, &input, &|l: &str| {
+        lines.lock().unwrap().push(l.to_string())
+    })
+    .unwrap_or_else(|e| panic!("{}: {e}", example.display()));
     let ran: Vec<u32> = steps.iter().map(|s| s.version).collect();
     assert_eq!(report.ran, ran, "{}", example.display());
     lines.into_inner().unwrap()
@@ -250,7 +264,10 @@ fn differences(example: &Path, state: &Path) -> Vec<String> {
             let scratch = tempfile::tempdir().unwrap();
             let expected_db = scratch.path().join(DB_FILE);
             build_db(&example.join("after.sql"), &expected_db);
-            let (want, got) = (canonical_dump(&expected_db), canonical_dump(&state.join(DB_FILE)));
+            let (want, got) = (
+                canonical_dump(&expected_db),
+                canonical_dump(&state.join(DB_FILE)),
+            );
             if want != got {
                 out.push(format!(
                     "differs: {DB_FILE}\n--- expected (after.sql)\n{want}--- actual\n{got}"
@@ -258,7 +275,10 @@ fn differences(example: &Path, state: &Path) -> Vec<String> {
             }
         }
     }
-    out.extend(tree_differences(&read_tree(&example.join("after")), &actual));
+    out.extend(tree_differences(
+        &read_tree(&example.join("after")),
+        &actual,
+    ));
     out
 }
 
@@ -297,9 +317,22 @@ fn every_example_turns_before_into_after_byte_for_byte_and_again_changes_nothing
         examples.len() >= 6,
         "expected the default-model example and at least five more, found {examples:?}"
     );
-    for example in &examples {
-        check(example);
-    }
+    // Every example runs, so that one failure does not hide another.
+    let failures: Vec<String> = examples
+        .iter()
+        .filter_map(|example| panic_message(std::panic::catch_unwind(|| check(example))))
+        .collect();
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// The message of a caught panic, `None` when there was none.
+fn panic_message(outcome: std::thread::Result<()>) -> Option<String> {
+    let payload = outcome.err()?;
+    let text = payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_string()));
+    Some(text.unwrap_or_else(|| "(a panic without a message)".to_string()))
 }
 
 #[test]
@@ -308,12 +341,8 @@ fn an_example_without_after_fails() {
     let example = scratch.path().join("broken");
     copy_fixture(&examples_root().join("openclaw-default-model"), &example);
     fs::remove_dir_all(example.join("after")).unwrap();
-    let outcome = std::panic::catch_unwind(|| check(&example));
-    let message = outcome.expect_err("an example without after/ passed");
-    let text = message
-        .downcast_ref::<String>()
-        .cloned()
-        .unwrap_or_default();
+    let text = panic_message(std::panic::catch_unwind(|| check(&example)))
+        .expect("an example without after/ passed");
     assert!(text.contains("no after/ directory"), "{text}");
 }
 
@@ -326,12 +355,8 @@ fn a_wrong_after_file_fails_with_its_difference() {
     let text = fs::read_to_string(&after).unwrap();
     fs::write(&after, text.trim_end()).unwrap();
     fs::write(example.join("after/extra.txt"), "not made by the script\n").unwrap();
-    let outcome = std::panic::catch_unwind(|| check(&example));
-    let message = outcome.expect_err("a wrong after/ passed");
-    let text = message
-        .downcast_ref::<String>()
-        .cloned()
-        .unwrap_or_default();
+    let text =
+        panic_message(std::panic::catch_unwind(|| check(&example))).expect("a wrong after/ passed");
     assert!(text.contains("differs: openclaw.json"), "{text}");
     assert!(text.contains("missing: extra.txt"), "{text}");
 }
