@@ -44,14 +44,25 @@ fn errors(v: &serde_json::Value) -> Vec<&serde_json::Value> {
         .collect()
 }
 
+/// Every directory under migrations-examples/ (each holds one blueprint with its scripts).
+fn migration_examples() -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(root().join("migrations-examples"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    dirs
+}
+
 #[test]
 fn valid_examples_pass() {
-    for dir in [
-        "examples",
-        "examples/quickstart",
-        "migrations-examples/openclaw-default-model",
-    ] {
-        let (out, v) = validate_json(&[Path::new(dir)]);
+    let mut dirs = vec![root().join("examples"), root().join("examples/quickstart")];
+    dirs.extend(migration_examples());
+    assert!(dirs.contains(&root().join("migrations-examples/openclaw-default-model")));
+    for dir in &dirs {
+        let (out, v) = validate_json(&[dir]);
+        let dir = dir.display();
         assert_eq!(out.status.code(), Some(0), "{dir}: {v:#}");
         assert!(v["valid"].as_bool().unwrap());
         assert!(
