@@ -48,6 +48,7 @@ fn record(bp: nemoclaw::blueprint::Blueprint, src: &std::path::Path) -> Deployed
         created_at: 0,
         applied_at: 0,
         stopped: false,
+        hold: None,
     }
 }
 

@@ -54,6 +54,7 @@ fn deploy(home: &Path, file: &Path) {
         created_at: 0,
         applied_at: 0,
         stopped: true,
+        hold: None,
     };
     save_record(&Home::at(home), &rec).unwrap();
 }

@@ -242,7 +242,7 @@ fn a_chain_of_three_versions_migrates_the_state_at_each_step() {
     env.blueprint(2, None, "");
     env.script(
         2,
-        r#"let topic = ""; let files = #{};
+        r##"let topic = ""; let files = #{};
 for line in state.read_text("notes.txt").split("\n") {
     if line.starts_with("# ") { topic = line.sub_string(2); files[topic] = ""; }
     else if line != "" { files[topic] += line + "\n"; }
@@ -252,7 +252,7 @@ state.remove("notes.txt");
 for p in state.list("sessions/*.json") {
     let s = state.read_json(p); s.modelId = s.model; s.remove("model"); state.write_json(p, s);
 }
-print(`v2: ${files.len()} topics`);"#,
+print(`v2: ${files.len()} topics`);"##,
     );
     let out = ok(env.apply(&[]));
     assert!(out.contains("upgrade nct-up-chain: done"), "{out}");

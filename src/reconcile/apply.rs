@@ -186,6 +186,7 @@ impl<'a> Ctx<'a> {
             created_at: existing.as_ref().map_or_else(now, |e| e.created_at),
             applied_at: now(),
             stopped,
+            hold: None,
         };
         crate::home::create_dir_private(&self.home.run_dir(&c.name))?;
         let deployed = canonical_yaml(&resolve_paths(bp, &base));

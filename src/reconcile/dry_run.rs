@@ -15,7 +15,7 @@ use super::upgrade::steps_for;
 use crate::blueprint::Blueprint;
 use crate::home::Home;
 use crate::migrate::engine::{self, RunInput};
-use crate::migrate::{preview, snapshot};
+use crate::migrate::{preview, tree};
 
 /// Runs the scripts that take the state of `name` from `from` to `bp`'s version on a scratch
 /// copy and reports what they changed.
@@ -36,8 +36,8 @@ pub fn dry_run(home: &Home, name: &str, bp: &Blueprint, base: &Path, from: u32) 
         Err(e) => return failed(&e),
     };
     let (before, after) = (scratch.path().join("before"), scratch.path().join("after"));
-    if let Err(e) = snapshot::copy_tree(&state, &before)
-        .and_then(|_| snapshot::copy_tree(&before, &after))
+    if let Err(e) = tree::copy_tree(&state, &before)
+        .and_then(|_| tree::copy_tree(&before, &after))
     {
         return failed(&e);
     }

@@ -247,6 +247,7 @@ mod tests {
             created_at: 1,
             applied_at: 2,
             stopped: false,
+            hold: None,
         };
         save_record(&home, &rec).unwrap();
         assert_eq!(bump_generation(&home).unwrap(), 1);

@@ -441,7 +441,7 @@ fn plan_existing(
                 .filter(|r| !r.starts_with("metadata.version")),
         );
         let mut c = change(ChangeKind::Upgrade, reasons);
-        c.migration = (!steps.is_empty()).then(|| Migration {
+        c.migration = (!steps.is_empty()).then_some(Migration {
             steps,
             dry_run: None,
         });

@@ -31,6 +31,7 @@ fn deployed(b: Blueprint) -> Deployed {
         created_at: 0,
         applied_at: 0,
         stopped: false,
+        hold: None,
     }
 }
 

@@ -86,7 +86,8 @@ pub fn prepare(
                 prune,
             };
             note_interrupted_upgrades(home, &mut p.plan);
-            dry_run_plan(home, &mut p.plan, &p.origins());
+            let origins = p.origins();
+            dry_run_plan(home, &mut p.plan, &origins);
             Ok(p)
         }
         Err(e) => Err((e.into(), Some(loaded))),

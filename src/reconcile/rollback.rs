@@ -118,7 +118,7 @@ fn record_of(info: &snapshot::Info, current: &Deployed) -> Result<(Deployed, Str
         let rec: Deployed = serde_json::from_slice(&bytes).map_err(|e| bad(Box::new(e)))?;
         return Ok((rec, yaml));
     }
-    let bp: Blueprint = crate::blueprint::load::parse_str(&yaml).map_err(|e| bad(e.into()))?;
+    let bp: Blueprint = crate::blueprint::load::parse_str(&yaml).map_err(|d| bad(d.headline().into()))?;
     let mut rec = current.clone();
     rec.hash = blueprint_hash(&bp);
     rec.version = bp.metadata.version;
