@@ -5,7 +5,7 @@
 
 mod dbcopy;
 
-pub(crate) use dbcopy::BUSY_LIMIT;
+pub use dbcopy::BUSY_LIMIT;
 
 use std::collections::HashSet;
 use std::fs::{self, File, Metadata, OpenOptions};
