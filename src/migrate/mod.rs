@@ -2,13 +2,15 @@
 //! Validation of migration scripts (names and compilation) lives in `blueprint::validate`.
 //!
 //! The engine (H1): [`confine`] opens the state dir once and resolves every path beneath it
-//! (openat2 `RESOLVE_BENEATH`); [`confine_tree`] lists, copies, renames and removes without
+//! (openat2 `RESOLVE_BENEATH`); [`confine_file`] reads and atomically writes files;
+//! [`confine_tree`] lists, copies, renames and removes without
 //! following symlinks into directories; [`engine`] runs `vN.rhai` scripts with limits;
 //! [`api`] is the `state` object scripts see, [`values`] converts JSON/YAML/TOML to Rhai values
 //! and [`sqlite`] is the `db` object (one transaction per database per script).
 
 pub mod api;
 pub mod confine;
+pub mod confine_file;
 pub mod confine_tree;
 pub mod engine;
 pub mod sqlite;
