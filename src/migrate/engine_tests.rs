@@ -245,8 +245,8 @@ fresh.execute("CREATE TABLE t (x BLOB, y REAL)");
 #[test]
 fn sqlite_cannot_attach_another_file_or_end_the_transaction() {
     for sql in [
-        "ATTACH '/tmp/x.db' AS x",
-        "VACUUM INTO '/tmp/y.db'",
+        "ATTACH '/tmp/nemoclaw-h1-attach.db' AS x",
+        "VACUUM INTO '/tmp/nemoclaw-h1-vacuum.db'",
         "COMMIT",
     ] {
         let r = run_script(
@@ -257,6 +257,8 @@ fn sqlite_cannot_attach_another_file_or_end_the_transaction() {
         let (_, _, msg, path) = failure(&r);
         assert_eq!(path.as_deref(), Some("s.db"), "{sql}: {msg}");
     }
+    assert!(!Path::new("/tmp/nemoclaw-h1-attach.db").exists());
+    assert!(!Path::new("/tmp/nemoclaw-h1-vacuum.db").exists());
 }
 
 #[test]
