@@ -46,9 +46,9 @@ impl Limits {
         }
     }
 
-    /// Stack for the script's thread: deep enough for `call_depth` nested calls.
+    /// Stack for the script's thread: deep enough for `call_depth` nested calls (at most 1 GiB).
     pub fn stack_size(&self) -> usize {
-        (16 << 20) + self.call_depth.saturating_mul(256 << 10)
+        ((16 << 20) + self.call_depth.saturating_mul(256 << 10)).min(1 << 30)
     }
 }
 
