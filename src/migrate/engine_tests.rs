@@ -245,8 +245,8 @@ fresh.execute("CREATE TABLE t (x BLOB, y REAL)");
 #[test]
 fn sqlite_cannot_attach_another_file_or_end_the_transaction() {
     for sql in [
-        "ATTACH '/tmp/x.db' AS x",
-        "VACUUM INTO '/tmp/y.db'",
+        "ATTACH '/tmp/nemoclaw-h1-attach.db' AS x",
+        "VACUUM INTO '/tmp/nemoclaw-h1-vacuum.db'",
         "COMMIT",
     ] {
         let r = run_script(
@@ -257,6 +257,8 @@ fn sqlite_cannot_attach_another_file_or_end_the_transaction() {
         let (_, _, msg, path) = failure(&r);
         assert_eq!(path.as_deref(), Some("s.db"), "{sql}: {msg}");
     }
+    assert!(!Path::new("/tmp/nemoclaw-h1-attach.db").exists());
+    assert!(!Path::new("/tmp/nemoclaw-h1-vacuum.db").exists());
 }
 
 #[test]
@@ -316,4 +318,29 @@ state.write_json("out.json", #{gone: gone, again: again, list: state.list("**/*.
     );
     let y = fs::read_to_string(r.state.join("c.yaml")).unwrap();
     assert!(y.contains("a: 1") && y.contains("b: 2"), "{y}");
+}
+
+#[test]
+fn the_openclaw_example_migrates_its_config() {
+    let example =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations-examples/openclaw-default-model");
+    let script = fs::read_to_string(example.join("migrations/v2.rhai")).unwrap();
+    let r = run_script(&script, ScriptLimits::default(), |s| {
+        fs::copy(
+            example.join("before/openclaw.json"),
+            s.join("openclaw.json"),
+        )
+        .unwrap();
+    });
+    r.result.as_ref().unwrap();
+    let read =
+        |p: &Path| serde_json::from_slice::<serde_json::Value>(&fs::read(p).unwrap()).unwrap();
+    assert_eq!(
+        read(&r.state.join("openclaw.json")),
+        read(&example.join("after/openclaw.json"))
+    );
+    assert_eq!(
+        r.log,
+        ["v2.rhai:8: default model mock/mock-1 -> gateway/nvidia/meta/llama-3.3-70b-instruct"]
+    );
 }

@@ -16,8 +16,10 @@
 
 pub mod api;
 pub mod confine;
+pub mod confine_file;
 pub mod confine_tree;
 pub mod engine;
+pub mod engine_setup;
 pub mod journal;
 pub mod log;
 pub mod preview;

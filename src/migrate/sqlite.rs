@@ -6,8 +6,9 @@
 //! first (openat2), the file and its `-wal`, `-shm` and `-journal` siblings are checked (absent,
 //! or regular with one link), and SQLite gets the directory's real path as the kernel names its
 //! open fd, with `SQLITE_OPEN_NOFOLLOW` (no symlink anywhere on the path). After opening, the
-//! path must still name the inode that was checked. `ATTACH` (and so `VACUUM INTO`) is off:
-//! a script cannot reach another file through SQL.
+//! path must still name the inode that was checked. `ATTACH` (and so `VACUUM INTO`) is off
+//! and an authorizer denies `ATTACH`, `DETACH`, `BEGIN`, `COMMIT` and `ROLLBACK`: a script
+//! cannot reach another file through SQL nor end the transaction nemoclaw holds.
 
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt;
@@ -16,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use nix::fcntl::OFlag;
 use rhai::{Array, Blob, Dynamic, ImmutableString, Map};
 use rusqlite::config::DbConfig;
+use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 use rusqlite::limits::Limit;
 use rusqlite::types::{Value, ValueRef};
 use rusqlite::{Connection, OpenFlags};
@@ -143,8 +145,9 @@ impl Db {
     pub fn open(file: SqliteFile, max_rows: usize, failures: Failures) -> Result<Db, ConfineError> {
         let (key, path) = (file.key(), file.path.clone());
         let path = path.as_str();
-        let (conn, dir) = file.connect()?;
+        let (mut conn, dir) = file.connect()?;
         conn.execute_batch("BEGIN IMMEDIATE")
+            .and_then(|()| conn.authorizer(Some(guard)))
             .map_err(|source| ConfineError::Sqlite {
                 path: path.to_string(),
                 source,
@@ -189,13 +192,17 @@ impl Db {
         f: impl FnOnce(&Connection) -> Result<T, SqlError>,
     ) -> Result<T, SqlError> {
         let conn = crate::sync::lock(&self.inner.conn);
-        let out = f(&conn)?;
+        let ended = || SqlError::TransactionEnded {
+            path: self.inner.path.clone(),
+        };
         if conn.is_autocommit() {
-            return Err(SqlError::TransactionEnded {
-                path: self.inner.path.clone(),
-            });
+            return Err(ended());
         }
-        Ok(out)
+        let out = f(&conn);
+        if conn.is_autocommit() {
+            return Err(ended());
+        }
+        out
     }
 
     /// One statement with parameters; returns the rows changed.
@@ -244,12 +251,14 @@ impl Db {
 
     /// Commits (`true`) or rolls back the script's transaction.
     pub fn finish(&self, commit: bool) -> Result<(), SqlError> {
-        let conn = crate::sync::lock(&self.inner.conn);
+        let mut conn = crate::sync::lock(&self.inner.conn);
         if conn.is_autocommit() {
             return Ok(());
         }
         let sql = if commit { "COMMIT" } else { "ROLLBACK" };
-        conn.execute_batch(sql).map_err(|e| self.sql_err(e))
+        conn.authorizer(None::<fn(AuthContext<'_>) -> Authorization>)
+            .and_then(|()| conn.execute_batch(sql))
+            .map_err(|e| self.sql_err(e))
     }
 
     fn params(&self, params: &[Dynamic]) -> Result<Vec<Value>, SqlError> {
@@ -264,6 +273,17 @@ impl Db {
                 })
             })
             .collect()
+    }
+}
+
+/// What a script's SQL may not do: end or start the transaction nemoclaw holds, or reach
+/// another database file.
+fn guard(ctx: AuthContext<'_>) -> Authorization {
+    match ctx.action {
+        AuthAction::Transaction { .. } | AuthAction::Attach { .. } | AuthAction::Detach { .. } => {
+            Authorization::Deny
+        }
+        _ => Authorization::Allow,
     }
 }
 
