@@ -421,12 +421,13 @@ fn plan_existing(
         return;
     }
     if new_v > old_v {
-        let steps: Vec<u32> = d
+        let mut steps: Vec<u32> = d
             .migration_steps
             .iter()
             .copied()
             .filter(|s| *s > old_v && *s <= new_v)
             .collect();
+        steps.sort_unstable();
         let mut reasons = vec![format!("version {old_v} → {new_v}")];
         if !steps.is_empty() {
             let scripts: Vec<String> = steps.iter().map(|s| format!("v{s}.rhai")).collect();

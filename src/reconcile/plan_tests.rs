@@ -134,11 +134,11 @@ fn resource_change_is_a_replace_naming_the_field() {
 }
 
 #[test]
-fn version_bump_is_an_upgrade_and_migrations_are_refused_not_skipped() {
+fn version_bump_is_an_upgrade_that_names_its_migrations_and_downgrades_are_refused() {
     let old = deployed(bp("a", ""));
     let live = running(&old);
     let mut new = bp("a", "");
-    new.metadata.version = 2;
+    new.metadata.version = 3;
     let p = plan(
         &[desired(new.clone())],
         &[(old.clone(), live.clone())],
@@ -146,26 +146,30 @@ fn version_bump_is_an_upgrade_and_migrations_are_refused_not_skipped() {
     )
     .unwrap();
     assert_eq!(kinds(&p), [("a".into(), ChangeKind::Upgrade)]);
-    assert!(render_human(&p, None, false).starts_with("~ upgrade a v1→v2\n    version 1 → 2\n"));
-    let with_script = DesiredEntry {
+    assert_eq!(p.changes[0].migration, None);
+    assert!(render_human(&p, None, false).starts_with("~ upgrade a v1→v3\n    version 1 → 3\n"));
+    // Only the steps between the deployed and the desired version run, in order.
+    let with_scripts = DesiredEntry {
         blueprint: new,
-        migration_steps: vec![2],
+        migration_steps: vec![1, 3, 2, 4],
     };
     let p = plan(
-        &[with_script],
+        &[with_scripts],
         &[(old.clone(), live.clone())],
         &PlanOptions::default(),
     )
     .unwrap();
-    assert_eq!(kinds(&p), [("a".into(), ChangeKind::Refused)]);
+    assert_eq!(kinds(&p), [("a".into(), ChangeKind::Upgrade)]);
+    let m = p.changes[0].migration.as_ref().unwrap();
+    assert_eq!(m.steps, [2, 3]);
     assert!(
-        p.changes[0].reasons[0].contains("v2.rhai"),
+        p.changes[0].reasons[1].contains("state migrations v2.rhai, v3.rhai"),
         "{:?}",
         p.changes[0].reasons
     );
     let text = render_human(&p, None, false);
-    assert!(text.ends_with("Plan: 0 to create, 0 to update, 0 to upgrade, 0 to replace, 0 to destroy; 1 refused.\n"), "{text}");
-    // A downgrade is refused too.
+    assert!(text.ends_with("Plan: 0 to create, 0 to update, 1 to upgrade, 0 to replace, 0 to destroy.\n"), "{text}");
+    // A downgrade is refused.
     let mut newer = old.clone();
     newer.version = 3;
     newer.blueprint.metadata.version = 3;
@@ -178,6 +182,59 @@ fn version_bump_is_an_upgrade_and_migrations_are_refused_not_skipped() {
     .unwrap();
     assert_eq!(kinds(&p), [("a".into(), ChangeKind::Refused)]);
     assert!(p.changes[0].reasons[0].contains("downgrades are not supported"));
+}
+
+fn held(kind: super::inventory::HoldKind, desired: &Blueprint) -> Deployed {
+    let mut rec = deployed(bp("a", ""));
+    rec.hold = Some(super::inventory::Hold {
+        kind,
+        desired_hash: blueprint_hash(desired),
+        to_version: desired.metadata.version,
+        message: "upgrade to v2 failed and was rolled back (boom)".into(),
+        at: 0,
+    });
+    rec
+}
+
+#[test]
+fn a_failed_upgrade_is_held_until_the_blueprint_changes_or_a_retry() {
+    use super::inventory::HoldKind;
+    let mut v2 = bp("a", "");
+    v2.metadata.version = 2;
+    let rec = held(HoldKind::UpgradeFailed, &v2);
+    let live = running(&rec);
+    let actual = [(rec.clone(), live)];
+    let p = plan(&[desired(v2.clone())], &actual, &PlanOptions::default()).unwrap();
+    assert!(!p.has_changes(), "{p:?}");
+    assert_eq!(p.notes[0].kind, NoteKind::UpgradeFailed);
+    assert!(render_human(&p, None, false).contains("Left alone:\n    a: upgrade to v2 failed"));
+    let retry = PlanOptions {
+        retry: vec!["a".into()],
+        ..Default::default()
+    };
+    let p = plan(&[desired(v2.clone())], &actual, &retry).unwrap();
+    assert_eq!(kinds(&p), [("a".into(), ChangeKind::Upgrade)]);
+    let mut fixed = v2.clone();
+    fixed.network.egress.allowed_domains = vec![crate::blueprint::DomainRule::Name("pypi.org".into())];
+    let p = plan(&[desired(fixed)], &actual, &PlanOptions::default()).unwrap();
+    assert_eq!(kinds(&p), [("a".into(), ChangeKind::Upgrade)], "a changed blueprint ends the hold");
+    // A held sandbox that died is still brought back, at its recorded version.
+    let down = [(rec, Live::Down)];
+    let p = plan(&[desired(v2)], &down, &PlanOptions::default()).unwrap();
+    assert_eq!(kinds(&p), [("a".into(), ChangeKind::Restart)]);
+    assert_eq!(p.changes[0].to_version, Some(1));
+}
+
+#[test]
+fn a_rollback_by_the_user_is_left_alone() {
+    use super::inventory::HoldKind;
+    let mut v2 = bp("a", "");
+    v2.metadata.version = 2;
+    let rec = held(HoldKind::RolledBack, &v2);
+    let live = running(&rec);
+    let p = plan(&[desired(v2)], &[(rec, live)], &PlanOptions::default()).unwrap();
+    assert!(!p.has_changes());
+    assert_eq!(p.notes[0].kind, NoteKind::RolledBack);
 }
 
 #[test]
