@@ -93,7 +93,7 @@ fn now() -> u64 {
 }
 
 /// The self-contained copy of a blueprint that a supervisor runs from `run/<name>/`: paths
-/// relative to the source (guards, mock replies, migrations) made absolute, and presets the
+/// relative to the source (guards, mock replies) made absolute, migrations left out, presets the
 /// source defines in `presets/NAME.yaml` inlined into `allowedDomains` (built-in and home
 /// presets stay by name), so the deployment no longer depends on the source checkout.
 pub fn resolve_paths(bp: &Blueprint, base: &Path) -> Blueprint {
@@ -125,9 +125,9 @@ pub fn resolve_paths(bp: &Blueprint, base: &Path) -> Blueprint {
             }
         }
     }
-    if let Some(m) = &mut bp.migrations {
-        abs(&mut m.dir);
-    }
+    // Migrations run from the source, before the supervisor starts; the copy it runs from
+    // has none (the source's scripts for newer versions would not validate against it).
+    bp.migrations = None;
     bp
 }
 

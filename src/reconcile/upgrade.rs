@@ -33,7 +33,8 @@ pub enum UpgradeError {
         from: u32,
         to: u32,
         snapshot: String,
-        restarted: &'static str,
+        /// What became of the old version: "runs again", "is back (stopped)", or why not.
+        restarted: String,
         #[source]
         cause: Box<UpgradeError>,
     },
@@ -79,12 +80,11 @@ fn ms(since: Instant) -> u64 {
     u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
-/// The scripts of an upgrade to `bp` (relative paths resolved against `base`), `from` → its
+/// The scripts of an upgrade to `bp` (its migrations dir relative to `base`), `from` → its
 /// version.
 pub fn steps_for(bp: &Blueprint, base: &Path, from: u32) -> Result<Vec<Step>, ScriptError> {
-    let resolved = super::apply::resolve_paths(bp, base);
-    match &resolved.migrations {
-        Some(m) => engine::steps_in(&m.dir, from, bp.metadata.version),
+    match &bp.migrations {
+        Some(m) => engine::steps_in(&base.join(&m.dir), from, bp.metadata.version),
         None => Ok(Vec::new()),
     }
 }
@@ -132,7 +132,7 @@ pub(super) fn run(ctx: &Ctx<'_>, u: Upgrade<'_>) -> Result<Timings, UpgradeError
     let snap = match take_snapshot(home, name, from, &j) {
         Ok(s) => s,
         Err(e) => {
-            restart_old(home, rt, &j);
+            let _ = restart_old(home, rt, &j);
             journal::clear(home, name)?;
             return Err(e);
         }
@@ -157,14 +157,18 @@ pub(super) fn run(ctx: &Ctx<'_>, u: Upgrade<'_>) -> Result<Timings, UpgradeError
                 ),
                 at: journal::now(),
             };
-            let restarted = j.was_running && u.start;
-            roll_back(home, rt, &mut j, Some(hold), restarted)?;
+            let start = j.was_running && u.start;
+            let restarted = match roll_back(home, rt, &mut j, Some(hold), start)? {
+                None if start => "runs again".to_string(),
+                None => "is back (stopped)".to_string(),
+                Some(e) => format!("is back but did not start again ({e})"),
+            };
             Err(UpgradeError::RolledBack {
                 name: name.to_string(),
                 from,
                 to,
                 snapshot: snap.id,
-                restarted: if restarted { "runs again" } else { "is back (stopped)" },
+                restarted,
                 cause: Box::new(cause),
             })
         }
@@ -267,25 +271,27 @@ fn commit(
     Ok(())
 }
 
-/// Starts the old version again after a failure that left the state untouched.
-fn restart_old(home: &Home, rt: &dyn Runtime, j: &Journal) {
-    if j.was_running {
-        if let Err(e) = rt.start(&j.name) {
-            log::event(home, &j.name, "restart-failed", json!({"error": crate::error_chain(e.as_ref())}));
-        }
+/// Starts the old version again if it was running; says why not when it cannot.
+fn restart_old(home: &Home, rt: &dyn Runtime, j: &Journal) -> Option<String> {
+    if !j.was_running {
+        return None;
     }
+    let e = rt.start(&j.name).err()?;
+    let error = crate::error_chain(e.as_ref());
+    log::event(home, &j.name, "restart-failed", json!({"error": error}));
+    Some(error)
 }
 
 /// Stops whatever runs, restores the snapshot (when the state may have changed), puts back the
 /// old record and blueprint (with `hold`), forgets the journal, and starts the old version when
-/// `start`.
+/// `start`; returns why that start failed, if it did.
 fn roll_back(
     home: &Home,
     rt: &dyn Runtime,
     j: &mut Journal,
     hold: Option<Hold>,
     start: bool,
-) -> Result<(), UpgradeError> {
+) -> Result<Option<String>, UpgradeError> {
     let name = j.name.clone();
     let touched = j.phase.state_touched();
     j.enter(home, Phase::RollingBack)?;
@@ -300,10 +306,7 @@ fn roll_back(
     put_back_old(home, j, hold)?;
     journal::clear(home, &name)?;
     log::event(home, &name, "rollback-finished", json!({"version": j.from, "restored": touched}));
-    if start {
-        restart_old(home, rt, j);
-    }
-    Ok(())
+    Ok(if start { restart_old(home, rt, j) } else { None })
 }
 
 /// Restores snapshot `id` into the state dir of `name`.
