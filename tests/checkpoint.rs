@@ -44,7 +44,8 @@ fn thawed(name: &str) -> bool {
     ctl.settled(&std::fs::read_to_string(file).unwrap(), false)
 }
 
-/// Prints the sandbox's agent and supervisor logs when the test fails.
+/// When the test fails: prints the sandbox's agent and supervisor logs, and stops it (a
+/// supervisor left running would fight the next run over the sandbox's cgroup).
 struct LogsOnFailure<'a>(&'a Lab, &'a str);
 
 impl Drop for LogsOnFailure<'_> {
@@ -55,6 +56,7 @@ impl Drop for LogsOnFailure<'_> {
                 let text = std::fs::read_to_string(&log).unwrap_or_default();
                 eprintln!("--- {}\n{text}", log.display());
             }
+            let _ = nc(self.0, &["stop", self.1]);
         }
     }
 }
