@@ -5,6 +5,8 @@
 
 mod dbcopy;
 
+pub use dbcopy::BUSY_LIMIT;
+
 use std::collections::HashSet;
 use std::fs::{self, File, Metadata, OpenOptions};
 use std::io::{self, Read, Write};
@@ -445,3 +447,6 @@ pub(crate) fn io_err<'a>(
         source,
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -20,7 +20,7 @@ pub(super) const SIBLING_SUFFIXES: [&str; 3] = ["-wal", "-shm", "-journal"];
 /// The first 16 bytes of every SQLite database file.
 const HEADER: &[u8; 16] = b"SQLite format 3\0";
 /// How long a busy database is retried before the raw copy.
-pub(crate) const BUSY_LIMIT: Duration = Duration::from_secs(1);
+pub const BUSY_LIMIT: Duration = Duration::from_secs(1);
 const RETRY_PAUSE: Duration = Duration::from_millis(10);
 
 /// Whether `path` starts with the SQLite header.
