@@ -373,5 +373,14 @@ fn a_crash_loop_restores_the_newest_checkpoint_once() {
     );
     assert_eq!(s.note.as_deref(), Some(note.as_str()));
     assert_eq!(std::fs::read_to_string(&config).unwrap(), "{\"ok\": fa");
+    // Only a running agent is checkpointed.
+    let o = nc(&lab, &["checkpoint", name]);
+    assert!(
+        o.failed().stderr.contains("not running (state: Failed)"),
+        "{}",
+        o.stderr
+    );
     nc(&lab, &["stop", name]).ok();
+    let o = nc(&lab, &["checkpoint", name]);
+    assert!(o.failed().stderr.contains("is not running"), "{}", o.stderr);
 }
