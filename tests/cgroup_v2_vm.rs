@@ -37,6 +37,7 @@ const CHECKS: &[&str] = &[
     "supervisor-leaves",
     "supervisor-status",
     "exec-joins-sandbox-leaf",
+    "freeze-thaw-checkpoint",
     "two-sandboxes",
     "stop-leaves-nothing",
 ];
@@ -517,6 +518,10 @@ fn check_supervisor() -> bool {
             ensure!(o.stdout.trim() == "0::/", "{}", o.stdout);
             Ok(())
         });
+    let frozen = started
+        && check("freeze-thaw-checkpoint", || {
+            freeze_and_checkpoint(&lab, name)
+        });
     let stopped = check("stop-leaves-nothing", || {
         stop(&lab, name)?;
         nothing_left(name)?;
@@ -524,7 +529,29 @@ fn check_supervisor() -> bool {
         ensure!(log.contains("got-term"), "agent log: {log}");
         Ok(())
     });
-    started && status && exec && stopped
+    started && status && exec && frozen && stopped
+}
+
+/// v2 freezing: `cgroup.freeze` on the sandbox's leaf, settled in `cgroup.events`; thawed
+/// again; and `nemoclaw checkpoint`, which freezes and thaws around its copy.
+fn freeze_and_checkpoint(lab: &Lab, name: &str) -> R {
+    use nemoclaw::sandbox::cgroups::{host_layout, SandboxCgroup};
+    let cg = SandboxCgroup::locate(&host_layout().map_err(|e| e.to_string())?, name)
+        .map_err(|e| e.to_string())?;
+    let events = group(name).join("sandbox/cgroup.events");
+    cg.freeze().map_err(|e| format!("freeze: {e}"))?;
+    ensure!(read(&events).contains("frozen 1"), "{}", read(&events));
+    cg.thaw().map_err(|e| format!("thaw: {e}"))?;
+    ensure!(read(&events).contains("frozen 0"), "{}", read(&events));
+    let o = lab.nc(&["checkpoint", name]);
+    ensure!(
+        o.code == 0 && o.stdout.contains("agent frozen for"),
+        "checkpoint: {}{}",
+        o.stdout,
+        o.stderr
+    );
+    ensure!(read(&events).contains("frozen 0"), "{}", read(&events));
+    Ok(())
 }
 
 fn two_sandboxes() -> R {

@@ -13,6 +13,7 @@ use clap::{ArgAction, Args, Parser, Subcommand};
 use crate::home::Home;
 
 pub mod apply;
+pub mod checkpoint;
 pub mod completions;
 pub mod demo_agent;
 pub mod exec;
@@ -139,6 +140,8 @@ pub enum Command {
     Logs(logs::LogsArgs),
     /// Run a command inside a running sandbox.
     Exec(exec::ExecArgs),
+    /// Take a checkpoint of a running sandbox's state now.
+    Checkpoint(checkpoint::CheckpointArgs),
     /// Run a command in a blueprint's sandbox in the foreground.
     Run(run::RunArgs),
     /// Export blueprints to other formats (Kubernetes).
@@ -271,6 +274,7 @@ fn run(cmd: Command, ctx: &Context) -> anyhow::Result<Exit> {
         Command::Status(a) => status::run(a, ctx),
         Command::Logs(a) => logs::run(a, ctx),
         Command::Exec(a) => exec::run(a, ctx),
+        Command::Checkpoint(a) => checkpoint::run(a, ctx),
         Command::Run(a) => run::run(a, ctx),
         Command::Export(_) => pending::not_yet("export", "Kubernetes export"),
         Command::Gateway(a) => gateway::run(a, ctx),

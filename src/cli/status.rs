@@ -115,8 +115,10 @@ pub fn run(a: StatusArgs, ctx: &Context) -> anyhow::Result<Exit> {
     for r in &table {
         println!("{}", line(r));
     }
-    for r in rows.iter().filter(|r| r.message.is_some()) {
-        println!("{}: {}", r.name, r.message.as_deref().unwrap_or_default());
+    for r in &rows {
+        for text in [&r.message, &r.note].into_iter().flatten() {
+            println!("{}: {text}", r.name);
+        }
     }
     for r in rows.iter().filter(|r| r.held.is_some()) {
         println!("{}: {}", r.name, r.held.as_deref().unwrap_or_default());

@@ -48,6 +48,9 @@ pub struct Row {
     pub state: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// What the supervisor did that the user should know (a checkpoint restored).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
     pub restarts: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub uptime_seconds: Option<u64>,
@@ -113,6 +116,7 @@ fn row(home: &Home, rec: &Deployed, default_agent: &str) -> Row {
         commit: rec.source.commit.clone(),
         state: "down".into(),
         message: None,
+        note: None,
         restarts: 0,
         uptime_seconds: None,
         memory_bytes: None,
@@ -132,6 +136,7 @@ fn row(home: &Home, rec: &Deployed, default_agent: &str) -> Row {
                     .and_then(|v| v.as_str().map(String::from))
                     .unwrap_or_default();
                 r.message = s.message;
+                r.note = s.note;
                 r.restarts = s.restarts;
                 r.memory_bytes = s.memory_bytes;
                 r.pid = s.pid;

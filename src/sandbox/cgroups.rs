@@ -40,6 +40,14 @@ pub enum CgroupError {
     },
     #[error("cgroup {path} still has processes after {waited:?}; it was not removed")]
     Busy { path: PathBuf, waited: Duration },
+    #[error("no cgroup freezer for this sandbox on this host (a cgroup v1 `freezer` hierarchy or cgroup v2 is needed to freeze it)")]
+    NoFreezer,
+    #[error("cgroup {path} was not {} after {waited:?}", if *.frozen { "frozen" } else { "thawed" })]
+    FreezeTimeout {
+        path: PathBuf,
+        frozen: bool,
+        waited: Duration,
+    },
 }
 
 /// The limits of one sandbox.
@@ -59,15 +67,20 @@ pub enum Controller {
     Cpu,
     Memory,
     Pids,
+    /// cgroup v1's freezer (checkpoints); optional. On v2 freezing is a core file
+    /// (`cgroup.freeze`) of the unified group, so it is never listed for v2.
+    Freezer,
 }
 
 impl Controller {
+    /// The controllers every sandbox needs (its limits).
     pub const ALL: [Controller; 3] = [Controller::Cpu, Controller::Memory, Controller::Pids];
     pub fn name(self) -> &'static str {
         match self {
             Controller::Cpu => "cpu",
             Controller::Memory => "memory",
             Controller::Pids => "pids",
+            Controller::Freezer => "freezer",
         }
     }
 }
@@ -165,32 +178,28 @@ pub struct Layout {
     pub hierarchies: Vec<(Controller, Hierarchy)>,
 }
 
+impl Layout {
+    /// Whether every controller in [`Controller::ALL`] was found.
+    fn has_all(&self) -> bool {
+        Controller::ALL
+            .iter()
+            .all(|c| self.hierarchies.iter().any(|(x, _)| x == c))
+    }
+}
+
 /// Finds the hierarchies from `/proc/self/mountinfo`, `/proc/self/cgroup` and the v2 mount's
 /// `cgroup.controllers` (passed in, so this is pure). v1 wins for a controller bound to a v1
-/// hierarchy (a controller is in at most one); otherwise v2 if it lists the controller.
+/// hierarchy (a controller is in at most one); otherwise v2 if it lists the controller. A v1
+/// `freezer` hierarchy is listed too when mounted ([`Controller::Freezer`]).
 pub fn parse_layout(mountinfo: &str, self_cgroup: &str, v2_controllers: Option<&str>) -> Layout {
     let mounts = CgroupMounts::parse(mountinfo);
     let own = OwnGroups::parse(self_cgroup);
     let mut hierarchies = Vec::new();
     for c in Controller::ALL {
-        let name = c.name().to_string();
-        if let Some((_, mnt, root)) = mounts.v1.iter().find(|(o, _, _)| o.contains(&name)) {
-            let own = own
-                .v1
-                .iter()
-                .find(|(cs, _)| cs.contains(&name))
-                .map(|(_, p)| p.as_str())
-                .unwrap_or("/");
-            hierarchies.push((
-                c,
-                Hierarchy {
-                    version: Version::V1,
-                    mount: mnt.clone(),
-                    own: relative(own, root),
-                },
-            ));
+        if let Some(h) = v1_hierarchy(&mounts, &own, c) {
+            hierarchies.push((c, h));
         } else if let (Some((mnt, root)), Some(ctrls)) = (&mounts.v2, v2_controllers) {
-            if ctrls.split_whitespace().any(|x| x == name) {
+            if ctrls.split_whitespace().any(|x| x == c.name()) {
                 hierarchies.push((
                     c,
                     Hierarchy {
@@ -202,7 +211,27 @@ pub fn parse_layout(mountinfo: &str, self_cgroup: &str, v2_controllers: Option<&
             }
         }
     }
+    if let Some(h) = v1_hierarchy(&mounts, &own, Controller::Freezer) {
+        hierarchies.push((Controller::Freezer, h));
+    }
     Layout { hierarchies }
+}
+
+/// The v1 hierarchy that offers controller `c`, with this process's group in it.
+fn v1_hierarchy(mounts: &CgroupMounts, own: &OwnGroups, c: Controller) -> Option<Hierarchy> {
+    let name = c.name().to_string();
+    let (_, mnt, root) = mounts.v1.iter().find(|(o, _, _)| o.contains(&name))?;
+    let own = own
+        .v1
+        .iter()
+        .find(|(cs, _)| cs.contains(&name))
+        .map(|(_, p)| p.as_str())
+        .unwrap_or("/");
+    Some(Hierarchy {
+        version: Version::V1,
+        mount: mnt.clone(),
+        own: relative(own, root),
+    })
 }
 
 /// The cgroup mounts in `/proc/self/mountinfo`.
@@ -346,7 +375,7 @@ pub fn host_layout() -> Result<Layout, CgroupError> {
     let own = read("/proc/self/cgroup")?;
     let first = parse_layout(&mountinfo, &own, None);
     // Only read the v2 controllers when some controller is still missing.
-    if first.hierarchies.len() == Controller::ALL.len() {
+    if first.has_all() {
         return Ok(first);
     }
     let v2 = mountinfo
@@ -393,6 +422,14 @@ impl SandboxCgroup {
             {
                 dirs.push((c, h.version, d));
             }
+        }
+        // v1: the freezer too, when mounted (checkpoints freeze the sandbox with it).
+        if let Some((_, h)) = layout
+            .hierarchies
+            .iter()
+            .find(|(c, h)| *c == Controller::Freezer && h.version == Version::V1)
+        {
+            dirs.push((Controller::Freezer, Version::V1, sandbox_dir(h, name)));
         }
         Ok(SandboxCgroup { dirs })
     }
@@ -455,8 +492,15 @@ impl SandboxCgroup {
             .collect()
     }
 
-    /// Kills whatever is left in the groups and removes them. Missing groups are fine.
+    /// Kills whatever is left in the groups and removes them. Missing groups are fine. A
+    /// group left frozen (a supervisor killed during a checkpoint) is thawed first: frozen v1
+    /// tasks do not die of SIGKILL until thawed.
     pub fn remove(&self) -> Result<(), CgroupError> {
+        if let Some((v, dir)) = self.dir_for(Controller::Freezer) {
+            if dir.exists() {
+                let _ = set_frozen(v, dir, false);
+            }
+        }
         let result = self.remove_leaves();
         for (_, v, dir) in &self.dirs {
             if *v == Version::V2 {
@@ -523,6 +567,126 @@ impl SandboxCgroup {
             "memory.current"
         };
         fs::read_to_string(dir.join(file)).ok()?.trim().parse().ok()
+    }
+}
+
+/// How long [`SandboxCgroup::freeze`] and [`SandboxCgroup::thaw`] wait for the kernel.
+pub const FREEZE_WAIT: Duration = Duration::from_secs(5);
+
+impl SandboxCgroup {
+    /// Freezes every process of the sandbox (v2 `cgroup.freeze`, v1 `freezer.state`) and waits
+    /// (up to [`FREEZE_WAIT`]) until the kernel reports the group frozen. On error the group
+    /// is thawed again.
+    pub fn freeze(&self) -> Result<(), CgroupError> {
+        let (v, dir) = self.freezer()?;
+        let result = set_frozen(v, dir, true);
+        if result.is_err() {
+            let _ = set_frozen(v, dir, false);
+        }
+        result
+    }
+
+    /// Thaws the sandbox and waits (up to [`FREEZE_WAIT`]) until the kernel reports it thawed.
+    pub fn thaw(&self) -> Result<(), CgroupError> {
+        let (v, dir) = self.freezer()?;
+        set_frozen(v, dir, false)
+    }
+
+    /// The group whose freezer holds the sandbox: the v1 freezer's, or the unified v2 one.
+    fn freezer(&self) -> Result<(Version, &Path), CgroupError> {
+        self.dir_for(Controller::Freezer)
+            .ok_or(CgroupError::NoFreezer)
+    }
+}
+
+/// The files that freeze a group on each version: where to write, what, and where the kernel
+/// says when it is done. Pure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FreezeControl {
+    /// Written with [`FreezeControl::value`].
+    pub file: &'static str,
+    /// Read until [`FreezeControl::settled`] says the group got there.
+    pub state_file: &'static str,
+    version: Version,
+}
+
+impl FreezeControl {
+    pub fn of(version: Version) -> FreezeControl {
+        let (file, state_file) = match version {
+            Version::V1 => ("freezer.state", "freezer.state"),
+            Version::V2 => ("cgroup.freeze", "cgroup.events"),
+        };
+        FreezeControl {
+            file,
+            state_file,
+            version,
+        }
+    }
+
+    /// What to write to [`FreezeControl::file`] to freeze (`true`) or thaw the group.
+    pub fn value(&self, frozen: bool) -> &'static str {
+        match (self.version, frozen) {
+            (Version::V1, true) => "FROZEN",
+            (Version::V1, false) => "THAWED",
+            (Version::V2, true) => "1",
+            (Version::V2, false) => "0",
+        }
+    }
+
+    /// Whether `state` (the text of [`FreezeControl::state_file`]) says the group is frozen
+    /// (`true`) or thawed, as asked. v1 reads `FREEZING` on the way.
+    pub fn settled(&self, state: &str, frozen: bool) -> bool {
+        match self.version {
+            Version::V1 => state.trim() == self.value(frozen),
+            Version::V2 => events_frozen(state) == Some(frozen),
+        }
+    }
+}
+
+/// The `frozen 0|1` line of a v2 `cgroup.events`.
+pub fn events_frozen(events: &str) -> Option<bool> {
+    events
+        .lines()
+        .find_map(|l| match l.trim().strip_prefix("frozen ")? {
+            "1" => Some(true),
+            "0" => Some(false),
+            _ => None,
+        })
+}
+
+/// Freezes or thaws the group in `dir` and waits until the kernel says it is done.
+fn set_frozen(v: Version, dir: &Path, frozen: bool) -> Result<(), CgroupError> {
+    let ctl = FreezeControl::of(v);
+    let p = dir.join(ctl.file);
+    let value = ctl.value(frozen);
+    fs::write(&p, value).map_err(|source| CgroupError::Write {
+        path: p.clone(),
+        value: value.into(),
+        source,
+    })?;
+    wait_settled(&ctl, dir, frozen)
+}
+
+/// Reads the group's freezer state until it settles, backing off from 200 µs to 50 ms between
+/// reads, for at most [`FREEZE_WAIT`].
+fn wait_settled(ctl: &FreezeControl, dir: &Path, frozen: bool) -> Result<(), CgroupError> {
+    let state = dir.join(ctl.state_file);
+    let start = Instant::now();
+    loop {
+        let text = fs::read_to_string(&state).map_err(io_at(&state))?;
+        if ctl.settled(&text, frozen) {
+            return Ok(());
+        }
+        if start.elapsed() >= FREEZE_WAIT {
+            return Err(CgroupError::FreezeTimeout {
+                path: dir.to_path_buf(),
+                frozen,
+                waited: start.elapsed(),
+            });
+        }
+        let pause =
+            (start.elapsed() / 4).clamp(Duration::from_micros(200), Duration::from_millis(50));
+        std::thread::sleep(pause);
     }
 }
 
@@ -714,6 +878,70 @@ mod tests {
         for c in Controller::ALL {
             assert_eq!(cg.dir_for(c), Some((Version::V2, leaf)), "{c:?}");
         }
+    }
+
+    #[test]
+    fn a_v1_freezer_hierarchy_gets_a_group_of_its_own() {
+        let mountinfo = format!(
+            "{HYBRID_MOUNTINFO}31 25 0:29 / /sys/fs/cgroup/freezer rw,relatime shared:15 - cgroup cgroup rw,freezer\n"
+        );
+        let own = format!("6:freezer:/\n{HYBRID_SELF}");
+        let l = parse_layout(&mountinfo, &own, None);
+        assert_eq!(l.hierarchies.len(), 4);
+        let cg = SandboxCgroup::locate(&l, "a").unwrap();
+        assert_eq!(cg.dirs.len(), 4, "cpu, memory, pids and the freezer");
+        let freezer = Path::new("/sys/fs/cgroup/freezer/nemoclaw/a");
+        assert_eq!(
+            cg.dir_for(Controller::Freezer),
+            Some((Version::V1, freezer))
+        );
+        assert!(cg.procs_files().contains(&freezer.join("cgroup.procs")));
+        // Without one, a hybrid host has nothing to freeze with.
+        let cg = SandboxCgroup::locate(&parse_layout(HYBRID_MOUNTINFO, HYBRID_SELF, None), "a");
+        assert!(matches!(cg.unwrap().freeze(), Err(CgroupError::NoFreezer)));
+    }
+
+    #[test]
+    fn v2_freezes_its_unified_group() {
+        let l = parse_layout(V2_MOUNTINFO, V2_SELF, Some("cpu memory pids"));
+        assert!(l.hierarchies.iter().all(|(c, _)| *c != Controller::Freezer));
+        let cg = SandboxCgroup::locate(&l, "bot").unwrap();
+        assert_eq!(
+            cg.dir_for(Controller::Freezer),
+            Some((
+                Version::V2,
+                Path::new("/sys/fs/cgroup/nemoclaw/bot/sandbox")
+            ))
+        );
+    }
+
+    #[test]
+    fn freeze_files_per_version() {
+        let v1 = FreezeControl::of(Version::V1);
+        assert_eq!((v1.file, v1.state_file), ("freezer.state", "freezer.state"));
+        assert_eq!((v1.value(true), v1.value(false)), ("FROZEN", "THAWED"));
+        assert!(v1.settled("FROZEN\n", true));
+        assert!(!v1.settled("FREEZING\n", true), "still on the way");
+        assert!(!v1.settled("FROZEN\n", false));
+        assert!(v1.settled("THAWED\n", false));
+        let v2 = FreezeControl::of(Version::V2);
+        assert_eq!((v2.file, v2.state_file), ("cgroup.freeze", "cgroup.events"));
+        assert_eq!((v2.value(true), v2.value(false)), ("1", "0"));
+        assert!(v2.settled("populated 1\nfrozen 1\n", true));
+        assert!(!v2.settled("populated 1\nfrozen 0\n", true));
+        assert!(v2.settled("populated 0\nfrozen 0\n", false));
+        assert!(
+            !v2.settled("populated 1\n", false),
+            "no frozen line: not settled"
+        );
+    }
+
+    #[test]
+    fn cgroup_events_frozen_line() {
+        assert_eq!(events_frozen("populated 1\nfrozen 1\n"), Some(true));
+        assert_eq!(events_frozen("frozen 0"), Some(false));
+        assert_eq!(events_frozen("populated 1\n"), None);
+        assert_eq!(events_frozen("frozen 2\n"), None);
     }
 
     #[test]

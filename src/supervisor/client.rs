@@ -34,6 +34,14 @@ impl Client {
         Ok(c)
     }
 
+    /// How long [`Client::request`] waits for an answer (10 s from [`Client::connect`]).
+    pub fn set_reply_timeout(&mut self, wait: Duration) -> Result<(), SupervisorError> {
+        self.reader
+            .get_ref()
+            .set_read_timeout(Some(wait))
+            .map_err(|e| sup_io("control socket", e))
+    }
+
     pub fn request(&mut self, request: Request) -> Result<Response, SupervisorError> {
         let env = Envelope {
             id: serde_json::json!(self.next_id),

@@ -9,8 +9,9 @@
 //! held" means "the supervisor is alive", whatever pid the file names after a crash or a reboot.
 //! It starts the sandbox from the deployed blueprint (`run/<name>/blueprint.yaml`), copies the
 //! agent's output into `logs/<name>/agent.log` (capped), restarts the agent per the lifecycle
-//! policy with exponential backoff, watches the state dir's size against `resources.disk`, and
-//! answers the control socket.
+//! policy with exponential backoff, watches the state dir's size against `resources.disk`, takes
+//! checkpoints of the state (`lifecycle.checkpoint`, restored once after a crash loop with
+//! `lifecycle.restoreOnCrashLoop`), and answers the control socket.
 //!
 //! The same loop (`Daemon::supervise`) runs `nemoclaw run` in the foreground
 //! ([`run_foreground`]): one start, the output to the caller's stdout and stderr, the signals
@@ -26,6 +27,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
+use super::checkpoint::{CheckpointError, Checkpoints, Taken};
 use super::foreground::{copy_stdin, read_into_spare, Foreground};
 use super::gateway::GatewayHook;
 use super::health;
@@ -91,6 +93,8 @@ struct Daemon {
     next_health: Option<Instant>,
     started_at: Instant,
     next_disk_check: Instant,
+    /// Checkpoints of the state (a detached supervisor only).
+    checkpoints: Option<Checkpoints>,
 }
 
 /// How the loop runs its sandbox.
@@ -364,6 +368,8 @@ impl Daemon {
             .health_check
             .as_ref()
             .and_then(health::Check::from_blueprint);
+        let text = std::fs::read(&d.bp_path).map_err(|e| sup_io(&d.bp_path, e))?;
+        d.checkpoints = Some(Checkpoints::new(home, name, &bp, text));
         Ok(d)
     }
 
@@ -430,6 +436,7 @@ impl Daemon {
             next_health: None,
             started_at: Instant::now(),
             next_disk_check: Instant::now() + DISK_CHECK,
+            checkpoints: None,
         }
     }
 
@@ -531,6 +538,11 @@ impl Daemon {
                 .last_inference()
                 .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
                 .map(|d| d.as_secs()),
+            note: self
+                .checkpoints
+                .as_ref()
+                .and_then(|c| c.note())
+                .map(String::from),
         }
     }
 
@@ -541,15 +553,17 @@ impl Daemon {
             self.disk_cap.map(|_| self.next_disk_check),
             self.next_health,
             self.health_run.as_ref().map(|r| r.deadline),
+            self.checkpoints.as_ref().and_then(Checkpoints::next_due),
         ]
         .into_iter()
         .flatten()
         .min()
     }
 
-    /// Timers: start or restart, escalate a stop, check the disk cap.
+    /// Timers: start or restart, escalate a stop, check the disk cap, take a checkpoint.
     fn tick(&mut self) {
         self.tick_health();
+        self.tick_checkpoint();
         let now = Instant::now();
         // (A stop clears `next_start`, so nothing starts once the loop is asked to end.)
         if self.next_start.is_some_and(|t| t <= now) && self.sandbox.is_none() {
@@ -575,6 +589,106 @@ impl Daemon {
                 }
             }
         }
+    }
+
+    /// Takes the periodic checkpoint when it is due, unless the agent is not running, crashed
+    /// within the crash window or is unhealthy (a crash-looping agent's state is never
+    /// checkpointed: it may be the cause).
+    fn tick_checkpoint(&mut self) {
+        let now = Instant::now();
+        let Some(c) = &mut self.checkpoints else {
+            return;
+        };
+        if c.next_due().is_none_or(|t| t > now) {
+            return;
+        }
+        c.schedule(now);
+        match self.why_not_checkpoint(now) {
+            Some(reason) => self.note("checkpoint-skipped", serde_json::json!({"reason": reason})),
+            None => {
+                let _ = self.checkpoint();
+            }
+        }
+    }
+
+    /// Why the agent's state should not be checkpointed now, if it should not.
+    fn why_not_checkpoint(&self, now: Instant) -> Option<&'static str> {
+        if self.state != State::Running {
+            Some("the agent is not running")
+        } else if self.tracker.crashed_within(self.policy.crash_window, now) {
+            Some("the agent crashed within lifecycle.crashWindow")
+        } else if self.health_state.healthy == Some(false) {
+            Some("the agent is unhealthy")
+        } else {
+            None
+        }
+    }
+
+    /// Takes a checkpoint of the running agent's state now and logs it.
+    fn checkpoint(&mut self) -> Result<Taken, CheckpointError> {
+        let cg = self.sandbox.as_ref().and_then(|s| s.cgroup.as_ref());
+        let result = match (&self.checkpoints, cg) {
+            (Some(c), Some(cg)) => c.take(cg),
+            _ => Err(CheckpointError::NoCgroup),
+        };
+        match &result {
+            Ok(t) => self.note("checkpoint", serde_json::json!(t.report())),
+            Err(e) => self.note(
+                "checkpoint-failed",
+                serde_json::json!({"error": crate::error_chain(e)}),
+            ),
+        }
+        result
+    }
+
+    /// `checkpoint` on the control socket: one now, if the agent runs.
+    fn checkpoint_request(&mut self, id: serde_json::Value) -> Response {
+        if self.state != State::Running {
+            return Response::err(
+                id,
+                format!("the agent is not running (state: {:?})", self.state),
+            );
+        }
+        match self.checkpoint() {
+            Ok(t) => Response {
+                checkpoint: Some(t.report()),
+                ..Response::ok(id)
+            },
+            Err(e) => Response::err(id, crate::error_chain(&e)),
+        }
+    }
+
+    /// After giving up (`crashes` within the window): restores the newest checkpoint once
+    /// (`lifecycle.restoreOnCrashLoop`) and starts the agent again. False when nothing was
+    /// restored (the caller gives up for real).
+    fn restore_after_crash_loop(&mut self, crashes: u32) -> bool {
+        let Some(c) = &mut self.checkpoints else {
+            return false;
+        };
+        let info = match c.restore_newest(crashes) {
+            Ok(Some(info)) => info,
+            Ok(None) => return false,
+            Err(e) => {
+                self.note(
+                    "checkpoint-restore-failed",
+                    serde_json::json!({"error": crate::error_chain(&e)}),
+                );
+                return false;
+            }
+        };
+        let line = c.note().unwrap_or_default().to_string();
+        self.note(
+            "checkpoint-restored",
+            serde_json::json!({"id": info.id, "crashes": crashes}),
+        );
+        if let Mode::Detached { log } = &mut self.mode {
+            let _ = log.write(format!("nemoclaw: {line}; starting the agent again\n").as_bytes());
+        }
+        self.tracker = Tracker::default();
+        self.restarts += 1;
+        self.state = State::Backoff;
+        self.next_start = Some(Instant::now());
+        true
     }
 
     /// Starts a health check when one is due; kills one that overran its timeout.
@@ -814,6 +928,7 @@ impl Daemon {
                 );
             }
             Decision::StayDown => self.state = State::Exited,
+            Decision::GiveUp { crashes, .. } if self.restore_after_crash_loop(crashes) => {}
             Decision::GiveUp { crashes, window } => {
                 self.state = State::Failed;
                 self.message = Some(format!(
@@ -925,6 +1040,7 @@ impl Daemon {
             }
             Request::ReloadPolicy => self.reload_policy(id),
             Request::ExecInfo => self.exec_info(id),
+            Request::Checkpoint => self.checkpoint_request(id),
         }
     }
 
@@ -942,6 +1058,9 @@ impl Daemon {
         }
         self.policy = Policy::from_lifecycle(&bp.lifecycle);
         self.disk_cap = bp.resources.disk.map(|b| b.bytes());
+        if let Some(c) = &mut self.checkpoints {
+            c.reload(&bp.lifecycle);
+        }
         self.note("policy-reloaded", serde_json::json!({}));
         Response {
             status: Some(self.status()),

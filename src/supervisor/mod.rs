@@ -9,6 +9,8 @@
 //! - [`policy`]: restart decisions with backoff and give-up (pure).
 //! - [`logcap`]: the size-capped agent log.
 //! - [`health`]: health checks (exec in the sandbox, http from a socket in its netns).
+//! - [`checkpoint`]: checkpoints of the running agent's state (frozen cgroup), and the
+//!   restore of the newest one after a crash loop.
 
 use crate::blueprint::diag::Diagnostic;
 use crate::home::{Home, HomeError};
@@ -17,6 +19,7 @@ use crate::sandbox::instance::InstanceError;
 use crate::sandbox::spawn::SpawnError;
 use std::path::PathBuf;
 
+pub mod checkpoint;
 pub mod client;
 pub mod daemon;
 pub mod exec;

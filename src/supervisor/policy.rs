@@ -93,6 +93,14 @@ impl Tracker {
     pub fn recent(&self) -> u32 {
         u32::try_from(self.crashes.len()).unwrap_or(u32::MAX)
     }
+
+    /// Whether the agent crashed within `window` before `now` (without forgetting anything:
+    /// [`Tracker::recent`] only forgets old crashes at the next exit).
+    pub fn crashed_within(&self, window: Duration, now: Instant) -> bool {
+        self.crashes
+            .back()
+            .is_some_and(|t| now.saturating_duration_since(*t) <= window)
+    }
 }
 
 #[cfg(test)]
@@ -148,6 +156,19 @@ mod tests {
             Decision::Restart(Duration::from_millis(200))
         );
         assert_eq!(t.recent(), 1);
+    }
+
+    #[test]
+    fn a_crash_counts_until_its_window_has_passed() {
+        let p = policy(RestartPolicy::OnFailure);
+        let mut t = Tracker::default();
+        let now = Instant::now();
+        assert!(!t.crashed_within(p.crash_window, now));
+        t.on_exit(&p, 0, now);
+        assert!(!t.crashed_within(p.crash_window, now), "a clean exit");
+        t.on_exit(&p, 1, now);
+        assert!(t.crashed_within(p.crash_window, now + Duration::from_secs(60)));
+        assert!(!t.crashed_within(p.crash_window, now + Duration::from_secs(61)));
     }
 
     #[test]

@@ -35,6 +35,8 @@ pub enum Request {
     ReloadPolicy,
     /// What `nemoclaw exec` needs to enter the sandbox (init pid, uid/gid, env, workdir).
     ExecInfo,
+    /// Take a checkpoint of the running agent's state now (`nemoclaw checkpoint NAME`).
+    Checkpoint,
 }
 
 /// The state of the agent as the supervisor sees it.
@@ -80,6 +82,25 @@ pub struct Status {
     /// When the gateway last answered an inference request (Unix seconds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_inference: Option<u64>,
+    /// Something the supervisor did that the user should know about, kept for its whole life
+    /// (e.g. "restored checkpoint <id> after 5 crashes").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// A checkpoint just taken (the answer to [`Request::Checkpoint`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointInfo {
+    /// The snapshot's id (its directory in `snapshots/<name>/`).
+    pub id: String,
+    /// Regular files and their bytes in the state copy.
+    pub files: u64,
+    pub bytes: u64,
+    /// How long the agent was frozen.
+    pub frozen_ms: u64,
+    /// Older checkpoints removed to keep `lifecycle.checkpoint.keep`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pruned: Vec<String>,
 }
 
 /// What `exec` needs to join a running sandbox.
@@ -110,6 +131,8 @@ pub struct Response {
     pub status: Option<Status>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exec: Option<ExecInfo>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<CheckpointInfo>,
 }
 
 impl Response {
@@ -122,6 +145,7 @@ impl Response {
             server: None,
             status: None,
             exec: None,
+            checkpoint: None,
         }
     }
     pub fn err(id: serde_json::Value, msg: impl Into<String>) -> Response {
@@ -175,6 +199,10 @@ mod tests {
             parse_request(r#"{"op":"reload_policy"}"#).unwrap().request,
             Request::ReloadPolicy
         );
+        assert_eq!(
+            parse_request(r#"{"op":"checkpoint"}"#).unwrap().request,
+            Request::Checkpoint
+        );
         let line = serde_json::to_string(&Envelope {
             id: serde_json::json!("a"),
             request: Request::Status,
@@ -207,9 +235,28 @@ mod tests {
             cpu_percent: None,
             last_inference: None,
             memory_bytes: None,
+            note: None,
         };
         let v = serde_json::to_value(&s).unwrap();
         assert_eq!(v["state"], "backoff");
         assert!(v.get("pid").is_none());
+        assert!(v.get("note").is_none());
+    }
+
+    #[test]
+    fn a_checkpoint_answer_round_trips() {
+        let r = Response {
+            checkpoint: Some(CheckpointInfo {
+                id: "20261207T231653.123Z-v1-checkpoint".into(),
+                files: 3,
+                bytes: 4096,
+                frozen_ms: 12,
+                pruned: vec![],
+            }),
+            ..Response::ok(serde_json::json!(2))
+        };
+        let line = serde_json::to_string(&r).unwrap();
+        assert!(!line.contains("pruned"), "{line}");
+        assert_eq!(serde_json::from_str::<Response>(&line).unwrap(), r);
     }
 }
