@@ -55,10 +55,12 @@ fn secs(d: Duration) -> String {
 /// 1,000 JSON session files of ~100 KB each.
 fn make_state(state: &Path) {
     std::fs::create_dir_all(state.join("sessions")).unwrap();
-    let turn = serde_json::json!({"role": "assistant", "text": "x".repeat(200), "ts": 1_765_000_000});
+    let turn =
+        serde_json::json!({"role": "assistant", "text": "x".repeat(200), "ts": 1_765_000_000});
     let turns = FILE_BYTES / serde_json::to_string(&turn).unwrap().len();
     for i in 0..FILES {
-        let doc = serde_json::json!({"id": i, "model": "mock-1", "turns": vec![turn.clone(); turns]});
+        let doc =
+            serde_json::json!({"id": i, "model": "mock-1", "turns": vec![turn.clone(); turns]});
         std::fs::write(
             state.join(format!("sessions/{i:04}.json")),
             serde_json::to_vec(&doc).unwrap(),
@@ -77,10 +79,7 @@ const SCRIPT: &str = r#"for p in state.list("sessions/*.json") {
 fn state_migration(root: &Path, runs: usize) {
     let script = root.join("v2.rhai");
     std::fs::write(&script, SCRIPT).unwrap();
-    let steps = [Step {
-        version: 2,
-        script,
-    }];
+    let steps = [Step { version: 2, script }];
     let limits = ScriptLimits::default();
     let (mut ours, mut cp) = (Vec::new(), Vec::new());
     for run in 0..runs {
@@ -89,7 +88,12 @@ fn state_migration(root: &Path, runs: usize) {
         let bytes = dir_bytes(&state);
         let peer_dst = root.join(format!("cp-{run}"));
         let t = Instant::now();
-        let ok = Command::new("cp").arg("-a").arg(&state).arg(&peer_dst).status().unwrap();
+        let ok = Command::new("cp")
+            .arg("-a")
+            .arg(&state)
+            .arg(&peer_dst)
+            .status()
+            .unwrap();
         assert!(ok.success());
         cp.push(t.elapsed());
         std::fs::remove_dir_all(&peer_dst).unwrap();
@@ -146,7 +150,11 @@ fn nemoclaw(home: &Path, args: &[&str]) -> String {
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
     assert!(o.status.success(), "nemoclaw {args:?}: {text}");
     text
 }

@@ -194,7 +194,10 @@ fn script_fixture(state: &std::path::Path) {
     w("agent.yaml", "name: old\n");
     w("settings.toml", "theme = \"light\"\n");
     w("notes.md", "hello\n");
-    w("events.jsonl", "{\"kind\":\"debug\"}\n{\"kind\":\"info\"}\n");
+    w(
+        "events.jsonl",
+        "{\"kind\":\"debug\"}\n{\"kind\":\"info\"}\n",
+    );
     w("sessions/2026/a.json", "{\"model\": \"m\"}");
     w("cache/blob.bin", "x");
     let db = rusqlite::Connection::open(state.join("state.db")).unwrap();
@@ -225,8 +228,10 @@ fn the_readme_migration_examples_run() {
             steps: &steps,
             limits: &limits,
         };
-        run(&state, &input, &|l| printed.lock().unwrap().push(l.to_string()))
-            .unwrap_or_else(|e| panic!("README script {}:\n{text}\n{e}", i + 1));
+        run(&state, &input, &|l| {
+            printed.lock().unwrap().push(l.to_string())
+        })
+        .unwrap_or_else(|e| panic!("README script {}:\n{text}\n{e}", i + 1));
     }
     let read = |p: &str| std::fs::read_to_string(state.join(p)).unwrap();
     assert!(read("config.json").contains("nvidia/llama-3.3-70b-instruct"));
@@ -240,9 +245,14 @@ fn the_readme_migration_examples_run() {
     assert!(state.join("config/old/config.json").is_file());
     let db = rusqlite::Connection::open(state.join("state.db")).unwrap();
     let pinned: i64 = db
-        .query_row("SELECT importance FROM memories WHERE id = 1", [], |r| r.get(0))
+        .query_row("SELECT importance FROM memories WHERE id = 1", [], |r| {
+            r.get(0)
+        })
         .unwrap();
     assert_eq!(pinned, 5);
     let printed = printed.lock().unwrap().join("\n");
-    assert!(printed.contains("kept 2 events") && printed.contains("memory 1: 5"), "{printed}");
+    assert!(
+        printed.contains("kept 2 events") && printed.contains("memory 1: 5"),
+        "{printed}"
+    );
 }

@@ -150,7 +150,9 @@ impl Env {
     }
 
     fn journal_phase(&self) -> Option<String> {
-        let text = std::fs::read_to_string(self.home.join("run").join(&self.name).join("upgrade.json")).ok()?;
+        let text =
+            std::fs::read_to_string(self.home.join("run").join(&self.name).join("upgrade.json"))
+                .ok()?;
         let v: serde_json::Value = serde_json::from_str(&text).ok()?;
         v["phase"].as_str().map(String::from)
     }
@@ -232,9 +234,11 @@ fn a_chain_of_three_versions_migrates_the_state_at_each_step() {
     let env = Env::new("nct-up-chain");
     env.blueprint(1, None, "");
     ok(env.apply(&[]));
-    wait_until("the demo agent's first tick", Duration::from_secs(20), || {
-        env.read("demo-agent.json").contains("runs")
-    });
+    wait_until(
+        "the demo agent's first tick",
+        Duration::from_secs(20),
+        || env.read("demo-agent.json").contains("runs"),
+    );
     env.write("notes.txt", "# groceries\nmilk\n# work\nship v2\n");
     env.write("sessions/a.json", r#"{"model": "mock-1", "id": "a"}"#);
 
@@ -261,7 +265,10 @@ print(`v2: ${files.len()} topics`);"##,
     assert_eq!(env.read("notes/groceries.txt"), "milk\n");
     assert_eq!(env.read("notes/work.txt"), "ship v2\n");
     assert!(!env.state().join("notes.txt").exists());
-    assert_eq!(env.read("sessions/a.json"), "{\n  \"id\": \"a\",\n  \"modelId\": \"mock-1\"\n}\n");
+    assert_eq!(
+        env.read("sessions/a.json"),
+        "{\n  \"id\": \"a\",\n  \"modelId\": \"mock-1\"\n}\n"
+    );
 
     // v3: an SQLite memory built from the notes.
     env.blueprint(3, None, "");
@@ -290,7 +297,10 @@ for p in state.list("notes/*.txt") {
     assert_eq!(snaps.len(), 2, "{snaps:?}");
     assert_eq!(snaps[0]["version"], 1);
     assert_eq!(snaps[1]["version"], 2);
-    assert_eq!(ok(env.apply(&[])).trim(), "No changes. Sandboxes match the blueprints.");
+    assert_eq!(
+        ok(env.apply(&[])).trim(),
+        "No changes. Sandboxes match the blueprints."
+    );
 }
 
 /// Deploys v1 of the trap agent with `files` in its state, then writes v2 with `script`.
@@ -319,15 +329,28 @@ if state.exists("stopped-by-term") { throw "the old agent saved state at shutdow
     let before = env.state_hash_without_agent_files();
     let out = failed(env.apply(&[]));
     assert!(out.contains("rolled back"), "{out}");
-    assert!(out.contains("v2.rhai:3:"), "the error names the script and line: {out}");
-    assert_eq!(env.state_hash_without_agent_files(), before, "state restored byte for byte");
+    assert!(
+        out.contains("v2.rhai:3:"),
+        "the error names the script and line: {out}"
+    );
+    assert_eq!(
+        env.state_hash_without_agent_files(),
+        before,
+        "state restored byte for byte"
+    );
     assert_eq!(env.read("dir/b.txt"), "keep me\n");
     assert!(!env.state().join("new.json").exists());
     assert_eq!(env.version_and_state(), (1, "running".into()));
-    assert!(env.read("starts").lines().count() >= 2, "the old version started again");
+    assert!(
+        env.read("starts").lines().count() >= 2,
+        "the old version started again"
+    );
     // The failed version is held: plan says why, apply leaves it, status shows it.
     let plan = ok(env.plan(&[]));
-    assert!(plan.contains("upgrade to v2 failed") && plan.contains("--retry"), "{plan}");
+    assert!(
+        plan.contains("upgrade to v2 failed") && plan.contains("--retry"),
+        "{plan}"
+    );
     assert!(ok(env.apply(&[])).contains("No changes"));
     assert!(env.status()["held"].as_str().unwrap().contains("failed"));
     // --retry tries again (and fails the same way, restoring again).
@@ -347,11 +370,18 @@ fn runaway_scripts_are_stopped_by_the_limits() {
     );
     // The dry run stops the endless loop by the operations limit: plan refuses, nothing stops.
     let plan = ok(env.plan(&[]));
-    assert!(plan.contains("refused") && plan.contains("migrations.limits"), "{plan}");
+    assert!(
+        plan.contains("refused") && plan.contains("migrations.limits"),
+        "{plan}"
+    );
     let out = failed(env.apply(&[]));
     assert!(out.contains("refused"), "{out}");
     assert_eq!(env.version_and_state(), (1, "running".into()));
-    assert_eq!(env.read("starts").lines().count(), 1, "the agent was never stopped");
+    assert_eq!(
+        env.read("starts").lines().count(),
+        1,
+        "the agent was never stopped"
+    );
     // Unbounded allocation, in the real run: stopped by the size limits, state restored.
     env.script(
         2,
@@ -365,7 +395,11 @@ if state.exists("stopped-by-term") { let s = "x"; loop { s += s; } }"#,
     assert_eq!(env.version_and_state(), (1, "running".into()));
     // An endless loop in the real run, stopped by the wall-time limit.
     env.script(2, "if state.exists(\"stopped-by-term\") { loop { } }");
-    env.blueprint(2, Some(AGENT), "  limits:\n    operations: 100000000000\n    wallTime: 2s\n");
+    env.blueprint(
+        2,
+        Some(AGENT),
+        "  limits:\n    operations: 100000000000\n    wallTime: 2s\n",
+    );
     let t = Instant::now();
     let out = failed(env.apply(&[]));
     assert!(out.contains("migrations.limits.wallTime"), "{out}");
@@ -385,7 +419,10 @@ fn paths_that_lead_out_of_the_state_are_refused_and_the_host_file_is_untouched()
     env.blueprint(2, Some(AGENT), "");
     let attempts = [
         (r#"state.write_text("../escape.txt", "x")"#, "escape.txt"),
-        (&*format!("state.write_text({:?}, \"x\")", host.display().to_string()), "absolute"),
+        (
+            &*format!("state.write_text({:?}, \"x\")", host.display().to_string()),
+            "absolute",
+        ),
         (r#"state.write_text("link", "overwritten")"#, "link"),
         (r#"state.read_text("hard")"#, "hard"),
         (r#"state.write_text("hard", "overwritten")"#, "hard"),
@@ -396,9 +433,21 @@ fn paths_that_lead_out_of_the_state_are_refused_and_the_host_file_is_untouched()
         std::fs::hard_link(&host, env.state().join("hard")).unwrap();
         let before = env.state_hash_without_agent_files();
         env.script(2, script);
-        let out = failed(env.nemoclaw(&["migrate", "nct-up-paths", "--dir", env.src.to_str().unwrap()]));
-        assert!(out.contains("refused") && out.contains(path), "{script}: {out}");
-        assert_eq!(std::fs::read_to_string(&host).unwrap(), "host data\n", "{script}");
+        let out = failed(env.nemoclaw(&[
+            "migrate",
+            "nct-up-paths",
+            "--dir",
+            env.src.to_str().unwrap(),
+        ]));
+        assert!(
+            out.contains("refused") && out.contains(path),
+            "{script}: {out}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&host).unwrap(),
+            "host data\n",
+            "{script}"
+        );
         assert!(!env._tmp.path().join("escape.txt").exists());
         assert_eq!(env.state_hash_without_agent_files(), before, "{script}");
         assert_eq!(env.version_and_state().0, 1);
@@ -411,20 +460,36 @@ fn kill_during(name: &str, phase: &str, setup: impl Fn(&Env)) {
     let env = Env::new(name);
     setup(&env);
     let mut child = env.spawn_apply();
-    wait_until(&format!("the {phase} step"), Duration::from_secs(60), || {
-        env.journal_phase().as_deref() == Some(phase)
-    });
+    wait_until(
+        &format!("the {phase} step"),
+        Duration::from_secs(60),
+        || env.journal_phase().as_deref() == Some(phase),
+    );
     std::thread::sleep(Duration::from_millis(50));
     child.kill().unwrap();
     child.wait().unwrap();
-    assert_eq!(env.journal_phase().as_deref(), Some(phase), "killed mid-step");
+    assert_eq!(
+        env.journal_phase().as_deref(),
+        Some(phase),
+        "killed mid-step"
+    );
     let status = env.status();
-    assert!(status["held"].as_str().unwrap_or("").contains("interrupted"), "{status}");
+    assert!(
+        status["held"]
+            .as_str()
+            .unwrap_or("")
+            .contains("interrupted"),
+        "{status}"
+    );
     let out = ok(env.apply(&[]));
     assert!(out.contains("was interrupted"), "{out}");
     assert_eq!(env.journal_phase(), None);
     assert_eq!(env.version_and_state(), (2, "running".into()));
-    assert_eq!(env.read("migrated"), "once\n", "the script ran on restored state, once");
+    assert_eq!(
+        env.read("migrated"),
+        "once\n",
+        "the script ran on restored state, once"
+    );
 }
 
 const MIGRATE_ONCE: &str = r#"state.append_text("migrated", "once\n");"#;
@@ -491,7 +556,10 @@ fn an_unhealthy_new_version_is_rolled_back_and_held() {
     );
     let before = env.state_hash_without_agent_files();
     let out = failed(env.apply(&[]));
-    assert!(out.contains("not healthy") && out.contains("rolled back"), "{out}");
+    assert!(
+        out.contains("not healthy") && out.contains("rolled back"),
+        "{out}"
+    );
     assert_eq!(env.state_hash_without_agent_files(), before);
     assert_eq!(env.read("data.json"), "{\"v\": 1}\n");
     assert_eq!(env.version_and_state(), (1, "running".into()));
@@ -503,21 +571,37 @@ fn the_plan_dry_run_shows_the_change_and_leaves_the_state_untouched() {
     let env = Env::new("nct-up-dry");
     deployed_with(
         &env,
-        &[("config.json", "{\"model\": \"mock-1\", \"port\": 1}"), ("old.txt", "bye\n")],
+        &[
+            ("config.json", "{\"model\": \"mock-1\", \"port\": 1}"),
+            ("old.txt", "bye\n"),
+        ],
         r#"let c = state.read_json("config.json"); c.model = "nvidia/llama"; state.write_json("config.json", c);
 state.remove("old.txt"); state.write_text("new.txt", "hello\n");"#,
         "",
     );
     let before = tree_hash(&env.state()).unwrap();
     let plan = ok(env.plan(&[]));
-    assert_eq!(tree_hash(&env.state()).unwrap(), before, "the real state is untouched");
+    assert_eq!(
+        tree_hash(&env.state()).unwrap(),
+        before,
+        "the real state is untouched"
+    );
     assert!(plan.contains("migration dry run"), "{plan}");
-    assert!(plan.contains("nvidia/llama") && plan.contains("new.txt") && plan.contains("old.txt"), "{plan}");
+    assert!(
+        plan.contains("nvidia/llama") && plan.contains("new.txt") && plan.contains("old.txt"),
+        "{plan}"
+    );
     let json: serde_json::Value = serde_json::from_slice(&env.plan(&["--json"]).stdout).unwrap();
     let dry = &json["changes"][0]["migration"]["dryRun"];
     assert_eq!(dry["outcome"], "ok", "{json}");
     // `migrate --dry-run` shows the same for one sandbox.
-    let out = ok(env.nemoclaw(&["migrate", "nct-up-dry", "--dry-run", "--dir", env.src.to_str().unwrap()]));
+    let out = ok(env.nemoclaw(&[
+        "migrate",
+        "nct-up-dry",
+        "--dry-run",
+        "--dir",
+        env.src.to_str().unwrap(),
+    ]));
     assert!(out.contains("nvidia/llama"), "{out}");
     assert_eq!(tree_hash(&env.state()).unwrap(), before);
 }
@@ -541,7 +625,10 @@ fn rollback_after_an_upgrade_restores_the_old_state_and_version() {
     assert_eq!(env.read("data.json"), "{\"v\": 1}\n");
     // Recorded as the user's intent: apply leaves it until the blueprint changes.
     let plan = ok(env.plan(&[]));
-    assert!(plan.contains("Left alone") && plan.contains("rolled back"), "{plan}");
+    assert!(
+        plan.contains("Left alone") && plan.contains("rolled back"),
+        "{plan}"
+    );
     assert!(ok(env.apply(&[])).contains("No changes"));
     assert_eq!(env.version_and_state(), (1, "running".into()));
 }

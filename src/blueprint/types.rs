@@ -420,7 +420,11 @@ pub struct Migrations {
     /// agent's state from version N-1 to N.
     pub dir: PathBuf,
     /// Upgrade snapshots kept per sandbox. Default 3.
-    #[serde(default, alias = "keepSnapshots", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        alias = "keepSnapshots",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub keep: Option<u32>,
     /// Limits on each migration script; a script that reaches one fails and the upgrade rolls
     /// back.

@@ -68,7 +68,11 @@ pub fn migrate(a: MigrateArgs, ctx: &Context) -> anyhow::Result<Exit> {
         .iter()
         .find(|e| e.blueprint.metadata.name == a.name)
         .with_context(|| format!("the source has no blueprint named `{}`", a.name))?;
-    let base = entry.path.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
+    let base = entry
+        .path
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default();
     let base = std::fs::canonicalize(&base).unwrap_or(base);
     let to = a.to.unwrap_or(entry.blueprint.metadata.version);
     if a.dry_run {
@@ -79,7 +83,10 @@ pub fn migrate(a: MigrateArgs, ctx: &Context) -> anyhow::Result<Exit> {
         check_target(&a.name, rec.version, to, entry.blueprint.metadata.version)?;
         let mut bp = entry.blueprint.clone();
         bp.metadata.version = to;
-        return Ok(print_dry_run(&dry_run(&home, &a.name, &bp, &base, rec.version), ctx));
+        return Ok(print_dry_run(
+            &dry_run(&home, &a.name, &bp, &base, rec.version),
+            ctx,
+        ));
     }
     let rt = SupervisorRuntime {
         home: home.clone(),
@@ -130,7 +137,11 @@ pub fn rollback(a: RollbackArgs, ctx: &Context) -> anyhow::Result<Exit> {
             r.version,
             r.snapshot.id,
             r.from_version,
-            if r.started { "; it is running" } else { "; it stays stopped" }
+            if r.started {
+                "; it is running"
+            } else {
+                "; it stays stopped"
+            }
         );
         if r.version != r.from_version {
             println!("apply leaves it at v{} until its blueprint changes (plan shows it under \"Left alone\").", r.version);
@@ -152,7 +163,10 @@ pub fn snapshots(a: SnapshotsArgs, ctx: &Context) -> anyhow::Result<Exit> {
         }
         return Ok(Exit::Ok);
     }
-    println!("{:<34} {:>7} {:<10} {:>7} {:>10}", "ID", "VERSION", "KIND", "FILES", "SIZE");
+    println!(
+        "{:<34} {:>7} {:<10} {:>7} {:>10}",
+        "ID", "VERSION", "KIND", "FILES", "SIZE"
+    );
     for s in &list {
         println!(
             "{:<34} {:>7} {:<10} {:>7} {:>10}",

@@ -36,8 +36,7 @@ pub fn dry_run(home: &Home, name: &str, bp: &Blueprint, base: &Path, from: u32) 
         Err(e) => return failed(&e),
     };
     let (before, after) = (scratch.path().join("before"), scratch.path().join("after"));
-    if let Err(e) = tree::copy_tree(&state, &before)
-        .and_then(|_| tree::copy_tree(&before, &after))
+    if let Err(e) = tree::copy_tree(&state, &before).and_then(|_| tree::copy_tree(&before, &after))
     {
         return failed(&e);
     }

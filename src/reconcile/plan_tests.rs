@@ -168,7 +168,12 @@ fn version_bump_is_an_upgrade_that_names_its_migrations_and_downgrades_are_refus
         p.changes[0].reasons
     );
     let text = render_human(&p, None, false);
-    assert!(text.ends_with("Plan: 0 to create, 0 to update, 1 to upgrade, 0 to replace, 0 to destroy.\n"), "{text}");
+    assert!(
+        text.ends_with(
+            "Plan: 0 to create, 0 to update, 1 to upgrade, 0 to replace, 0 to destroy.\n"
+        ),
+        "{text}"
+    );
     // A downgrade is refused.
     let mut newer = old.clone();
     newer.version = 3;
@@ -215,9 +220,14 @@ fn a_failed_upgrade_is_held_until_the_blueprint_changes_or_a_retry() {
     let p = plan(&[desired(v2.clone())], &actual, &retry).unwrap();
     assert_eq!(kinds(&p), [("a".into(), ChangeKind::Upgrade)]);
     let mut fixed = v2.clone();
-    fixed.network.egress.allowed_domains = vec![crate::blueprint::DomainRule::Name("pypi.org".into())];
+    fixed.network.egress.allowed_domains =
+        vec![crate::blueprint::DomainRule::Name("pypi.org".into())];
     let p = plan(&[desired(fixed)], &actual, &PlanOptions::default()).unwrap();
-    assert_eq!(kinds(&p), [("a".into(), ChangeKind::Upgrade)], "a changed blueprint ends the hold");
+    assert_eq!(
+        kinds(&p),
+        [("a".into(), ChangeKind::Upgrade)],
+        "a changed blueprint ends the hold"
+    );
     // A held sandbox that died is still brought back, at its recorded version.
     let down = [(rec, Live::Down)];
     let p = plan(&[desired(v2)], &down, &PlanOptions::default()).unwrap();

@@ -6,9 +6,9 @@ use crate::home::Home;
 use crate::source::{self, Loaded, SourceSpec};
 
 use super::apply::Origins;
+use super::dry_run::dry_run_plan;
 use super::inventory::{Inventory, InventoryError};
 use super::live;
-use super::dry_run::dry_run_plan;
 use super::plan::{plan, DesiredEntry, Note, NoteKind, Plan, PlanError, PlanOptions};
 use crate::migrate::journal;
 

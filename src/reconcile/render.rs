@@ -80,7 +80,10 @@ fn presets_line(bp: &Blueprint) -> Option<String> {
 fn render_dry_run(out: &mut String, dry: &DryRun) {
     match dry {
         DryRun::NoState => {
-            let _ = writeln!(out, "    migration dry run: no state yet, nothing to migrate");
+            let _ = writeln!(
+                out,
+                "    migration dry run: no state yet, nothing to migrate"
+            );
         }
         DryRun::Failed { .. } => {}
         DryRun::Ok { diff } => {

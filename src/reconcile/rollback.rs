@@ -38,7 +38,12 @@ pub enum RollbackError {
     #[error("`{0}` is running: stop it first (`nemoclaw stop {0}`), or let `apply` upgrade it")]
     Running(String),
     #[error("`{name}` is at version {at}: --to {to} must be above it and at most {max}, the source's version")]
-    BadTarget { name: String, at: u32, to: u32, max: u32 },
+    BadTarget {
+        name: String,
+        at: u32,
+        to: u32,
+        max: u32,
+    },
     #[error("starting the restored version")]
     Start(#[source] super::apply::RuntimeError),
 }
@@ -91,7 +96,12 @@ pub fn rollback(
     write_atomic(&home.deployed_blueprint(name), yaml.as_bytes(), 0o600)?;
     inventory::save_record(home, &rec).map_err(UpgradeError::from)?;
     inventory::bump_generation(home).map_err(UpgradeError::from)?;
-    log::event(home, name, "rolled-back", serde_json::json!({"snapshot": info.id, "from": current.version, "to": rec.version}));
+    log::event(
+        home,
+        name,
+        "rolled-back",
+        serde_json::json!({"snapshot": info.id, "from": current.version, "to": rec.version}),
+    );
     let started = !rec.stopped;
     if started {
         rt.start(name).map_err(RollbackError::Start)?;
@@ -106,9 +116,15 @@ pub fn rollback(
 
 /// The deployment record and blueprint text that go with a snapshot: its stored record, or
 /// the current one with the stored blueprint.
-fn record_of(info: &snapshot::Info, current: &Deployed) -> Result<(Deployed, String), RollbackError> {
-    let yaml = snapshot::attachment(info, SNAPSHOT_BLUEPRINT)?
-        .ok_or_else(|| RollbackError::NoBlueprint { id: info.id.clone() })?;
+fn record_of(
+    info: &snapshot::Info,
+    current: &Deployed,
+) -> Result<(Deployed, String), RollbackError> {
+    let yaml = snapshot::attachment(info, SNAPSHOT_BLUEPRINT)?.ok_or_else(|| {
+        RollbackError::NoBlueprint {
+            id: info.id.clone(),
+        }
+    })?;
     let yaml = String::from_utf8_lossy(&yaml).into_owned();
     let bad = |source: Box<dyn std::error::Error + Send + Sync>| RollbackError::BadBlueprint {
         id: info.id.clone(),
@@ -118,7 +134,8 @@ fn record_of(info: &snapshot::Info, current: &Deployed) -> Result<(Deployed, Str
         let rec: Deployed = serde_json::from_slice(&bytes).map_err(|e| bad(Box::new(e)))?;
         return Ok((rec, yaml));
     }
-    let bp: Blueprint = crate::blueprint::load::parse_str(&yaml).map_err(|d| bad(d.headline().into()))?;
+    let bp: Blueprint =
+        crate::blueprint::load::parse_str(&yaml).map_err(|d| bad(d.headline().into()))?;
     let mut rec = current.clone();
     rec.hash = blueprint_hash(&bp);
     rec.version = bp.metadata.version;

@@ -22,8 +22,8 @@ use crate::blueprint::Blueprint;
 use crate::home::{write_atomic, Home, HomeError};
 use crate::migrate::engine::{self, RunInput, ScriptError, Step};
 use crate::migrate::journal::{self, Journal, JournalError, Phase, JOURNAL_FORMAT};
-use crate::migrate::snapshot::{self, Kind, SnapshotError};
 use crate::migrate::log;
+use crate::migrate::snapshot::{self, Kind, SnapshotError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum UpgradeError {
@@ -104,7 +104,11 @@ pub(super) struct Upgrade<'a> {
 /// what failed.
 pub(super) fn run(ctx: &Ctx<'_>, u: Upgrade<'_>) -> Result<Timings, UpgradeError> {
     let (home, rt, name) = (ctx.home, ctx.runtime, u.change.name.as_str());
-    let new = u.change.after.as_ref().expect("an upgrade has a desired blueprint");
+    let new = u
+        .change
+        .after
+        .as_ref()
+        .expect("an upgrade has a desired blueprint");
     let (from, to) = (u.old.version, new.metadata.version);
     let mut j = Journal {
         format: JOURNAL_FORMAT,
@@ -119,7 +123,12 @@ pub(super) fn run(ctx: &Ctx<'_>, u: Upgrade<'_>) -> Result<Timings, UpgradeError
         started_at: journal::now(),
     };
     j.save(home)?;
-    log::event(home, name, "upgrade-started", json!({"from": from, "to": to, "steps": u.steps.iter().map(|s| s.version).collect::<Vec<_>>()}));
+    log::event(
+        home,
+        name,
+        "upgrade-started",
+        json!({"from": from, "to": to, "steps": u.steps.iter().map(|s| s.version).collect::<Vec<_>>()}),
+    );
     let down = Instant::now();
     let mut t = Timings::default();
     if let Err(e) = rt.stop(name) {
@@ -215,7 +224,11 @@ fn forward(
     t: &mut Timings,
 ) -> Result<(), UpgradeError> {
     let (home, name) = (ctx.home, u.change.name.as_str());
-    let new = u.change.after.as_ref().expect("an upgrade has a desired blueprint");
+    let new = u
+        .change
+        .after
+        .as_ref()
+        .expect("an upgrade has a desired blueprint");
     let step = Instant::now();
     let limits = new
         .migrations
@@ -234,7 +247,12 @@ fn forward(
         &|line| log::event(home, name, "print", json!({"message": line})),
     )?;
     t.migrate_ms = ms(step);
-    log::event(home, name, "migrated", json!({"ran": report.ran, "ms": t.migrate_ms}));
+    log::event(
+        home,
+        name,
+        "migrated",
+        json!({"ran": report.ran, "ms": t.migrate_ms}),
+    );
     j.enter(home, Phase::Starting)?;
     let step = Instant::now();
     ctx.record(u.change, u.stopped_after)
@@ -264,10 +282,18 @@ fn commit(
     journal::clear(home, name)?;
     let pruned = snapshot::prune(&home.snapshots(name), Kind::Upgrade, keep as usize)
         .unwrap_or_else(|e| {
-            tracing::warn!("pruning the snapshots of {name}: {}", crate::error_chain(&e));
+            tracing::warn!(
+                "pruning the snapshots of {name}: {}",
+                crate::error_chain(&e)
+            );
             Vec::new()
         });
-    log::event(home, name, "upgrade-committed", json!({"to": new.metadata.version, "snapshot": snapshot, "pruned": pruned, "timings": t}));
+    log::event(
+        home,
+        name,
+        "upgrade-committed",
+        json!({"to": new.metadata.version, "snapshot": snapshot, "pruned": pruned, "timings": t}),
+    );
     Ok(())
 }
 
@@ -295,18 +321,35 @@ fn roll_back(
     let name = j.name.clone();
     let touched = j.phase.state_touched();
     j.enter(home, Phase::RollingBack)?;
-    log::event(home, &name, "rollback-started", json!({"from": j.to, "to": j.from}));
+    log::event(
+        home,
+        &name,
+        "rollback-started",
+        json!({"from": j.to, "to": j.from}),
+    );
     if rt.is_running(&name) {
         rt.stop(&name).map_err(UpgradeError::Stop)?;
     }
     if touched {
-        let id = j.snapshot.clone().ok_or_else(|| UpgradeError::NoSnapshot(name.clone()))?;
+        let id = j
+            .snapshot
+            .clone()
+            .ok_or_else(|| UpgradeError::NoSnapshot(name.clone()))?;
         restore(home, &name, &id)?;
     }
     put_back_old(home, j, hold)?;
     journal::clear(home, &name)?;
-    log::event(home, &name, "rollback-finished", json!({"version": j.from, "restored": touched}));
-    Ok(if start { restart_old(home, rt, j) } else { None })
+    log::event(
+        home,
+        &name,
+        "rollback-finished",
+        json!({"version": j.from, "restored": touched}),
+    );
+    Ok(if start {
+        restart_old(home, rt, j)
+    } else {
+        None
+    })
 }
 
 /// Restores snapshot `id` into the state dir of `name`.
@@ -323,7 +366,11 @@ pub(super) fn restore(home: &Home, name: &str, id: &str) -> Result<(), UpgradeEr
 /// Writes the old version's record (with `hold`) and blueprint back.
 fn put_back_old(home: &Home, j: &Journal, hold: Option<Hold>) -> Result<(), UpgradeError> {
     let name = &j.name;
-    write_atomic(&home.deployed_blueprint(name), j.old_blueprint.as_bytes(), 0o600)?;
+    write_atomic(
+        &home.deployed_blueprint(name),
+        j.old_blueprint.as_bytes(),
+        0o600,
+    )?;
     match serde_json::from_str::<Deployed>(&j.old_record) {
         Ok(mut rec) => {
             rec.hold = hold;
@@ -366,7 +413,12 @@ pub fn recover(
         return Ok(None);
     };
     let phase = j.phase;
-    log::event(home, name, "interrupted-upgrade-found", json!({"from": j.from, "to": j.to, "phase": phase}));
+    log::event(
+        home,
+        name,
+        "interrupted-upgrade-found",
+        json!({"from": j.from, "to": j.to, "phase": phase}),
+    );
     roll_back(home, rt, &mut j, None, false)?;
     Ok(Some(Recovered {
         name: name.to_string(),

@@ -247,7 +247,8 @@ pub fn wait_healthy(home: &Home, name: &str, wait: Duration) -> Result<(), Launc
             Some(s) if matches!(s.state, State::Failed | State::Exited | State::Backoff) => {
                 return Err(unhealthy(format!(
                     "never passed: the agent went down ({})",
-                    s.message.unwrap_or_else(|| format!("exit {}", s.last_exit.unwrap_or(-1)))
+                    s.message
+                        .unwrap_or_else(|| format!("exit {}", s.last_exit.unwrap_or(-1)))
                 )))
             }
             None if !super::is_running(home, name) => {
@@ -256,7 +257,9 @@ pub fn wait_healthy(home: &Home, name: &str, wait: Duration) -> Result<(), Launc
             _ => {}
         }
         if Instant::now() > deadline {
-            return Err(unhealthy(format!("did not pass within {wait:?} (apply --wait)")));
+            return Err(unhealthy(format!(
+                "did not pass within {wait:?} (apply --wait)"
+            )));
         }
         std::thread::sleep(POLL);
     }
