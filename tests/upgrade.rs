@@ -353,9 +353,12 @@ if state.exists("stopped-by-term") { throw "the old agent saved state at shutdow
     );
     assert!(ok(env.apply(&[])).contains("No changes"));
     assert!(env.status()["held"].as_str().unwrap().contains("failed"));
-    // --retry tries again (and fails the same way, restoring again).
+    // --retry plans it again: the restored state holds what the old agent saved at shutdown,
+    // so now the dry run already fails and the agent is not even stopped.
+    let starts = env.read("starts").lines().count();
     let out = failed(env.apply(&["--retry", "nct-up-err"]));
-    assert!(out.contains("rolled back"), "{out}");
+    assert!(out.contains("the dry run of its migrations failed"), "{out}");
+    assert_eq!(env.read("starts").lines().count(), starts);
     assert_eq!(env.version_and_state(), (1, "running".into()));
 }
 
