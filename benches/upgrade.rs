@@ -82,6 +82,7 @@ fn state_migration(root: &Path, runs: usize) {
     let steps = [Step { version: 2, script }];
     let limits = ScriptLimits::default();
     let (mut ours, mut cp) = (Vec::new(), Vec::new());
+    let (mut snap_t, mut script_t) = (Vec::new(), Vec::new());
     for run in 0..runs {
         let state = root.join(format!("state-{run}"));
         make_state(&state);
@@ -111,6 +112,8 @@ fn state_migration(root: &Path, runs: usize) {
             },
         )
         .unwrap();
+        snap_t.push(t.elapsed());
+        let t_script = Instant::now();
         let input = RunInput {
             name: "bench",
             from: 1,
@@ -119,6 +122,7 @@ fn state_migration(root: &Path, runs: usize) {
             limits: &limits,
         };
         engine::run(&state, &input, &|_| {}).unwrap();
+        script_t.push(t_script.elapsed());
         snapshot::prune(&snaps, Kind::Upgrade, 3).unwrap();
         ours.push(t.elapsed());
         if run == 0 {
@@ -129,8 +133,10 @@ fn state_migration(root: &Path, runs: usize) {
     }
     let (o, p) = (median(ours), median(cp));
     println!(
-        "snapshot + migrate + commit: {} (median of {runs}); cp -a of the same tree: {}; ratio {:.2}x",
+        "snapshot + migrate + commit: {} (median of {runs}; snapshot {}, script {}); cp -a of the same tree: {}; ratio {:.2}x",
         secs(o),
+        secs(median(snap_t)),
+        secs(median(script_t)),
         secs(p),
         o.as_secs_f64() / p.as_secs_f64()
     );

@@ -357,7 +357,10 @@ if state.exists("stopped-by-term") { throw "the old agent saved state at shutdow
     // so now the dry run already fails and the agent is not even stopped.
     let starts = env.read("starts").lines().count();
     let out = failed(env.apply(&["--retry", "nct-up-err"]));
-    assert!(out.contains("the dry run of its migrations failed"), "{out}");
+    assert!(
+        out.contains("the dry run of its migrations failed"),
+        "{out}"
+    );
     assert_eq!(env.read("starts").lines().count(), starts);
     assert_eq!(env.version_and_state(), (1, "running".into()));
 }

@@ -177,6 +177,15 @@ impl StateRoot {
         &self.dir
     }
 
+    /// Flushes every write under the state dir to disk: one syncfs for a whole run instead of
+    /// an fsync per file written.
+    pub fn sync(&self) -> Result<(), ConfineError> {
+        let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+        let dir =
+            nix::fcntl::openat(&self.fd, ".", flags, Mode::empty()).map_err(|e| io_err(".", e))?;
+        nix::unistd::syncfs(&dir).map_err(|e| io_err(".", e))
+    }
+
     /// Opens `rel` (already checked or built from a symlink target) beneath the state dir.
     pub(crate) fn resolve(
         &self,

@@ -118,6 +118,7 @@ pub fn run(
         run_step(&root, input, step, &limits, log)?;
         ran.push(step.version);
     }
+    root.sync()?;
     Ok(RunReport {
         ran,
         elapsed: started.elapsed(),

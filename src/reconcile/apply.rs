@@ -376,39 +376,7 @@ mod tests {
     use crate::blueprint::load::parse_str;
     use crate::reconcile::plan::{plan, DesiredEntry, Live, PlanOptions};
 
-    /// A runtime that records calls and keeps "running" sandboxes in memory.
-    #[derive(Default)]
-    struct Fake {
-        running: Mutex<BTreeSet<String>>,
-        calls: Mutex<Vec<String>>,
-        fail_start: BTreeSet<String>,
-    }
-
-    impl Runtime for Fake {
-        fn start(&self, name: &str) -> Result<(), RuntimeError> {
-            self.calls.lock().unwrap().push(format!("start {name}"));
-            if self.fail_start.contains(name) {
-                return Err("agent exited with 1".into());
-            }
-            self.running.lock().unwrap().insert(name.into());
-            Ok(())
-        }
-        fn stop(&self, name: &str) -> Result<(), RuntimeError> {
-            self.calls.lock().unwrap().push(format!("stop {name}"));
-            self.running.lock().unwrap().remove(name);
-            Ok(())
-        }
-        fn reload(&self, name: &str) -> Result<(), RuntimeError> {
-            self.calls.lock().unwrap().push(format!("reload {name}"));
-            Ok(())
-        }
-        fn wait_healthy(&self, _name: &str) -> Result<(), RuntimeError> {
-            Ok(())
-        }
-        fn is_running(&self, name: &str) -> bool {
-            self.running.lock().unwrap().contains(name)
-        }
-    }
+    use crate::reconcile::fake_runtime::Fake;
 
     fn bp(name: &str, extra: &str) -> DesiredEntry {
         let blueprint = parse_str(&format!("apiVersion: nemoclaw.dev/v1\nkind: Blueprint\nmetadata:\n  name: {name}\n  version: 1\nagent:\n  type: demo\n{extra}")).unwrap();

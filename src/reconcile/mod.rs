@@ -29,4 +29,8 @@ pub mod upgrade;
 pub mod watch;
 
 #[cfg(test)]
+mod fake_runtime;
+#[cfg(test)]
 mod plan_tests;
+#[cfg(test)]
+mod upgrade_tests;
