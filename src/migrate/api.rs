@@ -125,15 +125,9 @@ impl State {
     }
 
     /// Reads `p` as text, parses it with `parse` and converts it to a Rhai value.
-    fn read_doc(
-        &self,
-        p: &str,
-        parse: fn(&str) -> Result<serde_json::Value, ValueError>,
-    ) -> Res<Dynamic> {
+    fn read_doc(&self, p: &str, parse: fn(&str) -> Result<Dynamic, ValueError>) -> Res<Dynamic> {
         let text = self.read_text(p)?;
-        parse(&text)
-            .and_then(|v| values::to_rhai(&v))
-            .map_err(|e| self.value(p, e))
+        parse(&text).map_err(|e| self.value(p, e))
     }
 
     /// Converts `v`, renders it with `render` and writes it to `p` atomically.
@@ -141,37 +135,27 @@ impl State {
         &self,
         p: &str,
         v: &Dynamic,
-        render: fn(&serde_json::Value) -> Result<String, ValueError>,
+        render: fn(&Dynamic) -> Result<String, ValueError>,
     ) -> Res<()> {
-        let text = values::from_rhai(v)
-            .and_then(|v| render(&v))
-            .map_err(|e| self.value(p, e))?;
+        let text = render(v).map_err(|e| self.value(p, e))?;
         self.write_text(p, &text)
     }
 
     pub fn read_jsonl(&self, p: &str) -> Res<Array> {
         let text = self.read_text(p)?;
-        let lines = values::parse_jsonl(&text).map_err(|e| self.value(p, e))?;
-        lines
-            .iter()
-            .map(|v| values::to_rhai(v).map_err(|e| self.value(p, e)))
-            .collect()
+        values::parse_jsonl(&text).map_err(|e| self.value(p, e))
     }
 
     pub fn write_jsonl(&self, p: &str, records: &Array) -> Res<()> {
         let mut out = String::new();
         for r in records {
-            out += &values::from_rhai(r)
-                .and_then(|v| values::json_line(&v))
-                .map_err(|e| self.value(p, e))?;
+            out += &values::json_line(r).map_err(|e| self.value(p, e))?;
         }
         self.write_text(p, &out)
     }
 
     pub fn append_jsonl(&self, p: &str, record: &Dynamic) -> Res<()> {
-        let line = values::from_rhai(record)
-            .and_then(|v| values::json_line(&v))
-            .map_err(|e| self.value(p, e))?;
+        let line = values::json_line(record).map_err(|e| self.value(p, e))?;
         self.append_text(p, &line)
     }
 
@@ -182,14 +166,11 @@ impl State {
         let mut out = String::new();
         let mut written: INT = 0;
         for rec in records {
-            let rec = values::to_rhai(&rec).map_err(|e| self.value(p, e))?;
             let new: Dynamic = f.call_within_context(ctx, (rec,))?;
             if new.is_unit() {
                 continue;
             }
-            out += &values::from_rhai(&new)
-                .and_then(|v| values::json_line(&v))
-                .map_err(|e| self.value(p, e))?;
+            out += &values::json_line(&new).map_err(|e| self.value(p, e))?;
             written += 1;
             if out.len() as u64 > self.inner.max_read {
                 let e = ConfineError::TooLarge {

@@ -209,6 +209,32 @@ pub(super) fn check_lifecycle(l: &Lifecycle, f: &mut Findings) {
             );
         }
     }
+    if let Some(c) = &l.checkpoint {
+        if c.every.as_duration() < std::time::Duration::from_secs(1) {
+            f.err(
+                "lifecycle.checkpoint",
+                "lifecycle.checkpoint.every",
+                format!("every {} is below 1s: each checkpoint freezes the agent while its state is copied", c.every),
+            )
+            .hint("checkpoint every few hours, such as `every: 6h`");
+        }
+        if c.keep == Some(0) {
+            f.err(
+                "lifecycle.checkpoint",
+                "lifecycle.checkpoint.keep",
+                "keep: 0 would delete every checkpoint as soon as it is taken",
+            )
+            .hint("keep at least 1 (default 4), or remove `checkpoint`");
+        }
+    }
+    if l.restore_on_crash_loop && l.checkpoint.is_none() {
+        f.err(
+            "lifecycle.checkpoint",
+            "lifecycle.restoreOnCrashLoop",
+            "restoreOnCrashLoop restores the newest checkpoint, but no `checkpoint` schedule is set (only `nemoclaw checkpoint NAME` would take one)",
+        )
+        .warn();
+    }
     if l.max_restarts == Some(0) && l.restart != RestartPolicy::Never {
         f.err(
             "lifecycle.restart",
@@ -269,5 +295,78 @@ pub(super) fn check_sandbox(s: &SandboxSettings, f: &mut Findings) {
             }
             _ => {}
         }
+    }
+}
+
+pub(super) fn check_migrations(m: &crate::blueprint::types::Migrations, f: &mut Findings) {
+    if m.keep == Some(0) {
+        f.err(
+            "migrations.keep",
+            "migrations.keep",
+            "keep: 0 would delete the snapshot an upgrade rolls back to as soon as it commits, so `nemoclaw rollback` would have nothing",
+        )
+        .hint("keep at least 1 (default 3)");
+    }
+    let l = &m.limits;
+    let zero = [
+        ("operations", l.operations == Some(0)),
+        ("callDepth", l.call_depth == Some(0)),
+        ("stringSize", l.string_size == Some(0)),
+        ("arraySize", l.array_size == Some(0)),
+        ("mapSize", l.map_size == Some(0)),
+        (
+            "wallTime",
+            l.wall_time.is_some_and(|d| d.as_duration().is_zero()),
+        ),
+    ];
+    for (field, is_zero) in zero {
+        if is_zero {
+            f.err(
+                "migrations.limits",
+                format!("migrations.limits.{field}"),
+                format!("{field} must be more than zero: every script would fail at once"),
+            )
+            .hint("leave it out for the default, or raise it");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::blueprint::load::parse_str;
+
+    fn findings(extra: &str) -> Vec<(String, bool)> {
+        let bp: crate::blueprint::Blueprint = parse_str(&format!("apiVersion: nemoclaw.dev/v1\nkind: Blueprint\nmetadata:\n  name: a\n  version: 2\nagent:\n  type: demo\n{extra}")).unwrap();
+        let mut f = Findings::default();
+        check_lifecycle(&bp.lifecycle, &mut f);
+        if let Some(m) = &bp.migrations {
+            check_migrations(m, &mut f);
+        }
+        f.0.into_iter().map(|x| (x.path, x.warning)).collect()
+    }
+
+    #[test]
+    fn checkpoints_and_migrations_refuse_settings_that_defeat_them() {
+        assert!(findings("lifecycle:\n  checkpoint: {every: 6h, keep: 2}\n  restoreOnCrashLoop: true\nmigrations:\n  dir: m\n  keep: 1\n").is_empty());
+        assert_eq!(
+            findings("lifecycle:\n  checkpoint: {every: 100ms, keep: 0}\n"),
+            [
+                ("lifecycle.checkpoint.every".to_string(), false),
+                ("lifecycle.checkpoint.keep".to_string(), false)
+            ]
+        );
+        assert_eq!(
+            findings("lifecycle:\n  restoreOnCrashLoop: true\n"),
+            [("lifecycle.restoreOnCrashLoop".to_string(), true)]
+        );
+        assert_eq!(
+            findings("migrations:\n  dir: m\n  keep: 0\n  limits: {wallTime: 0s, operations: 0}\n"),
+            [
+                ("migrations.keep".to_string(), false),
+                ("migrations.limits.operations".to_string(), false),
+                ("migrations.limits.wallTime".to_string(), false)
+            ]
+        );
     }
 }

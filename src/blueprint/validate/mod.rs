@@ -130,6 +130,9 @@ pub fn check(bp: &Blueprint, ctx: &Context<'_>) -> Vec<Finding> {
     host::check_filesystem(&bp.filesystem, &mut f);
     host::check_resources(&bp.resources, &mut f);
     host::check_lifecycle(&bp.lifecycle, &mut f);
+    if let Some(m) = &bp.migrations {
+        host::check_migrations(m, &mut f);
+    }
     host::check_sandbox(&bp.sandbox, &mut f);
     for (i, d) in bp.depends_on.iter().enumerate() {
         if d == &bp.metadata.name {
