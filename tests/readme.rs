@@ -256,3 +256,59 @@ fn the_readme_migration_examples_run() {
         "{printed}"
     );
 }
+
+/// The upgrade section's plan, as `plan` prints it for the scenario the README describes
+/// (a real sandbox, so root; named so it cannot collide with a user's `assistant`).
+#[test]
+fn the_readme_upgrade_plan_is_what_plan_prints() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test deploys a real sandbox: run it as root"
+    );
+    let shown = blocks(&readme(), "text")
+        .into_iter()
+        .find(|b| b.starts_with("~ upgrade assistant v1→v2"))
+        .expect("the upgrade section's plan");
+    let dir = tempfile::tempdir().unwrap();
+    let (home, src) = (dir.path().join("home"), dir.path().join("src"));
+    std::fs::create_dir_all(src.join("migrations")).unwrap();
+    const NAME: &str = "nct-readme-assistant";
+    let blueprint = |v: u32| {
+        format!("apiVersion: nemoclaw.dev/v1\nkind: Blueprint\nmetadata:\n  name: {NAME}\n  version: {v}\nagent:\n  type: command\n  command: /bin/sh\n  args: [\"-c\", \"exec sleep 1000\"]\nmigrations:\n  dir: migrations\n")
+    };
+    let nemoclaw = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_nemoclaw"))
+            .args(args)
+            .arg("--dir")
+            .arg(&src)
+            .env("NEMOCLAW_HOME", &home)
+            .output()
+            .unwrap()
+    };
+    std::fs::write(src.join("a.yaml"), blueprint(1)).unwrap();
+    assert!(nemoclaw(&["apply", "--auto-approve"]).status.success());
+    let state = home.join("state").join(NAME);
+    std::fs::write(
+        state.join("config.json"),
+        r#"{"model": "mock-1", "port": 1}"#,
+    )
+    .unwrap();
+    std::fs::write(state.join("old.txt"), "bye\n").unwrap();
+    std::fs::write(src.join("a.yaml"), blueprint(2)).unwrap();
+    std::fs::write(
+        src.join("migrations/v2.rhai"),
+        "let c = state.read_json(\"config.json\");\nc.model = \"nvidia/llama-3.3-70b-instruct\";\nstate.write_json(\"config.json\", c);\nstate.remove(\"old.txt\");\nstate.write_text(\"notes.md\", \"hello\\n\");\n",
+    )
+    .unwrap();
+    let out = nemoclaw(&["plan"]);
+    let _ = Command::new(env!("CARGO_BIN_EXE_nemoclaw"))
+        .args(["stop", NAME])
+        .env("NEMOCLAW_HOME", &home)
+        .output();
+    let text = String::from_utf8_lossy(&out.stdout).replace(NAME, "assistant");
+    let printed = text
+        .split_once("\n\n")
+        .map(|(_, rest)| rest)
+        .unwrap_or_default();
+    assert_eq!(printed, shown);
+}

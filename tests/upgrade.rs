@@ -638,3 +638,35 @@ fn rollback_after_an_upgrade_restores_the_old_state_and_version() {
     assert!(ok(env.apply(&[])).contains("No changes"));
     assert_eq!(env.version_and_state(), (1, "running".into()));
 }
+
+#[test]
+fn migrate_moves_a_stopped_sandbox_forward_in_place_and_start_runs_it() {
+    let env = Env::new("nct-up-migrate");
+    env.blueprint(1, Some(AGENT), "");
+    ok(env.apply(&[]));
+    ok(env.nemoclaw(&["stop", "nct-up-migrate"]));
+    env.write("n.txt", "1\n");
+    env.blueprint(3, Some(AGENT), "");
+    env.script(2, "state.append_text(\"n.txt\", \"2\\n\");");
+    env.script(3, "state.append_text(\"n.txt\", \"3\\n\");");
+    let dir = env.src.to_str().unwrap().to_string();
+    // --to past the source's version is refused.
+    let out = failed(env.nemoclaw(&["migrate", "nct-up-migrate", "--to", "4", "--dir", &dir]));
+    assert!(out.contains("--to 4"), "{out}");
+    let out = ok(env.nemoclaw(&["migrate", "nct-up-migrate", "--to", "2", "--dir", &dir]));
+    assert!(out.contains("Migrated nct-up-migrate to v2"), "{out}");
+    assert_eq!(env.read("n.txt"), "1\n2\n");
+    assert_eq!(env.version_and_state(), (2, "stopped".into()));
+    // The next step comes from the source: apply records v3 for the stopped sandbox, migrated.
+    let out = ok(env.apply(&[]));
+    assert!(out.contains("upgrade nct-up-migrate"), "{out}");
+    assert_eq!(env.read("n.txt"), "1\n2\n3\n");
+    assert_eq!(env.version_and_state(), (3, "stopped".into()));
+    ok(env.nemoclaw(&["start", "nct-up-migrate"]));
+    assert_eq!(env.version_and_state(), (3, "running".into()));
+    // A running sandbox is not migrated in place; nothing is left to migrate to anyway.
+    let out = failed(env.nemoclaw(&["migrate", "nct-up-migrate", "--dir", &dir]));
+    assert!(out.contains("stop it first"), "{out}");
+    let out = failed(env.nemoclaw(&["migrate", "nct-up-migrate", "--dry-run", "--dir", &dir]));
+    assert!(out.contains("must be above it"), "{out}");
+}

@@ -374,7 +374,7 @@ pub fn execute(
 mod tests {
     use super::*;
     use crate::blueprint::load::parse_str;
-    use crate::reconcile::plan::{plan, DesiredEntry, Live, PlanOptions};
+    use crate::reconcile::plan::{plan, DesiredEntry, PlanOptions};
 
     use crate::reconcile::fake_runtime::Fake;
 
@@ -386,27 +386,8 @@ mod tests {
         }
     }
 
-    fn actual(home: &Home, rt: &Fake) -> Vec<(Deployed, Live)> {
-        Inventory::load(home)
-            .unwrap()
-            .records
-            .into_iter()
-            .map(|r| {
-                let live = if rt.is_running(&r.name) {
-                    Live::Running {
-                        healthy: Some(true),
-                        hash: None,
-                    }
-                } else {
-                    Live::Down
-                };
-                (r, live)
-            })
-            .collect()
-    }
-
     fn apply(home: &Home, rt: &Fake, desired: &[DesiredEntry], opts: &PlanOptions) -> Vec<Outcome> {
-        let p = plan(desired, &actual(home, rt), opts).unwrap();
+        let p = plan(desired, &rt.actual(home), opts).unwrap();
         execute(home, &p, &Origins::default(), rt, 4, &|_| {})
     }
 

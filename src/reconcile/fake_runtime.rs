@@ -5,6 +5,9 @@ use std::collections::BTreeSet;
 use std::sync::Mutex;
 
 use super::apply::{Runtime, RuntimeError};
+use super::inventory::{Deployed, Inventory};
+use super::plan::Live;
+use crate::home::Home;
 
 #[derive(Default)]
 pub struct Fake {
@@ -17,6 +20,26 @@ pub struct Fake {
 impl Fake {
     pub fn calls(&self) -> Vec<String> {
         crate::sync::lock(&self.calls).clone()
+    }
+
+    /// The inventory of `home`, each record live as this runtime sees it.
+    pub fn actual(&self, home: &Home) -> Vec<(Deployed, Live)> {
+        Inventory::load(home)
+            .expect("a readable inventory")
+            .records
+            .into_iter()
+            .map(|r| {
+                let live = if self.is_running(&r.name) {
+                    Live::Running {
+                        healthy: Some(true),
+                        hash: None,
+                    }
+                } else {
+                    Live::Down
+                };
+                (r, live)
+            })
+            .collect()
     }
 
     fn call(&self, what: String) {

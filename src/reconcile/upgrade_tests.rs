@@ -6,7 +6,7 @@ use std::path::Path;
 use super::apply::{execute, Origins, Outcome, Runtime};
 use super::fake_runtime::Fake;
 use super::inventory::{HoldKind, Inventory};
-use super::plan::{plan, ChangeKind, DesiredEntry, Live, PlanOptions};
+use super::plan::{plan, ChangeKind, DesiredEntry, PlanOptions};
 use super::upgrade::recover;
 use crate::blueprint::load::parse_str;
 use crate::home::Home;
@@ -45,22 +45,7 @@ fn entry(version: u32, steps: Vec<u32>) -> DesiredEntry {
 
 impl Setup {
     fn apply(&self, want: &DesiredEntry) -> Vec<Outcome> {
-        let actual: Vec<_> = Inventory::load(&self.home)
-            .unwrap()
-            .records
-            .into_iter()
-            .map(|r| {
-                let live = if self.rt.is_running(&r.name) {
-                    Live::Running {
-                        healthy: Some(true),
-                        hash: None,
-                    }
-                } else {
-                    Live::Down
-                };
-                (r, live)
-            })
-            .collect();
+        let actual = self.rt.actual(&self.home);
         let p = plan(std::slice::from_ref(want), &actual, &PlanOptions::default()).unwrap();
         let mut origins = Origins::default();
         origins
