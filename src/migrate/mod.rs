@@ -4,8 +4,8 @@
 //! transaction that drives all this lives in `reconcile::upgrade`.
 //!
 //! - [`confine`] opens the state dir once and resolves every path beneath it (openat2
-//!   `RESOLVE_BENEATH`); [`confine_tree`] lists, copies, renames and removes without following
-//!   symlinks into directories.
+//!   `RESOLVE_BENEATH`); its `file` part reads and writes files atomically, its `tree` part
+//!   lists, copies, renames and removes without following symlinks into directories.
 //! - [`engine`] runs `vN.rhai` scripts with limits; [`api`] is the `state` object scripts see,
 //!   [`values`] converts JSON/YAML/TOML to Rhai values and [`sqlite`] is the `db` object (one
 //!   transaction per database per script).
@@ -16,10 +16,7 @@
 
 pub mod api;
 pub mod confine;
-pub mod confine_file;
-pub mod confine_tree;
 pub mod engine;
-pub mod engine_setup;
 pub mod journal;
 pub mod log;
 pub mod preview;

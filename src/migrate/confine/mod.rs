@@ -6,8 +6,8 @@
 //! symlink that leads outside fails with `EXDEV` (refused) while one that stays inside is
 //! followed. A regular file with more than one hard link is refused for any read or write: it
 //! may be a link to a file outside the state dir. Reads and atomic writes of one file live in
-//! [`super::confine_file`]; tree operations (list, copy, rename, remove, mkdir) in
-//! [`super::confine_tree`], which never follow symlinks into directories.
+//! [`file`]; tree operations (list, copy, rename, remove, mkdir) in
+//! [`tree`], which never follow symlinks into directories.
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -16,6 +16,9 @@ use nix::errno::Errno;
 use nix::fcntl::{openat2, AtFlags, OFlag, OpenHow, ResolveFlag};
 use nix::sys::stat::{fchmod, fstat, fstatat, FileStat, Mode, SFlag};
 use nix::unistd::{fchown, Gid, Uid};
+
+mod file;
+mod tree;
 
 /// Mode of a file a migration creates (the agent must be able to read and write it).
 pub const NEW_FILE_MODE: u32 = 0o644;
@@ -308,5 +311,4 @@ pub(crate) fn fd_path(fd: &OwnedFd) -> std::io::Result<PathBuf> {
 }
 
 #[cfg(test)]
-#[path = "confine_tests.rs"]
 mod tests;

@@ -12,7 +12,7 @@ use nix::fcntl::{openat, readlinkat, renameat, AtFlags, OFlag};
 use nix::sys::stat::{fstat, mkdirat, FileStat, Mode, SFlag};
 use nix::unistd::{fchownat, fsync, symlinkat, unlinkat, UnlinkatFlags};
 
-use super::confine::{
+use super::{
     check_regular, checked, io_err, is_type, lstat_at, refused, set_owner_mode, ConfineError,
     StateRoot, NEW_DIR_MODE,
 };

@@ -11,11 +11,13 @@ use std::time::{Duration, Instant};
 
 use rhai::{EvalAltResult, Position, Scope, INT};
 
-use super::api::State;
-use super::confine::{ConfineError, StateRoot};
-use super::engine_setup::{build_engine, limit_message, Limits};
-use super::sqlite::SqlError;
 use crate::blueprint::ScriptLimits;
+use crate::migrate::api::State;
+use crate::migrate::confine::{ConfineError, StateRoot};
+use crate::migrate::sqlite::SqlError;
+use setup::{build_engine, limit_message, Limits};
+
+mod setup;
 
 /// One migration script: `vN.rhai` migrates state from version N-1 to N.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -241,5 +243,4 @@ fn plain_message(err: &EvalAltResult) -> String {
 }
 
 #[cfg(test)]
-#[path = "engine_tests.rs"]
 mod tests;

@@ -10,7 +10,7 @@ use nix::fcntl::{openat, renameat, OFlag};
 use nix::sys::stat::{fstat, FileStat, Mode, SFlag};
 use nix::unistd::{unlinkat, Gid, Uid, UnlinkatFlags};
 
-use super::confine::{
+use super::{
     check_regular, checked, io_err, is_type, lstat_at, set_owner_mode, ConfineError, StateRoot,
     NEW_FILE_MODE,
 };

@@ -11,9 +11,9 @@ use rhai::{
     FLOAT, INT,
 };
 
-use super::api;
 use crate::blueprint::defaults;
 use crate::blueprint::ScriptLimits;
+use crate::migrate::api;
 
 /// [`ScriptLimits`] with every default filled in, in the units the engine takes.
 #[derive(Debug, Clone, Copy)]
