@@ -14,16 +14,20 @@ use std::time::Instant;
 
 use serde_json::json;
 
-use super::apply::{Ctx, Runtime, RuntimeError};
-use super::inventory::{self, Deployed, Hold, HoldKind, Inventory, InventoryError};
+use super::apply::{Ctx, RuntimeError};
+use super::inventory::{Deployed, Inventory, InventoryError};
 use super::plan::Change;
 use crate::blueprint::types::defaults;
 use crate::blueprint::Blueprint;
-use crate::home::{write_atomic, Home, HomeError};
+use crate::home::{Home, HomeError};
 use crate::migrate::engine::{self, RunInput, ScriptError, Step};
 use crate::migrate::journal::{self, Journal, JournalError, Phase, JOURNAL_FORMAT};
 use crate::migrate::log;
+
+mod undo;
 use crate::migrate::snapshot::{self, Kind, SnapshotError};
+pub(in crate::reconcile) use undo::restore;
+pub use undo::{recover, recover_all, Recovered};
 
 #[derive(Debug, thiserror::Error)]
 pub enum UpgradeError {
@@ -103,46 +107,23 @@ pub(super) struct Upgrade<'a> {
 /// Runs one upgrade as a transaction; on failure the old version is back and the error says
 /// what failed.
 pub(super) fn run(ctx: &Ctx<'_>, u: Upgrade<'_>) -> Result<Timings, UpgradeError> {
-    let (home, rt, name) = (ctx.home, ctx.runtime, u.change.name.as_str());
-    let new = u
-        .change
-        .after
-        .as_ref()
-        .expect("an upgrade has a desired blueprint");
-    let (from, to) = (u.old.version, new.metadata.version);
-    let mut j = Journal {
-        format: JOURNAL_FORMAT,
-        name: name.to_string(),
-        from,
-        to,
-        phase: Phase::Stopping,
-        snapshot: None,
-        was_running: rt.is_running(name),
-        old_record: read_text(&home.deployed_record(name))?,
-        old_blueprint: read_text(&home.deployed_blueprint(name))?,
-        started_at: journal::now(),
-    };
-    j.save(home)?;
-    log::event(
-        home,
-        name,
-        "upgrade-started",
-        json!({"from": from, "to": to, "steps": u.steps.iter().map(|s| s.version).collect::<Vec<_>>()}),
-    );
+    let (home, rt) = (ctx.home, ctx.runtime);
+    let mut j = begin(ctx, &u)?;
+    let name = j.name.clone();
     let down = Instant::now();
     let mut t = Timings::default();
-    if let Err(e) = rt.stop(name) {
-        journal::clear(home, name)?;
+    if let Err(e) = rt.stop(&name) {
+        journal::clear(home, &name)?;
         return Err(UpgradeError::Stop(e));
     }
     t.stop_ms = ms(down);
     j.enter(home, Phase::Snapshotting)?;
     let step = Instant::now();
-    let snap = match take_snapshot(home, name, from, &j) {
+    let snap = match take_snapshot(home, &name, j.from, &j) {
         Ok(s) => s,
         Err(e) => {
-            let _ = restart_old(home, rt, &j);
-            journal::clear(home, name)?;
+            let _ = undo::restart_old(home, rt, &j);
+            journal::clear(home, &name)?;
             return Err(e);
         }
     };
@@ -152,36 +133,46 @@ pub(super) fn run(ctx: &Ctx<'_>, u: Upgrade<'_>) -> Result<Timings, UpgradeError
     match forward(ctx, &u, &mut j, &mut t) {
         Ok(()) => {
             t.downtime_ms = ms(down);
-            commit(home, name, new, &snap.id, &t)?;
+            commit(home, &j, u.desired(), &t)?;
             Ok(t)
         }
-        Err(cause) => {
-            let hold = Hold {
-                kind: HoldKind::UpgradeFailed,
-                desired_hash: inventory::blueprint_hash(new),
-                to_version: to,
-                message: format!(
-                    "upgrade to v{to} failed and was rolled back ({}): fix the blueprint or its scripts, or `nemoclaw apply --retry {name}`",
-                    crate::error_chain(&cause)
-                ),
-                at: journal::now(),
-            };
-            let start = j.was_running && u.start;
-            let restarted = match roll_back(home, rt, &mut j, Some(hold), start)? {
-                None if start => "runs again".to_string(),
-                None => "is back (stopped)".to_string(),
-                Some(e) => format!("is back but did not start again ({e})"),
-            };
-            Err(UpgradeError::RolledBack {
-                name: name.to_string(),
-                from,
-                to,
-                snapshot: snap.id,
-                restarted,
-                cause: Box::new(cause),
-            })
-        }
+        Err(cause) => Err(undo::failed(ctx, &u, &mut j, cause)?),
     }
+}
+
+impl Upgrade<'_> {
+    fn desired(&self) -> &Blueprint {
+        self.change
+            .after
+            .as_ref()
+            .expect("an upgrade has a desired blueprint")
+    }
+}
+
+/// The journal of a starting upgrade, recorded before anything is touched.
+fn begin(ctx: &Ctx<'_>, u: &Upgrade<'_>) -> Result<Journal, UpgradeError> {
+    let (home, name) = (ctx.home, u.change.name.as_str());
+    let j = Journal {
+        format: JOURNAL_FORMAT,
+        name: name.to_string(),
+        from: u.old.version,
+        to: u.desired().metadata.version,
+        phase: Phase::Stopping,
+        snapshot: None,
+        was_running: ctx.runtime.is_running(name),
+        old_record: read_text(&home.deployed_record(name))?,
+        old_blueprint: read_text(&home.deployed_blueprint(name))?,
+        started_at: journal::now(),
+    };
+    j.save(home)?;
+    let steps: Vec<u32> = u.steps.iter().map(|s| s.version).collect();
+    log::event(
+        home,
+        name,
+        "upgrade-started",
+        json!({"from": j.from, "to": j.to, "steps": steps}),
+    );
+    Ok(j)
 }
 
 fn take_snapshot(
@@ -224,11 +215,7 @@ fn forward(
     t: &mut Timings,
 ) -> Result<(), UpgradeError> {
     let (home, name) = (ctx.home, u.change.name.as_str());
-    let new = u
-        .change
-        .after
-        .as_ref()
-        .expect("an upgrade has a desired blueprint");
+    let new = u.desired();
     let step = Instant::now();
     let limits = new
         .migrations
@@ -267,13 +254,9 @@ fn forward(
     Ok(())
 }
 
-fn commit(
-    home: &Home,
-    name: &str,
-    new: &Blueprint,
-    snapshot: &str,
-    t: &Timings,
-) -> Result<(), UpgradeError> {
+fn commit(home: &Home, j: &Journal, new: &Blueprint, t: &Timings) -> Result<(), UpgradeError> {
+    let name = j.name.as_str();
+    let snapshot = j.snapshot.as_deref().unwrap_or_default();
     let keep = new
         .migrations
         .as_ref()
@@ -297,91 +280,6 @@ fn commit(
     Ok(())
 }
 
-/// Starts the old version again if it was running; says why not when it cannot.
-fn restart_old(home: &Home, rt: &dyn Runtime, j: &Journal) -> Option<String> {
-    if !j.was_running {
-        return None;
-    }
-    let e = rt.start(&j.name).err()?;
-    let error = crate::error_chain(e.as_ref());
-    log::event(home, &j.name, "restart-failed", json!({"error": error}));
-    Some(error)
-}
-
-/// Stops whatever runs, restores the snapshot (when the state may have changed), puts back the
-/// old record and blueprint (with `hold`), forgets the journal, and starts the old version when
-/// `start`; returns why that start failed, if it did.
-fn roll_back(
-    home: &Home,
-    rt: &dyn Runtime,
-    j: &mut Journal,
-    hold: Option<Hold>,
-    start: bool,
-) -> Result<Option<String>, UpgradeError> {
-    let name = j.name.clone();
-    let touched = j.phase.state_touched();
-    j.enter(home, Phase::RollingBack)?;
-    log::event(
-        home,
-        &name,
-        "rollback-started",
-        json!({"from": j.to, "to": j.from}),
-    );
-    if rt.is_running(&name) {
-        rt.stop(&name).map_err(UpgradeError::Stop)?;
-    }
-    if touched {
-        let id = j
-            .snapshot
-            .clone()
-            .ok_or_else(|| UpgradeError::NoSnapshot(name.clone()))?;
-        restore(home, &name, &id)?;
-    }
-    put_back_old(home, j, hold)?;
-    journal::clear(home, &name)?;
-    log::event(
-        home,
-        &name,
-        "rollback-finished",
-        json!({"version": j.from, "restored": touched}),
-    );
-    Ok(if start {
-        restart_old(home, rt, j)
-    } else {
-        None
-    })
-}
-
-/// Restores snapshot `id` into the state dir of `name`.
-pub(super) fn restore(home: &Home, name: &str, id: &str) -> Result<(), UpgradeError> {
-    let failed = |source| UpgradeError::Restore {
-        name: name.to_string(),
-        snapshot: id.to_string(),
-        source,
-    };
-    let info = snapshot::find(&home.snapshots(name), id).map_err(failed)?;
-    snapshot::restore(&info, &home.state(name)).map_err(failed)
-}
-
-/// Writes the old version's record (with `hold`) and blueprint back.
-fn put_back_old(home: &Home, j: &Journal, hold: Option<Hold>) -> Result<(), UpgradeError> {
-    let name = &j.name;
-    write_atomic(
-        &home.deployed_blueprint(name),
-        j.old_blueprint.as_bytes(),
-        0o600,
-    )?;
-    match serde_json::from_str::<Deployed>(&j.old_record) {
-        Ok(mut rec) => {
-            rec.hold = hold;
-            inventory::save_record(home, &rec)?;
-        }
-        Err(_) => write_atomic(&home.deployed_record(name), j.old_record.as_bytes(), 0o600)?,
-    }
-    inventory::bump_generation(home)?;
-    Ok(())
-}
-
 fn read_text(path: &PathBuf) -> Result<String, UpgradeError> {
     std::fs::read_to_string(path).map_err(|source| {
         UpgradeError::Home(HomeError::Io {
@@ -389,58 +287,6 @@ fn read_text(path: &PathBuf) -> Result<String, UpgradeError> {
             source,
         })
     })
-}
-
-/// What [`recover`] did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Recovered {
-    pub name: String,
-    pub from: u32,
-    pub to: u32,
-    pub phase: Phase,
-    /// Whether the state was restored from the snapshot (false: the scripts had not run).
-    pub restored: bool,
-}
-
-/// Finishes the rollback of an interrupted upgrade of `name`, if there is one: the state is
-/// restored, the old version's record and blueprint are back, nothing is started.
-pub fn recover(
-    home: &Home,
-    rt: &dyn Runtime,
-    name: &str,
-) -> Result<Option<Recovered>, UpgradeError> {
-    let Some(mut j) = journal::read(home, name)? else {
-        return Ok(None);
-    };
-    let phase = j.phase;
-    log::event(
-        home,
-        name,
-        "interrupted-upgrade-found",
-        json!({"from": j.from, "to": j.to, "phase": phase}),
-    );
-    roll_back(home, rt, &mut j, None, false)?;
-    Ok(Some(Recovered {
-        name: name.to_string(),
-        from: j.from,
-        to: j.to,
-        phase,
-        restored: phase.state_touched(),
-    }))
-}
-
-/// [`recover`] for every sandbox with a journal; run under the apply lock before planning.
-pub fn recover_all(
-    home: &Home,
-    rt: &dyn Runtime,
-) -> Vec<(String, Result<Option<Recovered>, UpgradeError>)> {
-    journal::pending(home)
-        .into_iter()
-        .map(|name| {
-            let r = recover(home, rt, &name);
-            (name, r)
-        })
-        .collect()
 }
 
 /// The deployed record of `name`.
