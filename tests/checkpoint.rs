@@ -216,6 +216,11 @@ fn checkpoints_of_an_agent_writing_without_pause_are_consistent() {
     let snapshots = Home::at(&lab.home).snapshots(name);
     let mut last_rows = 0;
     for _ in 0..3 {
+        // On a loaded machine the agent may not have run between two checkpoints: wait until
+        // it has written past the last one, so each checkpoint has something new to hold.
+        wait_for("the agent to write more", Duration::from_secs(20), || {
+            read_rows(&lab, name) > last_rows
+        });
         let o = nc(&lab, &["checkpoint", name]);
         o.ok();
         let id = checkpoint_id(&o.stdout);

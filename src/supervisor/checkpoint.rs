@@ -13,9 +13,8 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use super::client::Client;
+use super::client::{ask, AskError};
 use super::protocol::{CheckpointInfo, Request};
-use super::SupervisorError;
 use crate::blueprint::types::{defaults, Blueprint, Lifecycle};
 use crate::home::Home;
 use crate::migrate::snapshot::{self, Info, Kind, SnapshotError};
@@ -48,12 +47,8 @@ pub enum CheckpointError {
         #[source]
         source: SnapshotError,
     },
-    #[error("sandbox `{0}` is not running (start it with `nemoclaw start {0}`)")]
-    NotRunning(String),
-    #[error("sandbox `{name}`: {message}")]
-    Refused { name: String, message: String },
-    #[error("sandbox `{0}`")]
-    Control(String, #[source] Box<SupervisorError>),
+    #[error(transparent)]
+    Ask(#[from] AskError),
 }
 
 /// `lifecycle.checkpoint` and `lifecycle.restoreOnCrashLoop`, with defaults applied.
@@ -249,17 +244,13 @@ impl Drop for Frozen<'_> {
 
 /// Asks the supervisor of `name` to take a checkpoint now (`nemoclaw checkpoint NAME`).
 pub fn request_now(home: &Home, name: &str) -> Result<CheckpointInfo, CheckpointError> {
-    if !super::is_running(home, name) {
-        return Err(CheckpointError::NotRunning(name.to_string()));
-    }
-    let control = |e| CheckpointError::Control(name.to_string(), Box::new(e));
-    let mut c = Client::connect(&home.control_socket(name)).map_err(control)?;
-    c.set_reply_timeout(REPLY_WAIT).map_err(control)?;
-    let r = c.request(Request::Checkpoint).map_err(control)?;
-    r.checkpoint.ok_or_else(|| CheckpointError::Refused {
-        name: name.to_string(),
-        message: r.error.unwrap_or_default(),
-    })
+    Ok(ask(
+        home,
+        name,
+        Request::Checkpoint,
+        Some(REPLY_WAIT),
+        |r| r.checkpoint.take(),
+    )?)
 }
 
 #[cfg(test)]

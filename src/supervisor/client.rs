@@ -8,6 +8,42 @@ use std::time::Duration;
 use super::protocol::{Envelope, Request, Response, PROTOCOL_VERSION};
 use super::{ProtocolError, SupervisorError};
 
+/// Why a running sandbox's supervisor did not give what was asked of it.
+#[derive(Debug, thiserror::Error)]
+pub enum AskError {
+    #[error("sandbox `{0}` is not running (start it with `nemoclaw start {0}`)")]
+    NotRunning(String),
+    #[error("sandbox `{name}`: {message}")]
+    Refused { name: String, message: String },
+    #[error("sandbox `{0}`")]
+    Control(String, #[source] Box<SupervisorError>),
+}
+
+/// Sends `request` to the supervisor of the running sandbox `name`, waiting up to `wait` for
+/// the answer (the client's default without), and takes what `pick` finds in the response; a
+/// response without it is a refusal, with the supervisor's reason.
+pub fn ask<T>(
+    home: &crate::home::Home,
+    name: &str,
+    request: Request,
+    wait: Option<Duration>,
+    pick: impl FnOnce(&mut Response) -> Option<T>,
+) -> Result<T, AskError> {
+    if !super::is_running(home, name) {
+        return Err(AskError::NotRunning(name.to_string()));
+    }
+    let control = |e| AskError::Control(name.to_string(), Box::new(e));
+    let mut c = Client::connect(&home.control_socket(name)).map_err(control)?;
+    if let Some(w) = wait {
+        c.set_reply_timeout(w).map_err(control)?;
+    }
+    let mut r = c.request(request).map_err(control)?;
+    pick(&mut r).ok_or_else(|| AskError::Refused {
+        name: name.to_string(),
+        message: r.error.unwrap_or_default(),
+    })
+}
+
 pub struct Client {
     reader: BufReader<UnixStream>,
     next_id: u64,

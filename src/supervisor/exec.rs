@@ -6,22 +6,17 @@ use nix::sys::signal::kill;
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;
 
-use super::client::Client;
+use super::client::{ask, AskError};
 use super::foreground::{copy_stdin, pump, Foreground, ForegroundError};
 use super::protocol::Request;
-use super::SupervisorError;
 use crate::home::Home;
 use crate::sandbox::enter::{self, Target};
 use crate::sandbox::spawn::SpawnError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {
-    #[error("sandbox `{0}` is not running (start it with `nemoclaw start {0}`)")]
-    NotRunning(String),
-    #[error("sandbox `{name}`: {message}")]
-    Refused { name: String, message: String },
-    #[error("sandbox `{0}`")]
-    Control(String, #[source] Box<SupervisorError>),
+    #[error(transparent)]
+    Ask(#[from] AskError),
     #[error(transparent)]
     Foreground(#[from] ForegroundError),
     #[error("command: `{command}` is not found inside sandbox `{name}`")]
@@ -40,9 +35,6 @@ pub enum ExecError {
 /// Runs `command` in the running sandbox `name` and returns its exit code (128 + the signal
 /// that killed it).
 pub fn exec(home: &Home, name: &str, command: &[String]) -> Result<i32, ExecError> {
-    if !super::is_running(home, name) {
-        return Err(ExecError::NotRunning(name.to_string()));
-    }
     let target = target(home, name)?;
     let Foreground {
         out_r,
@@ -76,13 +68,7 @@ pub fn exec(home: &Home, name: &str, command: &[String]) -> Result<i32, ExecErro
 
 /// What joining the agent takes, from its supervisor.
 fn target(home: &Home, name: &str) -> Result<Target, ExecError> {
-    let control = |e| ExecError::Control(name.to_string(), Box::new(e));
-    let mut c = Client::connect(&home.control_socket(name)).map_err(control)?;
-    let r = c.request(Request::ExecInfo).map_err(control)?;
-    let info = r.exec.ok_or_else(|| ExecError::Refused {
-        name: name.to_string(),
-        message: r.error.unwrap_or_default(),
-    })?;
+    let info = ask(home, name, Request::ExecInfo, None, |r| r.exec.take())?;
     Ok(Target {
         pid: info.pid,
         uid: info.uid,
