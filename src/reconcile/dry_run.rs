@@ -96,12 +96,9 @@ fn scratch_dir(home: &Home) -> std::io::Result<tempfile::TempDir> {
     tempfile::Builder::new().prefix(".dry-run-").tempdir_in(run)
 }
 
-/// Dry-runs every upgrade of `plan` that has migrations; one whose scripts fail becomes a
-/// refused change that says why.
-pub fn dry_run_plan(home: &Home, plan: &mut Plan, origins: &Origins) {
-    let Ok(inventory) = Inventory::load(home) else {
-        return;
-    };
+/// Dry-runs every upgrade of `plan` (made from `inventory`) that has migrations; one whose
+/// scripts fail becomes a refused change that says why.
+pub fn dry_run_plan(home: &Home, plan: &mut Plan, inventory: &Inventory, origins: &Origins) {
     for c in plan.changes.iter_mut() {
         let (Some(m), Some(bp), Some(rec)) = (
             c.migration.as_mut(),

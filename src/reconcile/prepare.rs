@@ -87,7 +87,7 @@ pub fn prepare(
             };
             note_interrupted_upgrades(home, &mut p.plan);
             let origins = p.origins();
-            dry_run_plan(home, &mut p.plan, &origins);
+            dry_run_plan(home, &mut p.plan, &p.inventory, &origins);
             Ok(p)
         }
         Err(e) => Err((e.into(), Some(loaded))),
