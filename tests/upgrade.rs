@@ -471,7 +471,7 @@ fn kill_during(name: &str, phase: &str, setup: impl Fn(&Env)) {
         Duration::from_secs(60),
         || env.journal_phase().as_deref() == Some(phase),
     );
-    std::thread::sleep(Duration::from_millis(50));
+    // The phase is journalled before its step starts: killing now kills the step.
     child.kill().unwrap();
     child.wait().unwrap();
     assert_eq!(
@@ -527,7 +527,7 @@ fn kill_9_during_a_script_converges_on_the_next_apply() {
             &format!(
                 r#"state.write_text("half", "x");
 if state.exists("stopped-by-term") {{
-    let n = 0; while n < 3000000 {{ n += 1; }}
+    let n = 0; while n < 15000000 {{ n += 1; }}
 }}
 {MIGRATE_ONCE}"#
             ),
