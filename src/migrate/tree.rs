@@ -7,7 +7,7 @@ mod dbcopy;
 
 pub use dbcopy::BUSY_LIMIT;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, Metadata, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
@@ -270,6 +270,10 @@ struct Copier<'a> {
     reflink: Option<bool>,
     /// Databases copied with the backup API, whose journal siblings are left out.
     backed_up: HashSet<String>,
+    /// The first copy of each multiply-linked source file, by (device, inode): its other names
+    /// inside the tree become hard links to that copy, so a restore keeps the links a state had
+    /// (a link to a file outside the tree has one name here and becomes a plain file).
+    linked: HashMap<(u64, u64), (PathBuf, Entry)>,
     done: Copied,
 }
 
@@ -280,6 +284,7 @@ impl<'a> Copier<'a> {
             options,
             reflink: None,
             backed_up: HashSet::new(),
+            linked: HashMap::new(),
             done: Copied::default(),
         }
     }
@@ -315,7 +320,15 @@ impl<'a> Copier<'a> {
             if self.is_backed_up_sibling(item.rel) {
                 return Ok(());
             }
+            if let Some(entry) = self.link_again(item, &to)? {
+                self.record(entry);
+                return Ok(());
+            }
             let entry = self.copy_file(item, &to)?;
+            if item.meta.nlink() > 1 {
+                let key = (item.meta.dev(), item.meta.ino());
+                self.linked.insert(key, (to.clone(), entry.clone()));
+            }
             self.done.stats.files += 1;
             self.done.stats.bytes += entry.size;
             self.record(entry);
@@ -323,6 +336,18 @@ impl<'a> Copier<'a> {
             self.done.stats.skipped += 1;
         }
         Ok(())
+    }
+
+    /// Links `to` to the copy already made of the same source inode, if there is one.
+    fn link_again(&self, item: &Item<'_>, to: &Path) -> Result<Option<Entry>, SnapshotError> {
+        let key = (item.meta.dev(), item.meta.ino());
+        let Some((first, entry)) = self.linked.get(&key).filter(|_| item.meta.nlink() > 1) else {
+            return Ok(None);
+        };
+        fs::hard_link(first, to).map_err(io_err("link", to))?;
+        let mut entry = entry.clone();
+        entry.path = item.rel.to_string();
+        Ok(Some(entry))
     }
 
     /// A `-wal`, `-shm` or `-journal` file of a database copied with the backup API.

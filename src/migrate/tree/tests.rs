@@ -243,3 +243,24 @@ fn timing_of_copy_tree_beside_cp_a() {
         tree_hash(&src).unwrap();
     });
 }
+
+#[test]
+fn hard_links_inside_the_tree_stay_links_and_links_to_outside_become_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, dst) = (dir.path().join("src"), dir.path().join("dst"));
+    fs::create_dir_all(src.join("a")).unwrap();
+    fs::write(src.join("a/x"), b"shared").unwrap();
+    fs::hard_link(src.join("a/x"), src.join("y")).unwrap();
+    fs::write(dir.path().join("outside"), b"host").unwrap();
+    fs::hard_link(dir.path().join("outside"), src.join("from-host")).unwrap();
+    copy_tree(&src, &dst).unwrap();
+    let (x, y) = (
+        fs::metadata(dst.join("a/x")).unwrap(),
+        fs::metadata(dst.join("y")).unwrap(),
+    );
+    assert_eq!((x.ino(), x.nlink()), (y.ino(), 2), "one inode, two names");
+    let host = fs::metadata(dst.join("from-host")).unwrap();
+    assert_eq!(host.nlink(), 1, "no link out of the copy");
+    assert_eq!(fs::read(dst.join("from-host")).unwrap(), b"host");
+    assert_eq!(tree_hash(&src).unwrap(), tree_hash(&dst).unwrap());
+}
