@@ -92,8 +92,10 @@ pub struct Request<'a> {
     pub sqlite_backup: bool,
 }
 
-/// A snapshot on disk.
+/// A snapshot on disk (`nemoclaw snapshots --json` prints these, camelCase like every other
+/// JSON document nemoclaw prints).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Info {
     /// The directory name, e.g. `20261207T231653.123Z-v3`.
     pub id: String,
