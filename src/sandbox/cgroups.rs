@@ -460,8 +460,17 @@ impl SandboxCgroup {
             if *v == Version::V2 {
                 enable_v2_controllers(dir)?;
             }
-            fs::create_dir_all(dir).map_err(io_at(dir))?;
-            let _ = c;
+            match fs::create_dir_all(dir) {
+                // The v1 freezer only serves checkpoints: a host where it cannot be used still
+                // runs the sandbox, and a checkpoint says why it cannot freeze.
+                Err(e) if *c == Controller::Freezer => {
+                    tracing::warn!(
+                        "no v1 freezer group {}: {e}; checkpoints of this sandbox will fail",
+                        dir.display()
+                    );
+                }
+                r => r.map_err(io_at(dir))?,
+            }
         }
         for (c, v, dir) in &self.dirs {
             for lf in limit_files(limits, *v) {
@@ -483,11 +492,13 @@ impl SandboxCgroup {
         Ok(())
     }
 
-    /// Moves process `pid` (and, later, its children) into every group.
-    /// The `cgroup.procs` file of each hierarchy's group (a sandbox's child writes itself in).
+    /// The `cgroup.procs` file of each hierarchy's group (a sandbox's child writes itself in);
+    /// call it after [`SandboxCgroup::create`]: a freezer group that could not be created is
+    /// left out.
     pub fn procs_files(&self) -> Vec<PathBuf> {
         self.dirs
             .iter()
+            .filter(|(c, _, dir)| *c != Controller::Freezer || dir.is_dir())
             .map(|(_, _, dir)| dir.join("cgroup.procs"))
             .collect()
     }
@@ -895,7 +906,12 @@ mod tests {
             cg.dir_for(Controller::Freezer),
             Some((Version::V1, freezer))
         );
-        assert!(cg.procs_files().contains(&freezer.join("cgroup.procs")));
+        // Joined only once its group exists (a host whose freezer cannot be written still runs
+        // sandboxes; tests/checkpoint.rs freezes a real one).
+        assert_eq!(
+            freezer.is_dir(),
+            cg.procs_files().contains(&freezer.join("cgroup.procs"))
+        );
         // Without one, a hybrid host has nothing to freeze with.
         let cg = SandboxCgroup::locate(&parse_layout(HYBRID_MOUNTINFO, HYBRID_SELF, None), "a");
         assert!(matches!(cg.unwrap().freeze(), Err(CgroupError::NoFreezer)));

@@ -269,12 +269,13 @@ pub fn spawn(
 /// Creates the sandbox's cgroup and tells the child its `cgroup.procs` files.
 fn create_cgroup(spec: &SandboxSpec, prepared: &mut Prepared) -> Result<SandboxCgroup, SpawnError> {
     let cg = SandboxCgroup::locate(&cgroups::host_layout()?, &spec.name)?;
+    cg.create(&spec.cgroup)?;
+    // After the create: it lists only the groups that exist.
     prepared.cgroup_procs = cg
         .procs_files()
         .iter()
         .map(|p| cstr(p.as_os_str().as_bytes()))
         .collect::<Result<_, _>>()?;
-    cg.create(&spec.cgroup)?;
     Ok(cg)
 }
 
