@@ -35,6 +35,12 @@ pub enum CheckpointError {
     Freeze(#[source] CgroupError),
     #[error("cannot thaw the sandbox after the checkpoint")]
     Thaw(#[source] CgroupError),
+    #[error("cannot read the deployed blueprint {}", .path.display())]
+    Blueprint {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot snapshot the state")]
     Snapshot(#[source] SnapshotError),
     #[error("cannot prune old checkpoints")]
@@ -105,9 +111,10 @@ pub struct Checkpoints {
     pub settings: Settings,
     snapshots: PathBuf,
     state: PathBuf,
-    /// The running blueprint's version and text (attached to every checkpoint).
+    /// The running blueprint's version, and its deployed copy (read at each checkpoint and
+    /// attached, so a hot reload of network or inference settings is what a checkpoint holds).
     version: u32,
-    blueprint: Vec<u8>,
+    blueprint: PathBuf,
     /// When the next periodic checkpoint is due.
     next: Option<Instant>,
     /// Set once a checkpoint was restored after a crash loop (never twice per supervisor).
@@ -115,15 +122,15 @@ pub struct Checkpoints {
 }
 
 impl Checkpoints {
-    /// For sandbox `name` running `bp` (whose deployed text is `blueprint`); the first periodic
-    /// checkpoint is due one period from now.
-    pub fn new(home: &Home, name: &str, bp: &Blueprint, blueprint: Vec<u8>) -> Checkpoints {
+    /// For sandbox `name` running `bp`; the first periodic checkpoint is due one period from
+    /// now.
+    pub fn new(home: &Home, name: &str, bp: &Blueprint) -> Checkpoints {
         let mut c = Checkpoints {
             settings: Settings::from_lifecycle(&bp.lifecycle),
             snapshots: home.snapshots(name),
             state: home.state(name),
             version: bp.metadata.version,
-            blueprint,
+            blueprint: home.deployed_blueprint(name),
             next: None,
             note: None,
         };
@@ -158,7 +165,12 @@ impl Checkpoints {
 
     /// Freezes the sandbox in `cg`, snapshots the state, thaws it, prunes old checkpoints.
     pub fn take(&self, cg: &SandboxCgroup) -> Result<Taken, CheckpointError> {
-        let attachments = [(BLUEPRINT_ATTACHMENT, self.blueprint.as_slice())];
+        let blueprint =
+            std::fs::read(&self.blueprint).map_err(|source| CheckpointError::Blueprint {
+                path: self.blueprint.clone(),
+                source,
+            })?;
+        let attachments = [(BLUEPRINT_ATTACHMENT, blueprint.as_slice())];
         let request = snapshot::Request {
             version: self.version,
             kind: Kind::Checkpoint,
@@ -293,14 +305,14 @@ mod tests {
             snapshots: home.snapshots("a"),
             state: home.state("a"),
             version: 2,
-            blueprint: b"metadata: {name: a}\n".to_vec(),
+            blueprint: home.deployed_blueprint("a"),
             next: None,
             note: None,
         }
     }
 
     fn snapshot_of(c: &Checkpoints, kind: Kind) -> Info {
-        let attachments = [(BLUEPRINT_ATTACHMENT, c.blueprint.as_slice())];
+        let attachments = [(BLUEPRINT_ATTACHMENT, b"metadata: {name: a}\n".as_slice())];
         let req = snapshot::Request {
             version: c.version,
             kind,

@@ -368,8 +368,7 @@ impl Daemon {
             .health_check
             .as_ref()
             .and_then(health::Check::from_blueprint);
-        let text = std::fs::read(&d.bp_path).map_err(|e| sup_io(&d.bp_path, e))?;
-        d.checkpoints = Some(Checkpoints::new(home, name, &bp, text));
+        d.checkpoints = Some(Checkpoints::new(home, name, &bp));
         Ok(d)
     }
 
