@@ -68,12 +68,7 @@ pub fn migrate(a: MigrateArgs, ctx: &Context) -> anyhow::Result<Exit> {
         .iter()
         .find(|e| e.blueprint.metadata.name == a.name)
         .with_context(|| format!("the source has no blueprint named `{}`", a.name))?;
-    let base = entry
-        .path
-        .parent()
-        .map(std::path::Path::to_path_buf)
-        .unwrap_or_default();
-    let base = std::fs::canonicalize(&base).unwrap_or(base);
+    let base = crate::reconcile::prepare::base_dir(&entry.path);
     let to = a.to.unwrap_or(entry.blueprint.metadata.version);
     if a.dry_run {
         let rec = Inventory::load(&home)?

@@ -29,19 +29,22 @@ impl Prepared {
     pub fn origins(&self) -> Origins {
         let mut o = Origins::default();
         for e in &self.loaded.set.blueprints {
-            let base = e
-                .path
-                .parent()
-                .map(std::path::Path::to_path_buf)
-                .unwrap_or_default();
-            let base = std::fs::canonicalize(&base).unwrap_or(base);
             o.by_name.insert(
                 e.blueprint.metadata.name.clone(),
-                (self.loaded.source_for(&e.path), base),
+                (self.loaded.source_for(&e.path), base_dir(&e.path)),
             );
         }
         o
     }
+}
+
+/// The directory a blueprint file's relative paths (migrations, guards, presets) start at.
+pub fn base_dir(blueprint_file: &std::path::Path) -> std::path::PathBuf {
+    let base = blueprint_file
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default();
+    std::fs::canonicalize(&base).unwrap_or(base)
 }
 
 /// Everything a plan was computed from, kept for apply.
