@@ -11,10 +11,9 @@ use std::path::Path;
 use super::apply::Origins;
 use super::inventory::Inventory;
 use super::plan::{ChangeKind, DryRun, Plan};
-use super::upgrade::steps_for;
+use super::upgrade::{run_scripts, steps_for};
 use crate::blueprint::Blueprint;
 use crate::home::Home;
-use crate::migrate::engine::{self, RunInput};
 use crate::migrate::{preview, tree};
 
 /// Runs the scripts that take the state of `name` from `from` to `bp`'s version on a scratch
@@ -43,19 +42,7 @@ pub fn dry_run(home: &Home, name: &str, bp: &Blueprint, base: &Path, from: u32) 
     if let Err(e) = keep_links_shared(&state, &after, &scratch.path().join("links")) {
         return failed(&e);
     }
-    let limits = bp
-        .migrations
-        .as_ref()
-        .map(|m| m.limits.clone())
-        .unwrap_or_default();
-    let input = RunInput {
-        name,
-        from,
-        to: bp.metadata.version,
-        steps: &steps,
-        limits: &limits,
-    };
-    if let Err(e) = engine::run(&after, &input, &|_| {}) {
+    if let Err(e) = run_scripts(&after, name, from, bp, &steps, &|_| {}) {
         return failed(&e);
     }
     match preview::diff_trees(&before, &after) {

@@ -20,7 +20,7 @@ use super::plan::Change;
 use crate::blueprint::types::defaults;
 use crate::blueprint::Blueprint;
 use crate::home::{Home, HomeError};
-use crate::migrate::engine::{self, RunInput, ScriptError, Step};
+use crate::migrate::engine::{self, RunInput, RunReport, ScriptError, Step};
 use crate::migrate::journal::{self, Journal, JournalError, Phase, JOURNAL_FORMAT};
 use crate::migrate::log;
 
@@ -91,6 +91,31 @@ pub fn steps_for(bp: &Blueprint, base: &Path, from: u32) -> Result<Vec<Step>, Sc
         Some(m) => engine::steps_in(&base.join(&m.dir), from, bp.metadata.version),
         None => Ok(Vec::new()),
     }
+}
+
+/// Runs `steps` on `state` (the state of `name`, at version `from`) with the limits of `bp`,
+/// the blueprint they take it to: the one way scripts run, for an upgrade and its dry run.
+pub fn run_scripts(
+    state: &Path,
+    name: &str,
+    from: u32,
+    bp: &Blueprint,
+    steps: &[Step],
+    log: &(dyn Fn(&str) + Sync),
+) -> Result<RunReport, ScriptError> {
+    let limits = bp
+        .migrations
+        .as_ref()
+        .map(|m| m.limits.clone())
+        .unwrap_or_default();
+    let input = RunInput {
+        name,
+        from,
+        to: bp.metadata.version,
+        steps,
+        limits: &limits,
+    };
+    engine::run(state, &input, log)
 }
 
 /// What an upgrade needs besides the plan's change.
@@ -217,22 +242,9 @@ fn forward(
     let (home, name) = (ctx.home, u.change.name.as_str());
     let new = u.desired();
     let step = Instant::now();
-    let limits = new
-        .migrations
-        .as_ref()
-        .map(|m| m.limits.clone())
-        .unwrap_or_default();
-    let report = engine::run(
-        &home.state(name),
-        &RunInput {
-            name,
-            from: j.from,
-            to: j.to,
-            steps: &u.steps,
-            limits: &limits,
-        },
-        &|line| log::event(home, name, "print", json!({"message": line})),
-    )?;
+    let report = run_scripts(&home.state(name), name, j.from, new, &u.steps, &|line| {
+        log::event(home, name, "print", json!({"message": line}))
+    })?;
     t.migrate_ms = ms(step);
     log::event(
         home,
