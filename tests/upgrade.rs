@@ -307,6 +307,10 @@ for p in state.list("notes/*.txt") {
 fn deployed_with(env: &Env, files: &[(&str, &str)], script: &str, extra_v2: &str) {
     env.blueprint(1, Some(AGENT), "");
     ok(env.apply(&[]));
+    // The agent notes its start on its own time: wait for it, so the state is settled.
+    wait_until("the agent's start", Duration::from_secs(20), || {
+        !env.read("starts").is_empty()
+    });
     for (p, t) in files {
         env.write(p, t);
     }
