@@ -10,6 +10,7 @@ pub mod config;
 pub mod credential;
 pub mod diag;
 pub mod load;
+pub mod plugin;
 pub mod quantity;
 pub mod set;
 pub mod source_map;

@@ -128,7 +128,7 @@ fn dir_context(
 ) -> DirContext {
     let mut ctx = DirContext::default();
     ctx.agent_types.extend(
-        crate::plugin::BUILTIN_AGENT_TYPES
+        super::plugin::BUILTIN_NAMES
             .iter()
             .map(|s| s.to_string()),
     );

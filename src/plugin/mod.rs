@@ -3,6 +3,3 @@
 //! - [`demo`]: the quickstart's built-in agent.
 
 pub mod demo;
-
-/// Agent types that nemoclaw knows without any plugin.
-pub const BUILTIN_AGENT_TYPES: &[&str] = &["command", "demo", "openclaw", "hermes"];
