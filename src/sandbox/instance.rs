@@ -10,7 +10,7 @@ use crate::home::Home;
 
 use super::ids::{self, IdsError};
 use super::spawn::{self, SpawnError};
-use super::spec::{self, HostView, SandboxSpec, SpecError, SpecInput};
+use super::spec::{self, AgentLaunch, HostView, SandboxSpec, SpecError, SpecInput};
 
 #[derive(Debug, thiserror::Error)]
 pub enum InstanceError {
@@ -85,6 +85,7 @@ pub fn spec_for(
     home: &Home,
     bp: &Blueprint,
     command: Option<Vec<String>>,
+    agent: Option<&AgentLaunch>,
 ) -> Result<SandboxSpec, InstanceError> {
     let name = bp.metadata.name.as_str();
     let ids = ids::allocate(home, name)?;
@@ -112,11 +113,27 @@ pub fn spec_for(
         host: &host,
         command,
         secrets,
+        agent,
     })?;
     check_host(&spec)?;
     spawn::prepare_host(&spec)?;
     check_state_dir(&spec)?;
+    if let Some(dir) = agent.filter(|a| a.install_writable).and_then(|a| a.install.as_ref()) {
+        give_to_agent(dir, &spec)?;
+    }
     Ok(spec)
+}
+
+/// Gives a directory the sandbox writes (a setup sandbox's install directory) to its agent.
+fn give_to_agent(dir: &Path, spec: &SandboxSpec) -> Result<(), InstanceError> {
+    let uid = nix::unistd::Uid::from_raw(spec.host_uid());
+    let gid = nix::unistd::Gid::from_raw(spec.host_gid());
+    nix::unistd::chown(dir, Some(uid), Some(gid)).map_err(|e| {
+        InstanceError::Spawn(SpawnError::Io {
+            what: format!("cannot give {} to the sandbox's uid {uid}", dir.display()),
+            source: e.into(),
+        })
+    })
 }
 
 /// Whether `p` exists (helper for callers reporting leftovers).

@@ -250,7 +250,7 @@ pub fn run_foreground(home: &Home, run: ForegroundRun<'_>) -> Result<Outcome, Su
     home.ensure()?;
     crate::home::create_dir_private(&home.run_dir(name))?;
     let _lock = PidLock::try_acquire(&home.supervisor_pid(name), "nemoclaw run")?;
-    let mut spec = instance::spec_for(home, run.blueprint, run.command)?;
+    let mut spec = instance::spec_for(home, run.blueprint, run.command, None)?;
     let fg = Foreground::for_loop()?;
     let mask = fg.mask;
     let unblock = |e: SupervisorError| {
@@ -355,7 +355,7 @@ impl Daemon {
     fn new(home: &Home, name: &str, net: Box<dyn NetworkSetup>) -> Result<Daemon, SupervisorError> {
         let bp_path = home.deployed_blueprint(name);
         let bp = load(&bp_path)?;
-        let mut spec = instance::spec_for(home, &bp, None)?;
+        let mut spec = instance::spec_for(home, &bp, None, None)?;
         spec.env.extend(net.agent_env());
         let logs = home.logs(name);
         crate::home::create_dir_private(&logs)?;

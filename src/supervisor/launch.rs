@@ -138,7 +138,7 @@ pub fn start(
         return Ok(Started::AlreadyRunning);
     }
     home::create_dir_private(&home.run_dir(name))?;
-    instance::spec_for(home, &entry.blueprint, None).map_err(|source| LaunchError::Spec {
+    instance::spec_for(home, &entry.blueprint, None, None).map_err(|source| LaunchError::Spec {
         path: path.to_path_buf(),
         source,
     })?;

@@ -30,6 +30,7 @@ fn spec() -> SandboxSpec {
         host: &host,
         command: None,
         secrets: Default::default(),
+        agent: None,
     })
     .unwrap()
 }

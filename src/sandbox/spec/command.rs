@@ -3,13 +3,13 @@
 use crate::blueprint::types::{defaults, Blueprint};
 
 use super::checks::{check_inside_path, CheckError};
-use super::{field_err, SpecError, NEMOCLAW_BIN};
+use super::{field_err, AgentLaunch, SpecError};
 
 /// The agent's command and the field it came from (for error messages).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Command {
     pub argv: Vec<String>,
-    /// `command` (from `run`), `agent.type` (the demo agent) or `agent.command`.
+    /// `command` (from `run`), `agent.type` (the plugin's command) or `agent.command`.
     pub origin: &'static str,
 }
 
@@ -24,48 +24,49 @@ pub fn workdir(bp: &Blueprint) -> Result<String, SpecError> {
     Ok(workdir)
 }
 
-/// `command` (from `nemoclaw run BP -- CMD`) when given, else the blueprint's agent.
-pub fn command(bp: &Blueprint, command: Option<&Vec<String>>) -> Result<Command, SpecError> {
-    let origin = match (command, bp.agent.kind.as_deref()) {
-        (Some(_), _) => "command",
-        (None, Some("demo")) => "agent.type",
-        _ => "agent.command",
-    };
-    let argv = match command {
-        Some(cmd) if !cmd.is_empty() => cmd.clone(),
-        Some(_) => return Err(field_err("command", "the command is empty")),
-        None => agent_argv(bp)?,
-    };
-    Ok(Command { argv, origin })
+/// `command` (from `nemoclaw run BP -- CMD`) when given, else the agent's plugin's command,
+/// else the blueprint's `agent.command`.
+pub fn command(
+    bp: &Blueprint,
+    command: Option<&Vec<String>>,
+    agent: Option<&AgentLaunch>,
+) -> Result<Command, SpecError> {
+    let plugin_argv = agent.map(|a| a.argv.as_slice()).unwrap_or_default();
+    match command {
+        Some(cmd) if !cmd.is_empty() => Ok(Command {
+            argv: cmd.clone(),
+            origin: "command",
+        }),
+        Some(_) => Err(field_err("command", "the command is empty")),
+        None if !plugin_argv.is_empty() => Ok(Command {
+            argv: with_args(plugin_argv.to_vec(), bp),
+            origin: "agent.type",
+        }),
+        None => Ok(Command {
+            argv: with_args(vec![agent_command(bp, agent)?], bp),
+            origin: "agent.command",
+        }),
+    }
 }
 
-/// The blueprint's own agent command (when `run` gives none).
-fn agent_argv(bp: &Blueprint) -> Result<Vec<String>, SpecError> {
-    let kind = bp.agent.kind.as_deref().unwrap_or(defaults::AGENT_TYPE);
-    let mut argv = match kind {
-        "command" => match &bp.agent.command {
-            Some(c) if !c.trim().is_empty() => vec![c.clone()],
-            _ => {
-                return Err(field_err(
-                    "agent.command",
-                    "`type: command` needs a command (the program to run inside the sandbox)",
-                ))
-            }
-        },
-        "demo" => vec![NEMOCLAW_BIN.to_string(), "demo-agent".to_string()],
-        other => {
-            if let Some(c) = &bp.agent.command {
-                vec![c.clone()]
-            } else {
-                return Err(field_err(
-                    "agent.type",
-                    format!("agent type `{other}` needs its plugin, which this release cannot run yet: set agent.command, or pass a command after `--`"),
-                ));
-            }
-        }
-    };
+/// The command plus the blueprint's `agent.args`.
+fn with_args(mut argv: Vec<String>, bp: &Blueprint) -> Vec<String> {
     argv.extend(bp.agent.args.iter().cloned());
-    Ok(argv)
+    argv
+}
+
+/// The blueprint's own `agent.command`, which a plugin without a command needs.
+fn agent_command(bp: &Blueprint, agent: Option<&AgentLaunch>) -> Result<String, SpecError> {
+    match &bp.agent.command {
+        Some(c) if !c.trim().is_empty() => Ok(c.clone()),
+        _ => {
+            let kind = agent.map(|a| a.kind.as_str()).unwrap_or("command");
+            Err(field_err(
+                "agent.command",
+                format!("agent type `{kind}` needs a command (the program to run inside the sandbox)"),
+            ))
+        }
+    }
 }
 
 /// No argument may hold a NUL byte (checked after the environment, as the field is shared).

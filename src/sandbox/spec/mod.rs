@@ -25,10 +25,14 @@ mod types;
 
 pub use checks::CheckError;
 pub use host::{system_root, HostEntry, HostView};
-pub use types::{FileSpec, IdRange, MountKind, MountSpec, Rlimits, SandboxSpec, SpecInput};
+pub use types::{AgentLaunch, FileSpec, IdRange, MountKind, MountSpec, Rlimits, SandboxSpec, SpecInput};
 
 /// Where the nemoclaw binary is mounted (read-only) inside every sandbox.
 pub const NEMOCLAW_BIN: &str = "/opt/nemoclaw/bin/nemoclaw";
+/// Where an agent plugin's install directory (`cache/agents/<plugin>/<version>`) is mounted:
+/// read-write in its setup sandbox, read-only in every agent sandbox, at the same path so
+/// absolute paths written by the install (a venv's shebangs) stay true.
+pub const AGENT_DIR: &str = "/opt/nemoclaw/agent";
 /// Where the host state dir `state/<name>` is mounted read-write.
 pub const STATE_PATH: &str = "/workspace/state";
 /// First host uid/gid handed to sandboxes (2^20), far above any host user.
@@ -83,9 +87,9 @@ pub fn build(input: &SpecInput<'_>) -> Result<SandboxSpec, SpecError> {
     let (uid, gid) = limits::agent_ids(bp, input.ids)?;
     let limits = limits::limits(bp)?;
     let workdir = command::workdir(bp)?;
-    let command = command::command(bp, input.command.as_ref())?;
+    let command = command::command(bp, input.command.as_ref(), input.agent)?;
     let layout = mounts::layout(input, limits.tmp_size)?;
-    let env = env::environment(bp, &name, &input.secrets)?;
+    let env = env::environment(bp, &name, &input.secrets, input.agent)?;
     command::check_argv(&command.argv)?;
     check_seccomp_deny(&bp.sandbox.seccomp.deny)?;
     Ok(SandboxSpec {

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use super::checks::{check_inside_path, check_mount_target, expand_home};
 use super::host::system_root;
 use super::{field_err, HostEntry, MountKind, MountSpec, SpecError, SpecInput};
-use super::{NEMOCLAW_BIN, STATE_PATH};
+use super::{AGENT_DIR, NEMOCLAW_BIN, STATE_PATH};
 
 /// The device nodes bound from the host into the sandbox's `/dev`.
 const DEV_NODES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
@@ -138,6 +138,12 @@ fn tmp_and_workspace(input: &SpecInput<'_>, tmp_size: u64, l: &mut Layout) {
     let exe = input.nemoclaw_exe.to_path_buf();
     l.mounts
         .push(bind(NEMOCLAW_BIN, exe, true, true, "nemoclaw binary"));
+    if let Some(install) = input.agent.and_then(|a| a.install.as_ref().map(|i| (a, i))) {
+        let (a, dir) = install;
+        let origin = format!("agent.type `{}` install", a.kind);
+        l.mounts
+            .push(bind(AGENT_DIR, dir.clone(), !a.install_writable, false, &origin));
+    }
 }
 
 /// `filesystem.mounts`: each target checked, each host path expanded.

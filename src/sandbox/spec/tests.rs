@@ -42,6 +42,7 @@ fn spec_of(b: &Blueprint, command: Option<Vec<String>>) -> Result<SandboxSpec, S
         host: &h,
         command,
         secrets: BTreeMap::from([("BOT_TOKEN".to_string(), "s3cret".to_string())]),
+        agent: None,
     })
 }
 
@@ -306,8 +307,59 @@ fn command_comes_from_run_or_the_agent() {
     let s = spec_of(&b, cmd(&["echo", "hi"])).unwrap();
     assert_eq!(s.argv, vec!["echo", "hi"]);
     assert_eq!(s.command_origin, "command");
-    let demo = spec_of(&bp("agent:\n  type: demo\n"), None).unwrap();
-    assert_eq!(demo.argv, vec![NEMOCLAW_BIN, "demo-agent"]);
+}
+
+#[test]
+fn a_plugin_gives_command_environment_path_and_a_read_only_install() {
+    let launch = AgentLaunch {
+        kind: "hermes".into(),
+        argv: vec!["hermes".into(), "gateway".into(), "run".into()],
+        env: BTreeMap::from([
+            ("HERMES_HOME".to_string(), "/workspace/state/hermes".to_string()),
+            ("MODE".to_string(), "plugin".to_string()),
+        ]),
+        path: vec![format!("{AGENT_DIR}/venv/bin")],
+        install: Some(PathBuf::from("/h/cache/agents/hermes/0.19.0")),
+        install_writable: false,
+    };
+    let b = bp("agent:\n  type: hermes\n  args: ['-v']\n  env:\n    MODE: blueprint\n");
+    let h = host();
+    let input = |agent, command| SpecInput {
+        blueprint: &b,
+        state_dir: Path::new("/h/state/t1"),
+        nemoclaw_exe: Path::new("/usr/local/bin/nemoclaw"),
+        root_dir: Path::new("/h/run/.root"),
+        user_home: None,
+        ids: IdRange::nth(3),
+        host: &h,
+        command,
+        secrets: BTreeMap::new(),
+        agent,
+    };
+    let s = build(&input(Some(&launch), None)).unwrap();
+    assert_eq!(s.argv, vec!["hermes", "gateway", "run", "-v"]);
+    assert_eq!(s.command_origin, "agent.type");
+    assert_eq!(s.env["HERMES_HOME"], "/workspace/state/hermes");
+    assert_eq!(s.env["MODE"], "blueprint", "agent.env wins over the plugin");
+    assert_eq!(s.env["PATH"], format!("{AGENT_DIR}/venv/bin:{SANDBOX_PATH}"));
+    let m = s.mounts.iter().find(|m| m.target == AGENT_DIR).unwrap();
+    assert_eq!(
+        m.kind,
+        MountKind::Bind {
+            source: "/h/cache/agents/hermes/0.19.0".into(),
+            read_only: true,
+            file: false
+        }
+    );
+    let by_run = build(&input(Some(&launch), cmd(&["hermes", "-z", "hi"]))).unwrap();
+    assert_eq!(by_run.argv, vec!["hermes", "-z", "hi"]);
+    assert_eq!(by_run.env["PATH"], s.env["PATH"], "exec and run see the agent's PATH");
+    let no_command = AgentLaunch {
+        argv: vec![],
+        ..launch.clone()
+    };
+    let e = build(&input(Some(&no_command), None)).unwrap_err();
+    assert!(e.to_string().contains("agent type `hermes` needs a command"), "{e}");
 }
 
 #[test]

@@ -54,6 +54,25 @@ pub struct SpecInput<'a> {
     pub command: Option<Vec<String>>,
     /// Agent secrets already resolved on the host (`agent.secrets`), name -> value.
     pub secrets: BTreeMap<String, String>,
+    /// What the agent's plugin adds: its install directory, command, environment and `PATH`.
+    pub agent: Option<&'a AgentLaunch>,
+}
+
+/// What an agent's plugin adds to a sandbox, resolved on the host by `plugin`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AgentLaunch {
+    /// The agent type (for error messages: `agent.type` `openclaw`).
+    pub kind: String,
+    /// The command; empty means the blueprint's `agent.command` (the `command` plugin).
+    pub argv: Vec<String>,
+    /// Variables set before the blueprint's `agent.env` (which wins).
+    pub env: BTreeMap<String, String>,
+    /// Directories inside the sandbox put first on `PATH`.
+    pub path: Vec<String>,
+    /// The host directory bound at [`super::AGENT_DIR`], if the plugin installs anything.
+    pub install: Option<PathBuf>,
+    /// Bound read-write (only the setup sandbox); read-only otherwise.
+    pub install_writable: bool,
 }
 
 /// One mount, in the order it is made. `target` is the path inside the sandbox.
