@@ -173,6 +173,30 @@ impl Home {
     pub fn inference_budget(&self, name: &str) -> PathBuf {
         self.run_dir(name).join("inference-budget.json")
     }
+    /// The agent's plugin as deployed (`run/<name>/plugins/<type>/`, beside the deployed
+    /// blueprint as in a source): the supervisor runs this copy, so it never depends on the
+    /// source checkout or on a home plugin edited later.
+    pub fn deployed_plugin(&self, name: &str, agent_type: &str) -> PathBuf {
+        self.deployed_plugins(name).join(agent_type)
+    }
+    /// `run/<name>/plugins/`.
+    pub fn deployed_plugins(&self, name: &str) -> PathBuf {
+        self.run_dir(name).join("plugins")
+    }
+    /// The agent's own token (`run/<name>/agent-token`, 0600): made once, rendered into the
+    /// agent's config by its plugin for the agent's local API (a dashboard's login).
+    pub fn agent_token(&self, name: &str) -> PathBuf {
+        self.run_dir(name).join("agent-token")
+    }
+    /// Where agent plugins install, one directory per plugin and version
+    /// (`cache/agents/<plugin>/<version>/`); `NEMOCLAW_AGENT_CACHE` moves it, so several homes
+    /// (or CI runs) share one install.
+    pub fn agents_cache(&self) -> PathBuf {
+        match std::env::var_os(AGENT_CACHE_ENV) {
+            Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+            _ => self.cache().join("agents"),
+        }
+    }
     /// The sandbox's root filesystem mount point.
     pub fn sandbox_root(&self, name: &str) -> PathBuf {
         self.run_dir(name).join("root")
@@ -195,6 +219,9 @@ impl Home {
         Ok(())
     }
 }
+
+/// The variable that moves [`Home::agents_cache`].
+pub const AGENT_CACHE_ENV: &str = "NEMOCLAW_AGENT_CACHE";
 
 /// Creates a directory (and parents) with mode 0700; an existing one is kept.
 pub fn create_dir_private(path: &Path) -> Result<(), HomeError> {

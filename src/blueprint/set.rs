@@ -35,7 +35,7 @@ pub struct LoadOptions {
 impl Default for LoadOptions {
     fn default() -> Self {
         LoadOptions {
-            default_agent_type: super::types::defaults::AGENT_TYPE.into(),
+            default_agent_type: super::types::defaults::agent_type(),
         }
     }
 }
@@ -332,6 +332,11 @@ fn check_file(path: &Path, ctx: &DirContext, opts: &LoadOptions) -> FileResult {
             .extend(findings.into_iter().map(|f| locate(path, &map, f)));
     }
     r.valid = !r.diagnostics.iter().any(|d| d.severity == Severity::Error);
+    // The agent type a blueprint leaves to the default is written in, so a plan, the deployed
+    // copy and the supervisor all agree on it whatever the environment is later.
+    if bp.agent.kind.is_none() && bp.agent.command.is_none() {
+        bp.agent.kind = Some(opts.default_agent_type.clone());
+    }
     r.entry = Some(Entry {
         path: path.to_path_buf(),
         text,

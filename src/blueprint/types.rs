@@ -83,8 +83,9 @@ pub struct Metadata {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Agent {
-    /// A built-in type (`command`, `demo`, `openclaw`, `hermes`) or a plugin in the source's
-    /// `plugins/<type>/plugin.yaml`. Default: `command` (`hermes` when invoked as `nemohermes`).
+    /// A built-in type (`openclaw`, `hermes`, `command`, `demo`) or a plugin in the source's
+    /// `plugins/<type>/plugin.yaml` or the home's. Default: `command` when `command` is set,
+    /// else `$NEMOCLAW_AGENT`, else `openclaw` (`hermes` when invoked as `nemohermes`).
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
     /// The program to run, as a path inside the sandbox. Required for `type: command`.
@@ -198,6 +199,17 @@ pub struct Route {
     /// Send this model name upstream instead.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
+}
+
+impl Agent {
+    /// The agent type: `type`, else `command` when `command` is set, else `default`.
+    pub fn type_or<'a>(&'a self, default: &'a str) -> &'a str {
+        match (&self.kind, &self.command) {
+            (Some(k), _) => k,
+            (None, Some(_)) => "command",
+            (None, None) => default,
+        }
+    }
 }
 
 impl Inference {
@@ -587,7 +599,18 @@ mod gpu_tests {
 pub mod defaults {
     use std::time::Duration;
 
-    pub const AGENT_TYPE: &str = "command";
+    /// The agent type of a blueprint that names none and has no `agent.command`.
+    pub const AGENT_TYPE: &str = "openclaw";
+    /// The variable that changes [`AGENT_TYPE`] (`nemohermes` sets it to `hermes`).
+    pub const AGENT_ENV: &str = "NEMOCLAW_AGENT";
+
+    /// `NEMOCLAW_AGENT` when set, else [`AGENT_TYPE`].
+    pub fn agent_type() -> String {
+        std::env::var(AGENT_ENV)
+            .ok()
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| AGENT_TYPE.to_string())
+    }
     pub const AGENT_UID: u32 = 1000;
     pub const AGENT_GID: u32 = 1000;
     pub const WORKDIR: &str = "/workspace/state";

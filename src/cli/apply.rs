@@ -13,7 +13,9 @@ use super::plan::{describe_source, prepare_or_report};
 use super::source_args::{PlanFlags, SourceArgs};
 use super::{Context, Exit, UsageError};
 use crate::home::Home;
-use crate::reconcile::apply::{execute, Progress};
+use crate::reconcile::agents::install_all;
+use crate::reconcile::apply::{execute, Origins, Progress};
+use crate::reconcile::plan::Plan;
 use crate::reconcile::lifecycle::lock;
 use crate::reconcile::plan::PlanOptions;
 use crate::reconcile::render::render_human;
@@ -154,6 +156,7 @@ pub fn run(a: ApplyArgs, ctx: &Context) -> anyhow::Result<Exit> {
     }
     preflight(&home, plan)?;
     let quiet = ctx.quiet;
+    install_agents(&home, plan, &prepared.origins(), quiet)?;
     let reporter = super::progress::Reporter::new(quiet, std::io::stderr().is_terminal());
     let progress = |p: Progress<'_>| reporter.report(p);
     let outcomes = execute(
@@ -174,6 +177,26 @@ pub fn run(a: ApplyArgs, ctx: &Context) -> anyhow::Result<Exit> {
         println!("Apply complete: {} changes applied.", outcomes.len());
     }
     Ok(Exit::Ok)
+}
+
+/// The install phase: every agent the plan starts is installed before anything changes.
+fn install_agents(home: &Home, plan: &Plan, origins: &Origins, quiet: bool) -> anyhow::Result<()> {
+    let mut current = String::new();
+    let t = std::time::Instant::now();
+    install_all(home, plan, origins, &mut |what, line| {
+        if quiet {
+            return;
+        }
+        if current != what {
+            eprintln!("Installing {what} in a setup sandbox...");
+            current = what.to_string();
+        }
+        eprintln!("  | {line}");
+    })?;
+    if !current.is_empty() && !quiet {
+        eprintln!("Installed {current} in {:.0?}.", t.elapsed());
+    }
+    Ok(())
 }
 
 #[cfg(test)]

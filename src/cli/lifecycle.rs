@@ -94,7 +94,13 @@ fn say_stopped(ctx: &Context, name: &str, s: Stopped) {
 
 /// `start BLUEPRINT.yaml|NAME`.
 pub fn start(a: StartArgs, ctx: &Context) -> anyhow::Result<Exit> {
-    match lifecycle::start(&home(ctx)?, &a.target, a.wait) {
+    let quiet = ctx.quiet;
+    let mut progress = |line: &str| {
+        if !quiet {
+            eprintln!("  setup: {line}");
+        }
+    };
+    match lifecycle::start(&home(ctx)?, &a.target, a.wait, &mut progress) {
         Ok((name, s)) => {
             say_started(ctx, &name, &s);
             Ok(Exit::Ok)

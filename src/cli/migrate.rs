@@ -53,7 +53,7 @@ pub struct SnapshotsArgs {
 pub fn migrate(a: MigrateArgs, ctx: &Context) -> anyhow::Result<Exit> {
     let home = ctx.home()?;
     let load = LoadOptions {
-        default_agent_type: ctx.flavor.default_agent_type().to_string(),
+        default_agent_type: ctx.flavor.default_agent_type(),
     };
     let loaded = crate::source::load(&a.source.spec(&home), &home.cache(), &load)?;
     if loaded.set.error_count() > 0 {

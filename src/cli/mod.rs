@@ -16,6 +16,7 @@ pub mod apply;
 pub mod checkpoint;
 pub mod completions;
 pub mod demo_agent;
+pub mod setup_agent;
 pub mod exec;
 pub mod gateway;
 pub mod init;
@@ -67,18 +68,19 @@ impl Flavor {
             .file_name()
             .and_then(|n| n.to_str())
             .unwrap_or("");
-        if base.starts_with("nemohermes") {
+        if base.starts_with("nemohermes") || base == "hermes" {
             Flavor::Nemohermes
         } else {
             Flavor::Nemoclaw
         }
     }
 
-    /// The agent type a blueprint gets when it names none.
-    pub fn default_agent_type(self) -> &'static str {
+    /// The agent type a blueprint gets when it names none and has no `agent.command`:
+    /// `hermes` for `nemohermes`, else `$NEMOCLAW_AGENT`, else `openclaw`.
+    pub fn default_agent_type(self) -> String {
         match self {
-            Flavor::Nemoclaw => crate::blueprint::defaults::AGENT_TYPE,
-            Flavor::Nemohermes => "hermes",
+            Flavor::Nemoclaw => crate::blueprint::defaults::agent_type(),
+            Flavor::Nemohermes => "hermes".to_string(),
         }
     }
 }
@@ -155,6 +157,9 @@ pub enum Command {
     /// The quickstart's demo agent (runs inside a sandbox).
     #[command(hide = true)]
     DemoAgent(demo_agent::DemoAgentArgs),
+    /// An agent plugin's setup in its own sandbox (started by apply, start and run).
+    #[command(name = "__setup", hide = true)]
+    Setup(setup_agent::SetupArgs),
 }
 
 /// What every command gets besides its own arguments.
@@ -212,6 +217,11 @@ pub fn main_with_args(args: Vec<std::ffi::OsString>) -> ExitCode {
         return crate::supervisor::main(&args[2..]);
     }
     let flavor = Flavor::from_argv0(&argv0);
+    if flavor == Flavor::Nemohermes {
+        // Still one thread here; every later reader (blueprint loading, supervisors this
+        // process starts) then agrees on the default agent type.
+        std::env::set_var(crate::blueprint::defaults::AGENT_ENV, "hermes");
+    }
     let cli = match Cli::try_parse_from(&args) {
         Ok(c) => c,
         Err(e) => {
@@ -261,6 +271,7 @@ fn run(cmd: Command, ctx: &Context) -> anyhow::Result<Exit> {
         Command::Schema(a) => schema::run(a, ctx),
         Command::Completions(a) => completions::run(a),
         Command::DemoAgent(a) => demo_agent::run(a),
+        Command::Setup(a) => setup_agent::run(a, ctx),
         Command::Plan(a) => plan::run(a, ctx),
         Command::Apply(a) => apply::run(a, ctx),
         Command::Watch(a) => watch::run(a, ctx),

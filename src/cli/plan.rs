@@ -41,7 +41,7 @@ pub fn prepare_or_report(
 ) -> anyhow::Result<Prepared> {
     let home = ctx.home()?;
     let load_opts = LoadOptions {
-        default_agent_type: ctx.flavor.default_agent_type().to_string(),
+        default_agent_type: ctx.flavor.default_agent_type(),
     };
     match prepare(&home, &source.spec(&home), &load_opts, opts) {
         Ok(p) => Ok(p),

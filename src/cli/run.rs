@@ -8,10 +8,11 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use anyhow::anyhow;
+use anyhow::{anyhow, Context as _};
 use clap::Args;
 
 use super::{Context, Exit};
+use crate::plugin::start;
 use crate::sandbox::SpawnOptions;
 use crate::supervisor::daemon::{run_foreground, ForegroundRun};
 use crate::supervisor::pidlock::PidLockError;
@@ -43,10 +44,21 @@ pub fn run(a: RunArgs, ctx: &Context) -> anyhow::Result<Exit> {
             return Ok(Exit::Failure);
         }
     };
-    let bp = &entry.blueprint;
     let home = ctx.home()?;
+    let plugin = start::resolve(&home, &entry.blueprint, a.blueprint.parent())
+        .with_context(|| a.blueprint.display().to_string())?;
+    let quiet = ctx.quiet;
+    let mut progress = |line: &str| {
+        if !quiet {
+            eprintln!("  setup: {line}");
+        }
+    };
+    let agent = start::install_and_prepare(&home, &entry.blueprint, &plugin, &mut progress)
+        .with_context(|| format!("cannot start sandbox `{}`", entry.blueprint.metadata.name))?;
+    let bp = &agent.blueprint;
     let run = ForegroundRun {
         blueprint: bp,
+        agent: &agent,
         blueprint_path: &a.blueprint,
         command: (!a.command.is_empty()).then(|| a.command.clone()),
         spawn: SpawnOptions {

@@ -29,7 +29,7 @@ fn human_duration(secs: u64) -> String {
 
 pub fn run(a: StatusArgs, ctx: &Context) -> anyhow::Result<Exit> {
     let home = ctx.home()?;
-    let rows = status::rows(&home, a.name.as_deref(), ctx.flavor.default_agent_type())?;
+    let rows = status::rows(&home, a.name.as_deref(), &ctx.flavor.default_agent_type())?;
     if a.json {
         println!(
             "{}",
@@ -59,13 +59,7 @@ pub fn run(a: StatusArgs, ctx: &Context) -> anyhow::Result<Exit> {
                     .as_deref()
                     .map_or("-".into(), |c| c[..c.len().min(12)].to_string()),
                 r.state.clone(),
-                r.healthy.map_or("-".into(), |h| {
-                    if h {
-                        "healthy".into()
-                    } else {
-                        "unhealthy".into()
-                    }
-                }),
+                r.health.unwrap_or("-").to_string(),
                 r.uptime_seconds.map_or("-".into(), human_duration),
                 r.restarts.to_string(),
                 r.last_inference.map_or("-".into(), |t| {

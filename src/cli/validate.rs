@@ -39,7 +39,7 @@ pub fn run(a: ValidateArgs, ctx: &Context) -> anyhow::Result<Exit> {
         a.paths.clone()
     };
     let opts = LoadOptions {
-        default_agent_type: ctx.flavor.default_agent_type().to_string(),
+        default_agent_type: ctx.flavor.default_agent_type(),
     };
     let set = load_paths(&paths, &opts);
     let format = if a.json { Format::Json } else { a.format };

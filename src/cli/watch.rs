@@ -127,7 +127,7 @@ pub fn run(a: WatchArgs, ctx: &Context) -> anyhow::Result<Exit> {
     let config = WatchConfig {
         source: a.source.spec(&home),
         load: LoadOptions {
-            default_agent_type: ctx.flavor.default_agent_type().to_string(),
+            default_agent_type: ctx.flavor.default_agent_type(),
         },
         prune: a.prune,
         interval: a.interval,

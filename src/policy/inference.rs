@@ -7,6 +7,8 @@ pub const INFERENCE_HOST: &str = "inference.local";
 /// The key the agent holds. It means nothing outside the gateway, which ignores it and sends
 /// the real key upstream.
 pub const PLACEHOLDER_KEY: &str = "nemoclaw-placeholder-key";
+/// The variable that holds the placeholder key for OpenAI-style SDKs.
+pub const OPENAI_KEY_ENV: &str = "OPENAI_API_KEY";
 
 /// The environment an agent gets for inference: the OpenAI variables always, the Anthropic ones
 /// when the blueprint has a backend of that kind (`anthropic`).
@@ -16,7 +18,7 @@ pub fn agent_env(anthropic: bool) -> Vec<(String, String)> {
             "OPENAI_BASE_URL".to_string(),
             format!("http://{INFERENCE_HOST}/v1"),
         ),
-        ("OPENAI_API_KEY".to_string(), PLACEHOLDER_KEY.to_string()),
+        (OPENAI_KEY_ENV.to_string(), PLACEHOLDER_KEY.to_string()),
     ];
     if anthropic {
         env.push((

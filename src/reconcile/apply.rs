@@ -59,6 +59,9 @@ pub enum ChangeError {
     Home(#[from] crate::home::HomeError),
     #[error(transparent)]
     Upgrade(#[from] UpgradeError),
+    /// The agent's plugin could not be found or saved.
+    #[error(transparent)]
+    Agent(Box<crate::plugin::start::StartError>),
 }
 
 impl From<RuntimeError> for ChangeError {
@@ -195,6 +198,10 @@ impl<'a> Ctx<'a> {
             deployed.as_bytes(),
             0o600,
         )?;
+        let plugin = super::agents::plugin_for(self.home, &c.name, bp, self.origins)
+            .map_err(|e| ChangeError::Agent(Box::new(e)))?;
+        crate::plugin::start::save_deployed(self.home, &c.name, &plugin)
+            .map_err(|e| ChangeError::Agent(Box::new(e)))?;
         inventory::save_record(self.home, &rec)?;
         inventory::bump_generation(self.home)?;
         Ok(())

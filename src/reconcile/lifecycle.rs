@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use super::inventory::{self, Inventory, InventoryError};
 use crate::home::{FileLock, Home, HomeError};
+use crate::plugin::start as agent_start;
 use crate::supervisor::launch::{self, LaunchError, Started, Stopped};
 
 /// How long lifecycle commands wait for a running apply.
@@ -25,6 +26,8 @@ pub enum LifecycleError {
     Upgrade(#[from] super::upgrade::UpgradeError),
     #[error("`{0}` is not a deployed sandbox (see `nemoclaw status`)")]
     NotDeployed(String),
+    #[error(transparent)]
+    Agent(#[from] agent_start::StartError),
     #[error("`{0}` is not a deployed sandbox: nemoclaw only destroys what it deployed (see `nemoclaw status`)")]
     NotDeployedForDestroy(String),
 }
@@ -55,6 +58,7 @@ pub fn start(
     home: &Home,
     target: &str,
     wait: Duration,
+    progress: &mut dyn FnMut(&str),
 ) -> Result<(String, Started), LifecycleError> {
     let _lock = lock(home, LOCK_TIMEOUT, "nemoclaw start")?;
     let deployed = Inventory::load(home)?.get(target).is_some() && !Path::new(target).is_file();
@@ -73,7 +77,14 @@ pub fn start(
     }
     let entry = launch::load(&path)?;
     let name = entry.blueprint.metadata.name.clone();
-    let started = launch::start(home, &entry, &path, wait)?;
+    let plugin = if deployed {
+        agent_start::deployed(home, &name, &entry.blueprint)?
+    } else {
+        agent_start::resolve(home, &entry.blueprint, path.parent())?
+    };
+    // A cache that lost the install installs again here, with its output shown.
+    agent_start::install_and_prepare(home, &entry.blueprint, &plugin, progress)?;
+    let started = launch::start(home, &entry, &path, &plugin, wait)?;
     if deployed {
         mark_stopped(home, &name, false)?;
     }

@@ -9,10 +9,13 @@
 //! - [`upgrade`]: the upgrade transaction (stop, snapshot, migrate, start, health, commit or
 //!   roll back) and the recovery of an interrupted one; [`dry_run`]: the migrations run on a
 //!   scratch copy for `plan`; [`rollback`]: `rollback` and `migrate` by hand.
+//! - [`agents`]: the installs a plan needs, apply's install phase (before any change), the
+//!   plugin saved with each deployed blueprint.
 //! - [`lifecycle`]: start/stop/restart/destroy under the apply lock, inventory kept true.
 //! - [`status`]: what each deployed sandbox is doing, for `nemoclaw status`.
 //! - [`watch`]: the reconcile loop (file changes, git polls, resyncs).
 
+pub mod agents;
 pub mod apply;
 pub mod dry_run;
 pub mod inventory;

@@ -116,6 +116,24 @@ pub struct Change {
     /// For an upgrade: the state migrations it runs and their dry run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub migration: Option<Migration>,
+    /// The agent install this change needs first (filled in by `prepare`, which looks in the
+    /// agent cache).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub install: Option<AgentInstall>,
+}
+
+/// An agent a change installs before it starts: setup runs once per plugin and version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentInstall {
+    pub plugin: String,
+    pub version: String,
+    /// `openclaw 2026.9.6 (npm package `openclaw`)`.
+    pub what: String,
+    /// The cached install was made by a different setup step.
+    pub reinstall: bool,
+    /// The presets setup reaches the network through.
+    pub egress: Vec<String>,
 }
 
 /// The state migrations of an upgrade.
@@ -282,6 +300,7 @@ pub fn plan(
                 after: Some(d.blueprint.clone()),
                 stays_stopped: false,
                 migration: None,
+                install: None,
             }),
             Some((rec, live)) => {
                 let retry = opts.retry.iter().any(|r| r == name);
@@ -305,6 +324,7 @@ pub fn plan(
                 after: None,
                 stays_stopped: false,
                 migration: None,
+                install: None,
             });
         } else {
             note(&mut out, name, NoteKind::NotInSource, "not in the source: kept (apply --prune, or `prune: true` in nemoclaw.yaml, destroys it)");
@@ -367,6 +387,7 @@ fn plan_existing(
         after: Some(new.clone()),
         stays_stopped: rec.stopped && !force,
         migration: None,
+        install: None,
     };
     let unchanged = blueprint_hash(new) == rec.hash;
     if unchanged {

@@ -91,6 +91,7 @@ pub fn prepare(
             note_interrupted_upgrades(home, &mut p.plan);
             let origins = p.origins();
             dry_run_plan(home, &mut p.plan, &p.inventory, &origins);
+            super::agents::plan_installs(home, &mut p.plan, &origins);
             Ok(p)
         }
         Err(e) => Err((e.into(), Some(loaded))),

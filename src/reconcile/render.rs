@@ -116,6 +116,14 @@ pub fn summary_line(plan: &Plan) -> String {
     line
 }
 
+fn presets_list(p: &[String]) -> String {
+    if p.is_empty() {
+        "none".into()
+    } else {
+        p.join(", ")
+    }
+}
+
 /// The human rendering. `color` adds ANSI colours to diff lines (for terminals).
 pub fn render_human(plan: &Plan, source: Option<&str>, color: bool) -> String {
     let mut out = String::new();
@@ -129,6 +137,10 @@ pub fn render_human(plan: &Plan, source: Option<&str>, color: bool) -> String {
         }
         if let Some(line) = c.after.as_ref().and_then(presets_line) {
             let _ = writeln!(out, "    {line}");
+        }
+        if let Some(i) = &c.install {
+            let how = if i.reinstall { "reinstalls" } else { "installs" };
+            let _ = writeln!(out, "    {how} {} first, in a setup sandbox (egress: {})", i.what, presets_list(&i.egress));
         }
         if let Some(dry) = c.migration.as_ref().and_then(|m| m.dry_run.as_ref()) {
             render_dry_run(&mut out, dry);

@@ -174,6 +174,7 @@ pub fn migrate(
         after: Some(bp),
         stays_stopped: true,
         migration: None,
+        install: None,
     };
     let mut origins = Origins::default();
     origins

@@ -19,7 +19,10 @@ impl Runtime for SupervisorRuntime {
     fn start(&self, name: &str) -> Result<(), RuntimeError> {
         let path = self.home.deployed_blueprint(name);
         let entry = launch::load(&path)?;
-        launch::start(&self.home, &entry, &path, self.wait)?;
+        let plugin = crate::plugin::start::deployed(&self.home, name, &entry.blueprint)
+            .map_err(supervisor::SupervisorError::from)
+            .map_err(launch::LaunchError::from)?;
+        launch::start(&self.home, &entry, &path, &plugin, self.wait)?;
         Ok(())
     }
 

@@ -60,6 +60,10 @@ pub struct Row {
     pub pid: Option<i32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub healthy: Option<bool>,
+    /// `healthy` or `unhealthy` once the health check (the blueprint's, else the plugin's) has
+    /// a result.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health: Option<&'static str>,
     /// Average CPU use since the agent started, in percent of one core.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cpu_percent: Option<f64>,
@@ -122,6 +126,7 @@ fn row(home: &Home, rec: &Deployed, default_agent: &str) -> Row {
         memory_bytes: None,
         pid: None,
         healthy: None,
+        health: None,
         cpu_percent: None,
         last_inference: None,
         held: held_message(home, rec),
@@ -142,6 +147,7 @@ fn row(home: &Home, rec: &Deployed, default_agent: &str) -> Row {
                 r.pid = s.pid;
                 r.uptime_seconds = s.pid.and_then(uptime_of);
                 r.healthy = s.healthy;
+                r.health = s.healthy.map(|h| if h { "healthy" } else { "unhealthy" });
                 r.cpu_percent = s.cpu_percent;
                 r.last_inference = s.last_inference;
             }

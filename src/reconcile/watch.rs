@@ -192,6 +192,12 @@ impl Watcher {
                 error: crate::error_chain(&e),
             });
         }
+        let origins = prepared.origins();
+        if let Err(e) = super::agents::install_all(&self.home, &prepared.plan, &origins, &mut |_, _| {}) {
+            return on(Event::Error {
+                error: crate::error_chain(&e),
+            });
+        }
         let outcomes = execute(
             &self.home,
             &prepared.plan,

@@ -36,8 +36,10 @@ use super::pidlock::PidLock;
 use super::policy::{Decision, Policy, Tracker};
 use super::protocol::{self, ExecInfo, Request, Response, State, Status, PROTOCOL_VERSION};
 use super::SupervisorError;
+use crate::blueprint::plugin::PluginManifest;
 use crate::blueprint::types::Blueprint;
 use crate::home::Home;
+use crate::plugin::launch::{Prepared, StopPlan};
 use crate::observe::logging;
 use crate::sandbox::cgroups::{self, SandboxCgroup};
 use crate::sandbox::enter::Target;
@@ -95,6 +97,10 @@ struct Daemon {
     next_disk_check: Instant,
     /// Checkpoints of the state (a detached supervisor only).
     checkpoints: Option<Checkpoints>,
+    /// How the agent's plugin stops it.
+    stop: StopPlan,
+    /// The agent's plugin (a detached supervisor): its defaults apply to a reloaded blueprint.
+    manifest: Option<PluginManifest>,
 }
 
 /// How the loop runs its sandbox.
@@ -193,9 +199,30 @@ pub fn block_signals() -> Result<SigSet, SupervisorError> {
     Ok(mask)
 }
 
+/// The deployed agent: its blueprint (with the plugin's defaults), its plugin and what the
+/// plugin adds to the sandbox.
+pub struct DeployedAgent {
+    pub manifest: PluginManifest,
+    pub prepared: Prepared,
+}
+
+impl DeployedAgent {
+    /// Loads `run/<name>/blueprint.yaml` and its plugin, checks the install, renders it.
+    pub fn load(home: &Home, name: &str) -> Result<DeployedAgent, SupervisorError> {
+        let bp = load(&home.deployed_blueprint(name))?;
+        let plugin = crate::plugin::start::deployed(home, name, &bp)?;
+        let prepared = crate::plugin::start::prepare(home, &bp, &plugin, None)?;
+        Ok(DeployedAgent {
+            manifest: plugin.manifest,
+            prepared,
+        })
+    }
+}
+
 /// Runs the supervisor for `name` until it is stopped, with a loopback-only network.
 pub fn run(home: &Home, name: &str) -> Result<i32, SupervisorError> {
-    run_with(home, name, Box::new(LoopbackOnly))
+    let agent = DeployedAgent::load(home, name)?;
+    run_with(home, name, Box::new(LoopbackOnly), agent)
 }
 
 /// Runs the supervisor for `name` until it is stopped; `net` sets up the sandbox's network
@@ -204,11 +231,12 @@ pub fn run_with(
     home: &Home,
     name: &str,
     net: Box<dyn NetworkSetup>,
+    agent: DeployedAgent,
 ) -> Result<i32, SupervisorError> {
     let lock = PidLock::try_acquire(&home.supervisor_pid(name), "nemoclaw supervisor")?;
     clean_leftovers(home, name)?;
     join_supervisor_leaf(name);
-    let mut d = Daemon::new(home, name, net)?;
+    let mut d = Daemon::new(home, name, net, agent)?;
     let mask = block_signals()?;
     let sigfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
         .map_err(|e| sup_io("signalfd", e.into()))?;
@@ -233,7 +261,10 @@ pub fn run_with(
 /// What `nemoclaw run` runs: a blueprint (loaded by the caller from `blueprint_path`), with
 /// its agent or `command`.
 pub struct ForegroundRun<'a> {
+    /// The blueprint with its plugin's defaults ([`Prepared::blueprint`]).
     pub blueprint: &'a Blueprint,
+    /// What the agent's plugin adds (its files are written before the start).
+    pub agent: &'a Prepared,
     pub blueprint_path: &'a Path,
     pub command: Option<Vec<String>>,
     pub spawn: SpawnOptions,
@@ -250,7 +281,8 @@ pub fn run_foreground(home: &Home, run: ForegroundRun<'_>) -> Result<Outcome, Su
     home.ensure()?;
     crate::home::create_dir_private(&home.run_dir(name))?;
     let _lock = PidLock::try_acquire(&home.supervisor_pid(name), "nemoclaw run")?;
-    let mut spec = instance::spec_for(home, run.blueprint, run.command, None)?;
+    let mut spec = instance::spec_for(home, run.blueprint, run.command, Some(&run.agent.launch))?;
+    crate::plugin::start::write_files(&spec.state_dir, &run.agent.files)?;
     let fg = Foreground::for_loop()?;
     let mask = fg.mask;
     let unblock = |e: SupervisorError| {
@@ -268,6 +300,7 @@ pub fn run_foreground(home: &Home, run: ForegroundRun<'_>) -> Result<Outcome, Su
     spec.env.extend(net.agent_env());
     let bp_path = run.blueprint_path.to_path_buf();
     let (mut d, sigfd) = Daemon::foreground(name, run.blueprint, bp_path, spec, net, fg, run.spawn);
+    d.stop = run.agent.stop.clone();
     d.supervise(&sigfd, None);
     if let Some(e) = d.start_error.take() {
         return Err(unblock(e.into()));
@@ -352,10 +385,16 @@ const MAX_SLEEP: Duration = Duration::from_secs(60);
 impl Daemon {
     /// Loads the deployed blueprint and builds the sandbox spec, opens the agent log. Nothing
     /// is started yet: the first tick starts the agent.
-    fn new(home: &Home, name: &str, net: Box<dyn NetworkSetup>) -> Result<Daemon, SupervisorError> {
+    fn new(
+        home: &Home,
+        name: &str,
+        net: Box<dyn NetworkSetup>,
+        agent: DeployedAgent,
+    ) -> Result<Daemon, SupervisorError> {
         let bp_path = home.deployed_blueprint(name);
-        let bp = load(&bp_path)?;
-        let mut spec = instance::spec_for(home, &bp, None, None)?;
+        let bp = agent.prepared.blueprint;
+        let mut spec = instance::spec_for(home, &bp, None, Some(&agent.prepared.launch))?;
+        crate::plugin::start::write_files(&spec.state_dir, &agent.prepared.files)?;
         spec.env.extend(net.agent_env());
         let logs = home.logs(name);
         crate::home::create_dir_private(&logs)?;
@@ -369,6 +408,8 @@ impl Daemon {
             .as_ref()
             .and_then(health::Check::from_blueprint);
         d.checkpoints = Some(Checkpoints::new(home, name, &bp));
+        d.stop = agent.prepared.stop;
+        d.manifest = Some(agent.manifest);
         Ok(d)
     }
 
@@ -436,6 +477,8 @@ impl Daemon {
             started_at: Instant::now(),
             next_disk_check: Instant::now() + DISK_CHECK,
             checkpoints: None,
+            stop: StopPlan::default(),
+            manifest: None,
         }
     }
 
@@ -902,6 +945,10 @@ impl Daemon {
     }
 
     fn after_exit(&mut self, code: i32) {
+        // An agent that ends its clean stop with another code (Hermes: 1 on SIGTERM) stopped
+        // cleanly all the same.
+        let stopped = self.state == State::Stopping && self.stop.clean_exits.contains(&code);
+        let code = if stopped { 0 } else { code };
         self.last_exit = Some(code);
         self.stop_deadline = None;
         self.next_health = None;
@@ -949,7 +996,7 @@ impl Daemon {
         self.next_start = None;
         if let Some(s) = &self.sandbox {
             self.state = State::Stopping;
-            let _ = s.signal(Signal::SIGTERM);
+            let _ = s.signal(self.stop.signal);
             self.stop_deadline = Some(Instant::now() + timeout.unwrap_or(self.policy.stop_timeout));
             self.note("stopping", serde_json::json!({"pid": s.pid.as_raw()}));
         }
@@ -1047,7 +1094,10 @@ impl Daemon {
     /// nothing), then the restart policy and the disk cap.
     fn reload_policy(&mut self, id: serde_json::Value) -> Response {
         let bp = match load(&self.bp_path) {
-            Ok(bp) => bp,
+            Ok(bp) => match &self.manifest {
+                Some(m) => crate::plugin::launch::effective(&bp, m),
+                None => bp,
+            },
             Err(e) => return Response::err(id, crate::error_chain(&e)),
         };
         if let Err(e) = self.net.reload(&bp, &self.bp_path) {

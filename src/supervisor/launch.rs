@@ -19,6 +19,8 @@ use crate::blueprint::set::{self, Entry};
 use crate::blueprint::types::defaults;
 use crate::home::{self, Home, HomeError};
 use crate::sandbox::instance::{self, InstanceError};
+use crate::plugin::registry::Plugin;
+use crate::plugin::start as agent_start;
 
 /// How often a waiting start or stop looks again.
 const POLL: Duration = Duration::from_millis(10);
@@ -131,6 +133,7 @@ pub fn start(
     home: &Home,
     entry: &Entry,
     path: &Path,
+    plugin: &Plugin,
     wait: Duration,
 ) -> Result<Started, LaunchError> {
     let name = entry.blueprint.metadata.name.as_str();
@@ -138,11 +141,16 @@ pub fn start(
         return Ok(Started::AlreadyRunning);
     }
     home::create_dir_private(&home.run_dir(name))?;
-    instance::spec_for(home, &entry.blueprint, None, None).map_err(|source| LaunchError::Spec {
-        path: path.to_path_buf(),
-        source,
+    let agent = agent_start::install_and_prepare(home, &entry.blueprint, plugin, &mut |_| {})
+        .map_err(SupervisorError::from)?;
+    instance::spec_for(home, &agent.blueprint, None, Some(&agent.launch)).map_err(|source| {
+        LaunchError::Spec {
+            path: path.to_path_buf(),
+            source,
+        }
     })?;
     deploy(home, name, entry, path)?;
+    agent_start::save_deployed(home, name, plugin).map_err(SupervisorError::from)?;
     daemon::clean_leftovers(home, name)?;
     let child = spawn_supervisor(home, name)?;
     wait_running(home, name, child, wait)
@@ -222,13 +230,26 @@ fn wait_running(
     }
 }
 
+/// The deployed sandbox's health check: its blueprint's, else its plugin's.
+fn deployed_health_check(home: &Home, name: &str) -> Option<crate::blueprint::HealthCheck> {
+    let bp = set::load_one(&home.deployed_blueprint(name)).ok()?.blueprint;
+    if bp.lifecycle.health_check.is_some() {
+        return bp.lifecycle.health_check;
+    }
+    let plugin = agent_start::deployed(home, name, &bp).ok()?;
+    plugin.manifest.health_check
+}
+
 /// Waits up to `wait` for the running sandbox `name` to pass its health check (at once when
 /// it has none): the upgrade's health gate. Fails when the check fails, the agent goes down,
 /// or `wait` passes first.
 pub fn wait_healthy(home: &Home, name: &str, wait: Duration) -> Result<(), LaunchError> {
-    let has_check = set::load_one(&home.deployed_blueprint(name))
-        .map(|e| e.blueprint.lifecycle.health_check.is_some())
-        .unwrap_or(false);
+    let check = deployed_health_check(home, name);
+    let has_check = check.is_some();
+    // A check's start period is its owner's word on how long the agent takes to come up.
+    let wait = check
+        .and_then(|c| c.start_period)
+        .map_or(wait, |p| wait.max(p.as_duration()));
     let deadline = Instant::now() + wait;
     let unhealthy = |how: String| LaunchError::Unhealthy {
         name: name.to_string(),
@@ -347,7 +368,8 @@ pub fn restart(home: &Home, name: &str, wait: Duration) -> Result<(Stopped, Star
     let stopped = stop(home, name, None)?;
     let path = home.deployed_blueprint(name);
     let entry = load(&path)?;
-    Ok((stopped, start(home, &entry, &path, wait)?))
+    let plugin = agent_start::deployed(home, name, &entry.blueprint).map_err(SupervisorError::from)?;
+    Ok((stopped, start(home, &entry, &path, &plugin, wait)?))
 }
 
 /// Asks the running supervisor to apply its deployed blueprint's network, inference and
@@ -371,5 +393,7 @@ pub fn remove_run_files(home: &Home, name: &str) {
     for f in home::RUN_FILES {
         let _ = std::fs::remove_file(run.join(f));
     }
+    let _ = std::fs::remove_dir_all(home.deployed_plugins(name));
+    let _ = std::fs::remove_file(home.agent_token(name));
     let _ = std::fs::remove_dir(&run);
 }

@@ -11,6 +11,7 @@
 //! - [`health`]: health checks (exec in the sandbox, http from a socket in its netns).
 //! - [`checkpoint`]: checkpoints of the running agent's state (frozen cgroup), and the
 //!   restore of the newest one after a crash loop.
+//! - [`setup`]: an agent plugin's setup script in a sandbox of its own (`__setup`).
 
 use crate::blueprint::diag::Diagnostic;
 use crate::home::{Home, HomeError};
@@ -31,6 +32,7 @@ pub mod logcap;
 pub mod pidlock;
 pub mod policy;
 pub mod protocol;
+pub mod setup;
 
 /// The hidden argument that runs the supervisor (`nemoclaw __supervise NAME`).
 pub const SUPERVISE_ARG: &str = "__supervise";
@@ -63,6 +65,9 @@ pub enum SupervisorError {
     Home(#[from] HomeError),
     #[error(transparent)]
     Foreground(#[from] foreground::ForegroundError),
+    /// The agent's plugin: not found, not installed, or its templates do not render.
+    #[error(transparent)]
+    Agent(#[from] crate::plugin::start::StartError),
 }
 
 /// What can go wrong speaking the control protocol, as its client.
@@ -131,8 +136,9 @@ pub fn main(args: &[std::ffi::OsString]) -> std::process::ExitCode {
 fn run_with_gateway(home: &Home, name: &str) -> Result<i32, SupervisorError> {
     daemon::block_signals()?;
     let bp_path = home.deployed_blueprint(name);
-    let bp = daemon::load(&bp_path)?;
+    let agent = daemon::DeployedAgent::load(home, name)?;
+    let bp = &agent.prepared.blueprint;
     let hook =
-        gateway::GatewayHook::new(home, name, &bp, &bp_path).map_err(SupervisorError::Gateway)?;
-    daemon::run_with(home, name, Box::new(hook))
+        gateway::GatewayHook::new(home, name, bp, &bp_path).map_err(SupervisorError::Gateway)?;
+    daemon::run_with(home, name, Box::new(hook), agent)
 }

@@ -232,7 +232,7 @@ fn is_env_name(n: &str) -> bool {
 }
 
 fn check_agent(a: &Agent, ctx: &Context<'_>, f: &mut Findings) {
-    let kind = a.kind.as_deref().unwrap_or(ctx.default_agent_type);
+    let kind = a.type_or(ctx.default_agent_type);
     if !ctx.agent_types.contains(kind) {
         let e = f.err(
             "agent.unknown-type",
