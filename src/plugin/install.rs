@@ -25,6 +25,10 @@ use crate::home::{write_atomic, FileLock, Home, HomeError};
 pub const MARKER: &str = ".nemoclaw-install.json";
 /// Prefix of setup sandboxes' names (`nemoclaw-setup-<plugin>`), reserved for them.
 pub const SETUP_PREFIX: &str = "nemoclaw-setup-";
+/// Address ranges (comma-separated CIDRs) a setup sandbox may reach although they are
+/// private or reserved: a registry mirror on the internal network, or a proxy that every
+/// registry name resolves to. Setup's domains are still only its presets'.
+pub const SETUP_ALLOW_ENV: &str = "NEMOCLAW_SETUP_ALLOW_ADDRESSES";
 /// Default time a setup may take.
 pub const SETUP_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 /// How long an apply waits for another one's install of the same version.
@@ -45,6 +49,10 @@ pub struct SetupRequest {
     pub memory: Option<u64>,
     /// The host directory the script fills (bound at `AGENT_DIR`, writable).
     pub install_dir: PathBuf,
+    /// Addresses the setup sandbox may reach although the SSRF guard refuses them
+    /// ([`SETUP_ALLOW_ENV`]).
+    #[serde(default)]
+    pub allow_addresses: Vec<String>,
 }
 
 impl SetupRequest {
@@ -222,6 +230,13 @@ pub fn ensure(
         egress: setup.egress.clone(),
         memory: setup.memory.map(|b| b.bytes()),
         install_dir: staging.clone(),
+        allow_addresses: std::env::var(SETUP_ALLOW_ENV)
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(String::from)
+            .collect(),
     };
     let started = Instant::now();
     let limit = setup.timeout.map_or(SETUP_TIMEOUT, |d| d.as_duration());

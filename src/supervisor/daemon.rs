@@ -748,7 +748,8 @@ impl Daemon {
         if due > now || self.state != State::Running {
             return;
         }
-        self.next_health = Some(now + check.interval);
+        let since_start = now.saturating_duration_since(self.started_at);
+        self.next_health = Some(now + check.next_delay(&self.health_state, since_start));
         let Some(target) = self.target() else { return };
         match health::start(check, &target) {
             Ok(r) => self.health_run = Some(r),
@@ -826,9 +827,7 @@ impl Daemon {
                 self.started_at = Instant::now();
                 self.health_state = health::HealthState::default();
                 self.next_health = self.health.as_ref().map(|c| {
-                    Instant::now()
-                        + c.interval
-                            .min(c.start_period.max(Duration::from_millis(100)))
+                    Instant::now() + c.next_delay(&self.health_state, Duration::ZERO)
                 });
                 self.message = None;
             }

@@ -62,7 +62,21 @@ pub enum CheckKind {
     Http { port: u16, path: String },
 }
 
+/// How often a check runs during its start period until it first passes, so "healthy" is
+/// seen a moment after the agent is, not an interval later (Docker's `start_interval`).
+pub const START_INTERVAL: Duration = Duration::from_millis(250);
+
 impl Check {
+    /// The delay before the next probe: [`START_INTERVAL`] while the agent is in its start
+    /// period and has not passed yet, else the interval.
+    pub fn next_delay(&self, state: &HealthState, since_start: Duration) -> Duration {
+        if state.healthy != Some(true) && since_start < self.start_period {
+            self.interval.min(START_INTERVAL)
+        } else {
+            self.interval
+        }
+    }
+
     pub fn from_blueprint(h: &HealthCheck) -> Option<Check> {
         let kind = if let Some(cmd) = h.exec.clone().filter(|c| !c.is_empty()) {
             CheckKind::Exec(cmd)
@@ -269,6 +283,30 @@ mod tests {
         assert_eq!(h.healthy, Some(false));
         h.record(true, 2, false);
         assert_eq!((h.healthy, h.failures), (Some(true), 0));
+    }
+
+    #[test]
+    fn probes_come_fast_in_the_start_period_until_the_first_pass() {
+        let c = Check {
+            kind: CheckKind::Http {
+                port: 80,
+                path: "/".into(),
+            },
+            interval: Duration::from_secs(10),
+            timeout: Duration::from_secs(2),
+            retries: 3,
+            start_period: Duration::from_secs(30),
+        };
+        let mut h = HealthState::default();
+        assert_eq!(c.next_delay(&h, Duration::ZERO), START_INTERVAL);
+        assert_eq!(c.next_delay(&h, Duration::from_secs(31)), c.interval);
+        h.record(true, 3, true);
+        assert_eq!(c.next_delay(&h, Duration::from_secs(1)), c.interval);
+        let no_period = Check {
+            start_period: Duration::ZERO,
+            ..c
+        };
+        assert_eq!(no_period.next_delay(&HealthState::default(), Duration::ZERO), no_period.interval);
     }
 
     #[test]

@@ -53,16 +53,20 @@ pub fn run(home: &Home, req: &SetupRequest) -> Result<Outcome, SupervisorError> 
 
 /// The setup sandbox's blueprint: no inference, egress only through the setup presets.
 fn blueprint_yaml(name: &str, req: &SetupRequest) -> String {
-    let presets: Vec<String> = req.egress.iter().map(|p| format!("\"{p}\"")).collect();
+    let quoted = |v: &[String]| -> String {
+        let q: Vec<String> = v.iter().map(|p| format!("{p:?}")).collect();
+        q.join(", ")
+    };
     let memory = req.memory.unwrap_or(SETUP_MEMORY);
     format!(
         "apiVersion: nemoclaw.dev/v1\nkind: Blueprint\nmetadata:\n  name: {name}\n  version: 1\n\
          agent:\n  type: command\n  command: /bin/sh\n\
-         network:\n  egress:\n    presets: [{}]\n\
+         network:\n  egress:\n    presets: [{}]\n    allowAddresses: [{}]\n\
          resources:\n  memory: {memory}\n  pids: 1024\n\
          sandbox:\n  tmpSize: 256Mi\n\
          lifecycle:\n  restart: never\n",
-        presets.join(", ")
+        quoted(&req.egress),
+        quoted(&req.allow_addresses),
     )
 }
 
