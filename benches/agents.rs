@@ -1,0 +1,260 @@
+//! The real agents' start, side by side with their peer from the same run: from
+//! `nemoclaw start` to the agent healthy (warm install cache, warm state: the second and later
+//! starts of an applied sandbox), against the same agent started bare on the host (its own
+//! command, the same install and a copy of the same state, no sandbox, no gateway) until its
+//! port answers. Also the resident memory nemoclaw adds on top of the agent: the supervisor
+//! process, which holds the gateway (network policy and inference router) in its threads.
+//!
+//! NemoClaw's users report 90–180 s from `nemoclaw onboard` to a ready sandbox
+//! (`../shared/reference/peers-2026.md`); that figure is quoted, not measured here (its
+//! container images cannot be fetched on this machine).
+//!
+//! Median of 5 starts each (NEMOCLAW_BENCH_RUNS overrides). Run as root:
+//! `cargo bench --bench agents` (installs OpenClaw and Hermes into the shared cache
+//! `/var/cache/nemoclaw-test/agents` first if they are not there: npm and PyPI).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::cast_possible_truncation,
+    clippy::cast_precision_loss,
+    reason = "a benchmark stops loudly at the first broken step, and its statistics are floats rounded for display"
+)]
+
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_nemoclaw");
+const CACHE: &str = "/var/cache/nemoclaw-test/agents";
+
+/// One agent: its example, its port, and how to start it bare from its install.
+struct Agent {
+    example: &'static str,
+    name: &'static str,
+    port: u16,
+    /// The bare command, relative to the install dir, and its environment (`{state}` is the
+    /// state copy, `{dir}` the install).
+    bare: &'static [&'static str],
+    bare_env: &'static [(&'static str, &'static str)],
+    install: &'static str,
+}
+
+const AGENTS: [Agent; 2] = [
+    Agent {
+        example: "hermes.yaml",
+        name: "ncbench-hermes",
+        port: 8642,
+        bare: &["{dir}/venv/bin/python", "-m", "hermes_cli.main", "gateway", "run"],
+        bare_env: &[
+            ("HERMES_HOME", "{state}/hermes"),
+            ("HERMES_DISABLE_LAZY_INSTALLS", "1"),
+            ("API_SERVER_ENABLED", "1"),
+            ("API_SERVER_HOST", "127.0.0.1"),
+            ("API_SERVER_PORT", "18642"),
+            ("API_SERVER_KEY", "bench"),
+        ],
+        install: "hermes/0.19.0",
+    },
+    Agent {
+        example: "openclaw.yaml",
+        name: "ncbench-openclaw",
+        port: 18789,
+        bare: &[
+            "{dir}/node/bin/node",
+            "{dir}/node_modules/openclaw/openclaw.mjs",
+            "gateway",
+            "run",
+            "--port",
+            "18790",
+        ],
+        bare_env: &[
+            ("OPENCLAW_STATE_DIR", "{state}/openclaw"),
+            ("OPENCLAW_GATEWAY_TOKEN", "bench"),
+            ("NODE_COMPILE_CACHE", "{state}/.cache/node-compile-cache"),
+            ("OPENCLAW_NO_AUTO_UPDATE", "1"),
+            ("OPENCLAW_OFFLINE", "1"),
+            ("DO_NOT_TRACK", "1"),
+        ],
+        install: "openclaw/2026.9.6",
+    },
+];
+
+fn main() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("agents: needs root (real sandboxes); run it with sudo");
+        std::process::exit(1);
+    }
+    let runs: usize = std::env::var("NEMOCLAW_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5)
+        .max(3);
+    let dir = tempfile::tempdir().unwrap();
+    println!("agent     nemoclaw start→healthy   bare start→port   ratio   supervisor+gateway RSS");
+    for a in &AGENTS {
+        let r = measure(dir.path(), a, runs);
+        println!(
+            "{:<9} {:>10.2} s {:>20.2} s {:>8.2}x {:>14.1} MB",
+            a.name.trim_start_matches("ncbench-"),
+            r.nemoclaw.as_secs_f64(),
+            r.bare.as_secs_f64(),
+            r.nemoclaw.as_secs_f64() / r.bare.as_secs_f64(),
+            r.rss_kb as f64 / 1024.0
+        );
+    }
+    println!("(NemoClaw, reported by its users: 90-180 s to a ready sandbox; not measurable here)");
+}
+
+struct Result {
+    nemoclaw: Duration,
+    bare: Duration,
+    rss_kb: u64,
+}
+
+fn nc(home: &Path, args: &[&str]) -> std::process::Output {
+    let out = Command::new(BIN)
+        .args(args)
+        .env("NEMOCLAW_HOME", home)
+        .env("NEMOCLAW_AGENT_CACHE", CACHE)
+        .env("NEMOCLAW_SETUP_ALLOW_ADDRESSES", registry_addresses())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "nemoclaw {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// The registries' addresses as this host resolves them (a network may send every registry
+/// name to a proxy at a reserved address; setup may reach it, its domains stay the presets').
+fn registry_addresses() -> String {
+    use std::net::ToSocketAddrs;
+    let mut out: Vec<String> = Vec::new();
+    for host in ["registry.npmjs.org", "pypi.org", "files.pythonhosted.org"] {
+        for a in (host, 443).to_socket_addrs().into_iter().flatten() {
+            let cidr = format!("{}/32", a.ip());
+            if a.is_ipv4() && !out.contains(&cidr) {
+                out.push(cidr);
+            }
+        }
+    }
+    out.join(",")
+}
+
+fn healthy(home: &Path, name: &str) -> bool {
+    let out = Command::new(BIN)
+        .args(["status", name, "--json"])
+        .env("NEMOCLAW_HOME", home)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    v["sandboxes"][0]["health"] == "healthy"
+}
+
+fn wait(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Duration {
+    let t = Instant::now();
+    while !f() {
+        assert!(t.elapsed() < limit, "{what} after {limit:?}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    t.elapsed()
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// The example under a bench name, applied once (install, first start), then `runs` timed
+/// stop/start cycles, then `runs` bare starts.
+fn measure(tmp: &Path, a: &Agent, runs: usize) -> Result {
+    let home = tmp.join(a.name);
+    let src = tmp.join(format!("{}-src", a.name));
+    std::fs::create_dir_all(&src).unwrap();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/mock");
+    let text = std::fs::read_to_string(example.join(a.example)).unwrap();
+    let text = text
+        .replace("name: openclaw-mock", &format!("name: {}", a.name))
+        .replace("name: hermes-mock", &format!("name: {}", a.name))
+        .replace("    - hostPort: 18789\n      port: 18789\n", "    - hostPort: 28789\n      port: 18789\n");
+    std::fs::write(src.join(a.example), text).unwrap();
+    std::fs::copy(example.join("replies.yaml"), src.join("replies.yaml")).unwrap();
+    nc(&home, &["apply", "--dir", src.to_str().unwrap(), "--auto-approve", "--wait", "180s"]);
+    wait("healthy after apply", Duration::from_secs(180), || healthy(&home, a.name));
+    let mut starts = Vec::new();
+    let mut rss = Vec::new();
+    for _ in 0..runs {
+        nc(&home, &["stop", a.name]);
+        let t = Instant::now();
+        nc(&home, &["start", a.name, "--wait", "120s"]);
+        wait("healthy", Duration::from_secs(120), || healthy(&home, a.name));
+        starts.push(t.elapsed());
+        rss.push(supervisor_rss_kb(&home, a.name));
+    }
+    nc(&home, &["stop", a.name]);
+    let state = tmp.join(format!("{}-bare-state", a.name));
+    copy_tree(&home.join("state").join(a.name), &state);
+    let bare: Vec<Duration> = (0..runs).map(|_| bare_start(a, &state)).collect();
+    nc(&home, &["destroy", a.name, "--delete-state"]);
+    rss.sort_unstable();
+    Result {
+        nemoclaw: median(starts),
+        bare: median(bare),
+        rss_kb: rss[rss.len() / 2],
+    }
+}
+
+/// VmRSS of the supervisor (its pid file names it), in KiB.
+fn supervisor_rss_kb(home: &Path, name: &str) -> u64 {
+    let pid = std::fs::read_to_string(home.join("run").join(name).join("supervisor.pid")).unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{}/status", pid.trim())).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// The agent's own command on the host, timed until its port answers, then stopped.
+fn bare_start(a: &Agent, state: &Path) -> Duration {
+    let dir = PathBuf::from(CACHE).join(a.install);
+    let fill = |s: &str| {
+        s.replace("{dir}", dir.to_str().unwrap())
+            .replace("{state}", state.to_str().unwrap())
+    };
+    let argv: Vec<String> = a.bare.iter().map(|s| fill(s)).collect();
+    let port = if a.port == 8642 { 18642 } else { 18790 };
+    let mut child = Command::new(&argv[0])
+        .args(&argv[1..])
+        .envs(a.bare_env.iter().map(|(k, v)| (*k, fill(v))))
+        .env("HOME", state)
+        .env("PATH", format!("{}/node/bin:/usr/bin:/bin", dir.display()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let took = wait("bare port", Duration::from_secs(120), || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let _ = child.wait();
+    took
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    let ok = Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "cp -a {} {}", from.display(), to.display());
+}
