@@ -22,6 +22,7 @@ pub mod init;
 pub mod lifecycle;
 pub mod logs;
 pub mod migrate;
+pub mod npm_fetch;
 pub mod pending;
 pub mod plan;
 pub mod presets;
@@ -155,6 +156,9 @@ pub enum Command {
     /// The quickstart's demo agent (runs inside a sandbox).
     #[command(hide = true)]
     DemoAgent(demo_agent::DemoAgentArgs),
+    /// Fetch one npm package into a directory (runs inside a plugin's setup sandbox).
+    #[command(name = "__npm-fetch", hide = true)]
+    NpmFetch(npm_fetch::NpmFetchArgs),
 }
 
 /// What every command gets besides its own arguments.
@@ -261,6 +265,7 @@ fn run(cmd: Command, ctx: &Context) -> anyhow::Result<Exit> {
         Command::Schema(a) => schema::run(a, ctx),
         Command::Completions(a) => completions::run(a),
         Command::DemoAgent(a) => demo_agent::run(a),
+        Command::NpmFetch(a) => npm_fetch::run(a, ctx),
         Command::Plan(a) => plan::run(a, ctx),
         Command::Apply(a) => apply::run(a, ctx),
         Command::Watch(a) => watch::run(a, ctx),
