@@ -23,6 +23,7 @@ pub mod init;
 pub mod lifecycle;
 pub mod logs;
 pub mod migrate;
+pub mod npm_fetch;
 pub mod pending;
 pub mod plan;
 pub mod presets;
@@ -160,6 +161,9 @@ pub enum Command {
     /// An agent plugin's setup in its own sandbox (started by apply, start and run).
     #[command(name = "__setup", hide = true)]
     Setup(setup_agent::SetupArgs),
+    /// Fetch one npm package into a directory (runs inside a plugin's setup sandbox).
+    #[command(name = "__npm-fetch", hide = true)]
+    NpmFetch(npm_fetch::NpmFetchArgs),
 }
 
 /// What every command gets besides its own arguments.
@@ -272,6 +276,7 @@ fn run(cmd: Command, ctx: &Context) -> anyhow::Result<Exit> {
         Command::Completions(a) => completions::run(a),
         Command::DemoAgent(a) => demo_agent::run(a),
         Command::Setup(a) => setup_agent::run(a, ctx),
+        Command::NpmFetch(a) => npm_fetch::run(a, ctx),
         Command::Plan(a) => plan::run(a, ctx),
         Command::Apply(a) => apply::run(a, ctx),
         Command::Watch(a) => watch::run(a, ctx),

@@ -9,9 +9,11 @@
 //! - `start`: one start of an agent: the deployed plugin, its install checked, its files
 //!   written into the state directory.
 //! - [`demo`]: the quickstart's built-in agent.
+//! - [`fetch`]: `__npm-fetch`, one npm package fetched, verified and unpacked without npm.
 
 pub mod context;
 pub mod demo;
+pub mod fetch;
 pub mod install;
 pub mod launch;
 pub mod registry;
