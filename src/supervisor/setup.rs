@@ -19,7 +19,7 @@ use super::SupervisorError;
 /// Memory of a setup sandbox when the plugin sets none (npm and pip need a few hundred MB).
 const SETUP_MEMORY: u64 = 2 << 30;
 /// The CA bundle every sandbox binds from the host: TLS clients that bring their own roots
-/// (Node, pip) are pointed at it, so a host behind a TLS-inspecting proxy installs too.
+/// (Node, pip, nemoclaw's own `__npm-fetch`) are pointed at it, so a host behind a TLS-inspecting proxy installs too.
 const CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 /// Runs the setup of `req` to its end; its output goes to our stdout and stderr.
@@ -81,6 +81,7 @@ fn launch(req: &SetupRequest) -> AgentLaunch {
         ("PIP_CERT", CA_BUNDLE),
         ("SSL_CERT_FILE", CA_BUNDLE),
         ("REQUESTS_CA_BUNDLE", CA_BUNDLE),
+        (crate::tls::CA_FILE_ENV, CA_BUNDLE),
         ("npm_config_update_notifier", "false"),
         ("npm_config_fund", "false"),
         ("npm_config_audit", "false"),
