@@ -86,6 +86,7 @@ fn start_agent(w: &World, gw: &mut SandboxGateway, script: &str) -> Agent {
         host: &host,
         command: Some(vec!["/bin/sh".into(), "-c".into(), script.into()]),
         secrets: BTreeMap::new(),
+        agent: None,
     })
     .expect("sandbox spec");
     sb_spec.env.extend(gw.agent_env());

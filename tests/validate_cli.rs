@@ -346,31 +346,45 @@ fn init_creates_a_private_home_once() {
 }
 
 #[test]
-fn nemohermes_defaults_to_the_hermes_agent() {
+fn the_default_agent_is_openclaw_nemoclaw_agent_or_hermes_for_nemohermes() {
     let dir = tempfile::tempdir().unwrap();
     let link = dir.path().join("nemohermes");
     std::os::unix::fs::symlink(bin(), &link).unwrap();
-    let p = dir.path().join("h.yaml");
+    let src = dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
     std::fs::write(
-        &p,
+        src.join("h.yaml"),
         "apiVersion: nemoclaw.dev/v1\nkind: Blueprint\nmetadata:\n  name: h\n  version: 1\n",
     )
     .unwrap();
-    // As nemoclaw, the default type is `command`, which needs a command.
-    let o = run(&["validate", p.to_str().unwrap()], dir.path());
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stderr(&o).contains("agent.missing-command"),
-        "{}",
-        stderr(&o)
-    );
-    // As nemohermes, the default type is `hermes`.
-    let o = Command::new(&link)
-        .args(["validate", p.to_str().unwrap()])
+    // The plan shows the type the blueprint gets (the loader writes it in).
+    let planned_type = |exe: &Path, agent: Option<&str>| {
+        let mut c = Command::new(exe);
+        c.args(["plan", "--dir", src.to_str().unwrap()])
+            .env("NEMOCLAW_HOME", dir.path().join("home"))
+            .env_remove("NEMOCLAW_AGENT");
+        if let Some(a) = agent {
+            c.env("NEMOCLAW_AGENT", a);
+        }
+        let o = c.output().unwrap();
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        out.lines()
+            .find_map(|l| l.trim().strip_prefix("+  type: ").map(str::to_string))
+            .unwrap_or_else(|| panic!("no agent type in the plan:\n{out}"))
+    };
+    assert_eq!(planned_type(&bin(), None), "openclaw");
+    assert_eq!(planned_type(&bin(), Some("hermes")), "hermes");
+    assert_eq!(planned_type(&link, None), "hermes");
+    // A default that names no plugin is an error like any unknown type.
+    let o = Command::new(bin())
+        .args(["validate", src.to_str().unwrap()])
         .env("NEMOCLAW_HOME", dir.path())
+        .env("NEMOCLAW_AGENT", "nosuchagent")
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("unknown agent type `nosuchagent`"), "{}", stderr(&o));
 }
 
 #[test]

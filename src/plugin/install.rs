@@ -431,3 +431,54 @@ fn remove_tree(p: &Path) -> Result<(), InstallError> {
         _ => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_name_one_directory_and_nothing_else() {
+        let home = Home::at("/h");
+        std::env::remove_var(crate::home::AGENT_CACHE_ENV);
+        assert_eq!(
+            install_dir(&home, "openclaw", "2026.9.6").unwrap(),
+            PathBuf::from("/h/cache/agents/openclaw/2026.9.6")
+        );
+        for bad in ["", "..", ".hidden", "1.0/../../x", "1 0", "a\0b"] {
+            assert!(install_dir(&home, "openclaw", bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn setup_sandboxes_differ_by_install_and_stay_valid_names() {
+        let req = |dir: &str, plugin: &str| SetupRequest {
+            plugin: plugin.into(),
+            version: "1".into(),
+            package: None,
+            script: String::new(),
+            egress: vec![],
+            memory: None,
+            install_dir: dir.into(),
+            allow_addresses: vec![],
+        };
+        let a = req("/h1/cache/agents/x/1.partial", "x").sandbox_name();
+        let b = req("/h2/cache/agents/x/1.partial", "x").sandbox_name();
+        assert_ne!(a, b);
+        assert!(a.starts_with("nemoclaw-setup-x-"));
+        let long = req("/h", &"p".repeat(60)).sandbox_name();
+        assert!(long.len() <= 63, "{long}");
+    }
+
+    #[test]
+    fn a_failed_setup_names_what_it_installed_and_the_presets_it_had() {
+        let e = InstallError::Failed {
+            what: "openclaw 9.9.9 (npm package `openclaw`)".into(),
+            code: Some(1),
+            tail: vec!["npm error notarget".into()],
+            egress: vec!["npm".into()],
+        }
+        .to_string();
+        assert!(e.starts_with("installing openclaw 9.9.9 (npm package `openclaw`) failed: setup exited with 1"), "{e}");
+        assert!(e.contains("the preset `npm`") && e.contains("npm error notarget"), "{e}");
+    }
+}

@@ -138,3 +138,87 @@ fn stop_plan(bp: &Blueprint, m: &PluginManifest) -> Result<StopPlan, LaunchError
         clean_exits: m.stop.exit_codes.clone(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::blueprint::load::parse_str;
+
+    fn manifest() -> PluginManifest {
+        serde_saphyr::from_str(concat!(
+            "apiVersion: nemoclaw.dev/v1\nkind: Plugin\nmetadata: {name: hermes}\n",
+            "package: {name: hermes-agent, registry: pypi, defaultVersion: '0.19.0'}\n",
+            "start:\n  command: [hermes, gateway, run]\n  path: [venv/bin]\n",
+            "  env: {HERMES_HOME: '{{ sandbox.state }}/hermes', KEY: '{{ sandbox.token }}'}\n",
+            "  egress: [pypi]\n",
+            "  files: [{path: hermes/config.yaml, template: c.j2}]\n",
+            "stop: {signal: SIGINT, timeout: 7s, exitCodes: [0, 1]}\n",
+            "healthCheck: {http: {port: 8642, path: /health}, startPeriod: 30s}\n",
+            "resources: {memory: 1Gi, tmpSize: 256Mi}\n",
+        ))
+        .unwrap()
+    }
+
+    fn blueprint(extra: &str) -> Blueprint {
+        parse_str(&format!(
+            "apiVersion: nemoclaw.dev/v1\nkind: Blueprint\nmetadata: {{name: h1, version: 1}}\n\
+             agent: {{type: hermes}}\n\
+             inference:\n  backends: [{{name: m, kind: mock}}]\n  allowedModels: [mock-1, 'nim/*']\n{extra}"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_plugin_fills_what_the_blueprint_leaves_open_and_adds_its_egress() {
+        let m = manifest();
+        let b = effective(&blueprint("network: {egress: {presets: [github]}}\n"), &m);
+        assert_eq!(b.resources.memory.map(|x| x.bytes()), Some(1 << 30));
+        assert_eq!(b.sandbox.tmp_size.map(|x| x.bytes()), Some(256 << 20));
+        assert_eq!(b.network.egress.presets, vec!["github", "pypi"]);
+        assert_eq!(b.lifecycle.health_check, m.health_check);
+        assert_eq!(b.lifecycle.stop_timeout, m.stop.timeout);
+        let own = effective(
+            &blueprint("resources: {memory: 2Gi}\nlifecycle: {stopTimeout: 3s, healthCheck: {exec: [true]}}\n"),
+            &m,
+        );
+        assert_eq!(own.resources.memory.map(|x| x.bytes()), Some(2 << 30));
+        assert_eq!(own.lifecycle.stop_timeout.map(|d| d.as_duration()), Some(Duration::from_secs(3)));
+        assert_eq!(own.lifecycle.health_check.unwrap().exec, Some(vec!["true".to_string()]));
+    }
+
+    #[test]
+    fn prepare_renders_command_env_files_and_the_stop_plan() {
+        let files = BTreeMap::from([(
+            "c.j2".to_string(),
+            "model: {{ inference.defaultModel }} models: {{ inference.models | length }}\n".to_string(),
+        )]);
+        let install = PathBuf::from("/cache/agents/hermes/0.19.0");
+        let p = prepare(
+            &blueprint(""),
+            &manifest(),
+            &files,
+            Inputs {
+                install: Some(&install),
+                version: "0.19.0",
+                token: "t0k",
+            },
+        )
+        .unwrap();
+        assert_eq!(p.launch.argv, vec!["hermes", "gateway", "run"]);
+        assert_eq!(p.launch.path, vec![format!("{AGENT_DIR}/venv/bin")]);
+        assert_eq!(p.launch.env["HERMES_HOME"], "/workspace/state/hermes");
+        assert_eq!(p.launch.env["KEY"], "t0k");
+        assert_eq!(p.launch.install, Some(install));
+        assert!(!p.launch.install_writable);
+        // The wildcard model cannot be listed; the first listed one is the default.
+        assert_eq!(p.files[0].contents, "model: mock-1 models: 1\n");
+        assert_eq!(
+            p.stop,
+            StopPlan {
+                signal: Signal::SIGINT,
+                timeout: Duration::from_secs(7),
+                clean_exits: vec![0, 1],
+            }
+        );
+    }
+}

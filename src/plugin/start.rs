@@ -91,12 +91,10 @@ pub fn install_and_prepare(
     prepare(home, bp, plugin, None)
 }
 
-/// The blueprint's agent type (reconcile writes it into every deployed blueprint).
+/// The blueprint's agent type. Loading fills in the default where the blueprint has neither a
+/// type nor a command, so only `type` or `command` decide here.
 pub fn agent_type(bp: &Blueprint) -> &str {
-    bp.agent
-        .kind
-        .as_deref()
-        .unwrap_or(crate::blueprint::defaults::AGENT_TYPE)
+    bp.agent.type_or(crate::blueprint::defaults::AGENT_TYPE)
 }
 
 /// Renders `plugin` for `bp`, whose install must be in place.
