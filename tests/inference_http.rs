@@ -683,6 +683,53 @@ async fn the_mock_backend_answers_every_endpoint() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mock_echoes_history_and_local_server_probes_get_openai_404s() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("replies.yaml"),
+        "- match: what did I say\n  echo: history\n",
+    )
+    .unwrap();
+    let inf = inference(json!({
+        "backends": [{"name": "mock", "kind": "mock", "mock": {"replies": "replies.yaml"}}],
+        "allowedModels": ["mock-1"],
+    }));
+    let gw = gateway_in(inf, &creds(&[]), dir.path(), None).await;
+    let body = json!({"model": "mock-1", "messages": [
+        {"role": "user", "content": "remember 42"},
+        {"role": "assistant", "content": "ok"},
+        {"role": "user", "content": [{"type": "text", "text": "what did I say?"}]},
+    ]});
+    let r = post(gw.addr, "/v1/chat/completions", &body.to_string()).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.json()["choices"][0]["message"]["content"],
+        "remember 42\n---\nwhat did I say?"
+    );
+
+    // Hermes probes for LM Studio and Ollama before it talks OpenAI: clean 404s, OpenAI-shaped.
+    let probes: [&[u8]; 3] = [
+        b"GET /api/v1/models HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        b"POST /api/show HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 17\r\nConnection: close\r\n\r\n{\"model\":\"mock\"}",
+        b"GET /api/tags HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    ];
+    for probe in probes {
+        let r = raw(gw.addr, probe).await;
+        let line = String::from_utf8_lossy(&probe[..20]);
+        assert_eq!(r.status, 404, "{line}: {}", r.body);
+        assert_eq!(r.header("content-type"), Some("application/json"), "{line}");
+        let e = &r.json()["error"];
+        assert_eq!(e["type"], "invalid_request_error", "{line}: {}", r.body);
+        assert_eq!(e["code"], "unknown_url", "{line}");
+        assert!(e["message"].as_str().unwrap().contains("/api/"), "{line}");
+        assert!(
+            e.get("param").is_some(),
+            "{line}: every OpenAI error field is there"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_backends_get_the_key_over_tls_trusting_a_private_ca() {
     // A private CA and a certificate for `localhost` signed by it, made here.
     let ca_key = rcgen::KeyPair::generate().unwrap();

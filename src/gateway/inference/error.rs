@@ -85,6 +85,8 @@ pub enum RepliesError {
     Read(std::io::Error),
     #[error(transparent)]
     Parse(serde_saphyr::Error),
+    #[error("replies[{index}]: give exactly one of `reply` (a text) and `echo` (history)")]
+    ReplyOrEcho { index: usize },
 }
 
 /// A request the gateway answers itself (rejections, limits, upstream failures).

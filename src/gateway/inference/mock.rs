@@ -8,10 +8,13 @@
 //! replies:
 //!   - match: weather          # substring of the last user message
 //!     reply: It is sunny.
+//!   - match: what did I say
+//!     echo: history           # every user message of the request, joined by "\n---\n"
 //!   - reply: I am a mock.     # no match: the default
 //! ```
+//! Each entry has exactly one of `reply` and `echo`.
 //! Without a file (or a matching entry) the reply is `Mock reply to: <last user message>`.
-//! The reply is cut to `max_tokens` words (`finish_reason: length`).
+//! The reply is cut to `max_tokens` words (`finish_reason: length`), its whitespace kept as written.
 
 use std::collections::VecDeque;
 use std::path::Path;
@@ -38,14 +41,72 @@ use crate::blueprint::MockSettings;
 pub struct ScriptedReply {
     #[serde(rename = "match", default)]
     pub pattern: Option<String>,
-    pub reply: String,
+    /// A fixed reply.
+    #[serde(default)]
+    pub reply: Option<String>,
+    /// A reply made from the request.
+    #[serde(default)]
+    pub echo: Option<Echo>,
 }
 
+/// What an `echo` reply repeats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Echo {
+    /// Every user message of the request, in order, joined by [`HISTORY_SEPARATOR`].
+    History,
+}
+
+/// Between the user messages of an `echo: history` reply.
+pub const HISTORY_SEPARATOR: &str = "\n---\n";
+
+impl ScriptedReply {
+    /// The reply for `body` when this entry applies, `None` when it does not.
+    fn answer(&self, body: &Map<String, Value>, last: &str) -> Option<String> {
+        if self
+            .pattern
+            .as_ref()
+            .is_some_and(|p| !last.contains(p.as_str()))
+        {
+            return None;
+        }
+        match (&self.reply, self.echo) {
+            (Some(text), _) => Some(text.clone()),
+            (None, Some(Echo::History)) => Some(user_texts(body).join(HISTORY_SEPARATOR)),
+            (None, None) => None,
+        }
+    }
+}
+
+/// Every entry has exactly one of `reply` and `echo`.
+fn check_replies(replies: &[ScriptedReply]) -> Result<(), RepliesError> {
+    match replies
+        .iter()
+        .position(|r| r.reply.is_some() == r.echo.is_some())
+    {
+        Some(index) => Err(RepliesError::ReplyOrEcho { index }),
+        None => Ok(()),
+    }
+}
+
+/// A replies file is `{replies: [...]}` or the list alone.
 #[derive(Deserialize)]
-#[serde(untagged)]
-enum RepliesFile {
-    Wrapped { replies: Vec<ScriptedReply> },
-    List(Vec<ScriptedReply>),
+struct Wrapped {
+    replies: Vec<ScriptedReply>,
+}
+
+/// The entries of a replies file, each with exactly one of `reply` and `echo`; a bad entry's
+/// error is its own (with its position), not "matches neither form".
+fn parse_replies(text: &str) -> Result<Vec<ScriptedReply>, RepliesError> {
+    let top: Value = serde_saphyr::from_str(text).map_err(RepliesError::Parse)?;
+    let replies = if top.is_object() {
+        serde_saphyr::from_str::<Wrapped>(text).map(|w| w.replies)
+    } else {
+        serde_saphyr::from_str(text)
+    }
+    .map_err(RepliesError::Parse)?;
+    check_replies(&replies)?;
+    Ok(replies)
 }
 
 /// One mock backend.
@@ -96,11 +157,7 @@ impl MockBackend {
                 };
                 let text =
                     std::fs::read_to_string(&path).map_err(|e| err(RepliesError::Read(e)))?;
-                let file: RepliesFile =
-                    serde_saphyr::from_str(&text).map_err(|e| err(RepliesError::Parse(e)))?;
-                match file {
-                    RepliesFile::Wrapped { replies } | RepliesFile::List(replies) => replies,
-                }
+                parse_replies(&text).map_err(err)?
             }
         };
         Ok(MockBackend::new(
@@ -112,11 +169,8 @@ impl MockBackend {
     /// The reply text for a request (deterministic).
     pub fn reply_text(&self, body: &Map<String, Value>) -> String {
         let last = last_user_text(body);
-        for r in &self.replies {
-            match &r.pattern {
-                Some(p) if !last.contains(p.as_str()) => continue,
-                _ => return r.reply.clone(),
-            }
+        if let Some(text) = self.replies.iter().find_map(|r| r.answer(body, &last)) {
+            return text;
         }
         let short: String = last.chars().take(80).collect();
         format!("Mock reply to: {short}")
@@ -141,13 +195,8 @@ impl MockBackend {
             .and_then(Value::as_u64)
             .unwrap_or(u64::MAX);
         let full = self.reply_text(body);
-        let all: Vec<&str> = full.split_whitespace().collect();
-        let cut = all.len() as u64 > max;
-        let pieces: Vec<&str> = all
-            .into_iter()
-            .take(usize::try_from(max).unwrap_or(usize::MAX))
-            .collect();
-        let text = pieces.join(" ");
+        let (pieces, cut) = word_pieces(&full, usize::try_from(max).unwrap_or(usize::MAX));
+        let text = pieces.concat();
         let completion_tokens = pieces.len() as u64;
         let finish = if cut { "length" } else { "stop" };
         let id = format!("mock-{n}");
@@ -187,12 +236,7 @@ impl MockBackend {
                 if chat {
                     events.push(chunk(json!({"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": null})));
                 }
-                for (i, w) in pieces.iter().enumerate() {
-                    let piece = if i == 0 {
-                        (*w).to_string()
-                    } else {
-                        format!(" {w}")
-                    };
+                for piece in &pieces {
                     events.push(if chat {
                         chunk(
                             json!({"index": 0, "delta": {"content": piece}, "finish_reason": null}),
@@ -222,12 +266,7 @@ impl MockBackend {
                 let mut frames = VecDeque::new();
                 frames.push_back(ev("message_start", json!({"type": "message_start", "message": {"id": format!("msg_{id}"), "type": "message", "role": "assistant", "model": model, "content": [], "stop_reason": null, "usage": {"input_tokens": prompt_tokens, "output_tokens": 0}}})));
                 frames.push_back(ev("content_block_start", json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})));
-                for (i, w) in pieces.iter().enumerate() {
-                    let piece = if i == 0 {
-                        (*w).to_string()
-                    } else {
-                        format!(" {w}")
-                    };
+                for piece in &pieces {
                     frames.push_back(ev("content_block_delta", json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}})));
                 }
                 frames.push_back(ev(
@@ -315,23 +354,51 @@ fn vector(text: &str) -> Vec<f64> {
         .collect()
 }
 
+/// The first `max` words of `full` as pieces that keep the whitespace before each word (the
+/// first starts at its word), so together they are the text as written (a reply's newlines
+/// survive); and whether words were cut.
+fn word_pieces(full: &str, max: usize) -> (Vec<&str>, bool) {
+    let mut pieces = Vec::new();
+    let mut prev_end = None;
+    for w in full.split_whitespace() {
+        if pieces.len() == max {
+            return (pieces, true);
+        }
+        let start = w.as_ptr() as usize - full.as_ptr() as usize;
+        let end = start + w.len();
+        pieces.push(&full[prev_end.unwrap_or(start)..end]);
+        prev_end = Some(end);
+    }
+    (pieces, false)
+}
+
 fn words(s: &str) -> u64 {
     s.split_whitespace().count() as u64
 }
 
 fn last_user_text(body: &Map<String, Value>) -> String {
-    if let Some(Value::Array(msgs)) = body.get("messages") {
-        if let Some(m) = msgs
+    user_texts(body).pop().unwrap_or_default()
+}
+
+/// The text of every user message (string or array-of-parts content), in order; a request
+/// without user messages (a completion's `prompt`) gives its whole prompt text.
+fn user_texts(body: &Map<String, Value>) -> Vec<String> {
+    let users: Vec<String> = match body.get("messages") {
+        Some(Value::Array(msgs)) => msgs
             .iter()
-            .rev()
-            .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))
-        {
-            let mut one = Map::new();
-            one.insert("messages".into(), Value::Array(vec![m.clone()]));
-            return prompt_text(&one).trim_end().to_string();
-        }
+            .filter(|m| m.get("role").and_then(Value::as_str) == Some("user"))
+            .map(|m| {
+                let mut one = Map::new();
+                one.insert("messages".into(), Value::Array(vec![m.clone()]));
+                prompt_text(&one).trim_end().to_string()
+            })
+            .collect(),
+        _ => vec![],
+    };
+    if users.is_empty() {
+        return vec![prompt_text(body).trim_end().to_string()];
     }
-    prompt_text(body).trim_end().to_string()
+    users
 }
 
 fn json_response(v: Value) -> MockResponse {
@@ -387,7 +454,8 @@ mod tests {
         let m = MockBackend::new(
             vec![ScriptedReply {
                 pattern: Some("weather".into()),
-                reply: "It is sunny today".into(),
+                reply: Some("It is sunny today".into()),
+                echo: None,
             }],
             Duration::ZERO,
         );
@@ -424,5 +492,76 @@ mod tests {
                 .unwrap();
         assert_eq!(v["data"].as_array().unwrap().len(), 2);
         assert_eq!(v["data"][0]["embedding"].as_array().unwrap().len(), 16);
+    }
+
+    fn load_replies(dir: &Path, text: &str) -> Result<MockBackend, InferenceError> {
+        std::fs::write(dir.join("replies.yaml"), text).unwrap();
+        let settings = MockSettings {
+            replies: Some("replies.yaml".into()),
+            latency: None,
+        };
+        MockBackend::load("mock", Some(&settings), dir)
+    }
+
+    #[tokio::test]
+    async fn echo_history_repeats_every_user_message_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = load_replies(
+            dir.path(),
+            "replies:\n  - match: weather\n    reply: sunny\n  - match: what did I say\n    echo: history\n",
+        )
+        .unwrap();
+        let b = req(json!({"model": "m", "messages": [
+            {"role": "system", "content": "be brief"},
+            {"role": "user", "content": "my name is Ada"},
+            {"role": "assistant", "content": "hello Ada"},
+            {"role": "user", "content": [{"type": "text", "text": "what did I say"}, {"type": "text", "text": "earlier?"}]},
+        ]}));
+        assert_eq!(
+            m.reply_text(&b),
+            "my name is Ada\n---\nwhat did I say\nearlier?",
+            "user turns only, parts joined, turns separated"
+        );
+        let v: Value =
+            serde_json::from_str(&collect(m.respond(Endpoint::Messages, &b).await).await).unwrap();
+        assert_eq!(
+            v["content"][0]["text"], "my name is Ada\n---\nwhat did I say\nearlier?",
+            "the reply's newlines survive"
+        );
+        let one = req(json!({"model": "m", "messages": [{"role": "user", "content": "weather?"}]}));
+        assert_eq!(m.reply_text(&one), "sunny", "the first matching entry wins");
+        let other = req(json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]}));
+        assert_eq!(m.reply_text(&other), "Mock reply to: hi");
+    }
+
+    #[test]
+    fn word_pieces_keep_the_whitespace_between_words() {
+        assert_eq!(
+            word_pieces("  a  b\nc ", 9),
+            (vec!["a", "  b", "\nc"], false)
+        );
+        assert_eq!(word_pieces("a b\nc", 2), (vec!["a", " b"], true));
+        assert_eq!(word_pieces("", 3), (vec![], false));
+    }
+
+    #[test]
+    fn an_entry_needs_exactly_one_of_reply_and_echo() {
+        let dir = tempfile::tempdir().unwrap();
+        for (text, want) in [
+            (
+                "- reply: a\n  echo: history\n",
+                "replies[0]: give exactly one of `reply`",
+            ),
+            (
+                "- reply: a\n- match: x\n",
+                "replies[1]: give exactly one of `reply`",
+            ),
+            ("- echo: everything\n", "everything"),
+        ] {
+            let e = crate::error_chain(&load_replies(dir.path(), text).unwrap_err());
+            assert!(e.contains("replies.yaml"), "{e}");
+            assert!(e.contains(want), "{text:?}: {e}");
+        }
+        assert!(load_replies(dir.path(), "- echo: history\n- reply: b\n").is_ok());
     }
 }

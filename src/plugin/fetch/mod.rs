@@ -53,6 +53,12 @@ pub enum FetchError {
         expected: String,
         actual: String,
     },
+    #[error("fetching {spec}: the sandbox's egress proxy refused {target} ({answer}): the plugin's setup egress needs the `npm` preset (or the registry's domain)")]
+    EgressDenied {
+        spec: Spec,
+        target: String,
+        answer: String,
+    },
     #[error("fetching {spec}")]
     Http {
         spec: Spec,
@@ -162,15 +168,29 @@ pub fn fetch(spec: &Spec, dir: &Path, progress: &dyn Fn(&str)) -> Result<Fetched
     })
 }
 
+/// A refusal by the proxy (403: the egress policy) becomes [`FetchError::EgressDenied`].
+fn http_error(spec: &Spec, e: HttpError) -> FetchError {
+    match e {
+        HttpError::ProxyRefused { target, answer, .. } if answer.contains(" 403") => {
+            FetchError::EgressDenied {
+                spec: spec.clone(),
+                target,
+                answer,
+            }
+        }
+        source => FetchError::Http {
+            spec: spec.clone(),
+            source,
+        },
+    }
+}
+
 /// The verified tarball of `spec`, and where it came from.
 async fn download(
     spec: &Spec,
     progress: &dyn Fn(&str),
 ) -> Result<(String, bytes::Bytes), FetchError> {
-    let http = |source| FetchError::Http {
-        spec: spec.clone(),
-        source,
-    };
+    let http = |e| http_error(spec, e);
     let client = http::Client::from_env().map_err(http)?;
     let registry = registry();
     progress(&format!("resolving {spec} at {registry}"));
@@ -196,10 +216,7 @@ async fn download(
 }
 
 async fn resolve(client: &http::Client, url: &str, spec: &Spec) -> Result<Dist, FetchError> {
-    let http = |source| FetchError::Http {
-        spec: spec.clone(),
-        source,
-    };
+    let http = |e| http_error(spec, e);
     let resp = client.get(url).await.map_err(http)?;
     ok_status(&resp, spec)?;
     let body = resp.bytes(MAX_PACKUMENT).await.map_err(http)?;
