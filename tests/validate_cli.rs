@@ -373,8 +373,8 @@ fn the_default_agent_is_openclaw_nemoclaw_agent_or_hermes_for_nemohermes() {
             .find_map(|l| l.trim().strip_prefix("+  type: ").map(str::to_string))
             .unwrap_or_else(|| panic!("no agent type in the plan:\n{out}"))
     };
-    assert_eq!(planned_type(&bin(), None), "openclaw");
-    assert_eq!(planned_type(&bin(), Some("hermes")), "hermes");
+    assert_eq!(planned_type(Path::new(bin()), None), "openclaw");
+    assert_eq!(planned_type(Path::new(bin()), Some("hermes")), "hermes");
     assert_eq!(planned_type(&link, None), "hermes");
     // A default that names no plugin is an error like any unknown type.
     let o = Command::new(bin())

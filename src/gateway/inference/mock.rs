@@ -6,14 +6,14 @@
 //! Replies file (YAML or JSON, relative to the blueprint):
 //! ```yaml
 //! replies:
-//!   - match: weather          # substring of the last user message
+//!   - match: weather          # substring of the user's turn (its messages since the last answer)
 //!     reply: It is sunny.
 //!   - match: what did I say
 //!     echo: history           # every user message of the request, joined by "\n---\n"
 //!   - reply: I am a mock.     # no match: the default
 //! ```
 //! Each entry has exactly one of `reply` and `echo`.
-//! Without a file (or a matching entry) the reply is `Mock reply to: <last user message>`.
+//! Without a file (or a matching entry) the reply is `Mock reply to: <the user's turn>`.
 //! The reply is cut to `max_tokens` words (`finish_reason: length`), its whitespace kept as written.
 
 use std::collections::VecDeque;
@@ -376,8 +376,19 @@ fn words(s: &str) -> u64 {
     s.split_whitespace().count() as u64
 }
 
+/// The user's current turn: every user message after the last assistant message, joined by
+/// newlines (an agent may send its user's words and its own context as two user messages, as
+/// OpenClaw does); a request without messages gives its whole prompt text.
 fn last_user_text(body: &Map<String, Value>) -> String {
-    user_texts(body).pop().unwrap_or_default()
+    let Some(Value::Array(msgs)) = body.get("messages") else {
+        return prompt_text(body).trim_end().to_string();
+    };
+    let start = msgs
+        .iter()
+        .rposition(|m| m.get("role").and_then(Value::as_str) == Some("assistant"))
+        .map_or(0, |i| i + 1);
+    let turn = Map::from_iter([("messages".to_string(), Value::Array(msgs[start..].to_vec()))]);
+    user_texts(&turn).join("\n")
 }
 
 /// The text of every user message (string or array-of-parts content), in order; a request
@@ -473,6 +484,34 @@ mod tests {
             serde_json::from_str(&collect(m.respond(Endpoint::Chat, &b).await).await).unwrap();
         assert_eq!(v["choices"][0]["message"]["content"], "Mock reply");
         assert_eq!(v["choices"][0]["finish_reason"], "length");
+    }
+
+    #[test]
+    fn a_match_sees_the_whole_turn_of_an_agent_that_splits_it() {
+        let m = MockBackend::new(
+            vec![ScriptedReply {
+                pattern: Some("PAPAYA".into()),
+                reply: Some("matched".into()),
+                echo: None,
+            }],
+            Duration::ZERO,
+        );
+        // OpenClaw: the user's words, then its own context, as two user messages.
+        let split = req(json!({"messages": [
+            {"role": "system", "content": "sys"},
+            {"role": "user", "content": "an earlier PAPAYA"},
+            {"role": "assistant", "content": "ok"},
+            {"role": "user", "content": "Remember PAPAYA-42"},
+            {"role": "user", "content": [{"type": "text", "text": "<<<CONTEXT>>>"}]},
+        ]}));
+        assert_eq!(m.reply_text(&split), "matched");
+        // A match in an earlier turn only does not count.
+        let old = req(json!({"messages": [
+            {"role": "user", "content": "PAPAYA"},
+            {"role": "assistant", "content": "ok"},
+            {"role": "user", "content": "something else"},
+        ]}));
+        assert_eq!(m.reply_text(&old), "Mock reply to: something else");
     }
 
     #[tokio::test]
