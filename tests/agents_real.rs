@@ -33,7 +33,9 @@ fn with_gateway_key(lab: &Lab, src: &std::path::Path, name: &str) {
     std::fs::write(p, text).unwrap();
     let creds = lab.home.join("credentials");
     std::fs::create_dir_all(&creds).unwrap();
-    std::fs::write(creds.join("nctest-gateway-key"), GATEWAY_SECRET).unwrap();
+    let key = creds.join("nctest-gateway-key");
+    std::fs::write(&key, GATEWAY_SECRET).unwrap();
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
 }
 
 /// Applies the source (installing the agent when the cache lacks it) and waits for health.
