@@ -136,7 +136,9 @@ fn hermes_answers_through_the_gateway_and_remembers_across_a_restart() {
     assert!(first.contains("HERMES scripted answer"), "{first}");
     check_gateway_state_and_egress(&lab, &name, "hermes/state.db");
     restart(&lab, &name);
-    let later = ask(&["--continue", "-z", "what did I say before?"]);
+    // `-z` is one-shot; `chat -Q --continue` goes on with the most recent session, the one
+    // `-z` made before the restart.
+    let later = ask(&["chat", "-Q", "--continue", "-q", "what did I say before?"]);
     assert!(later.contains("PAPAYA-42"), "the session survived the restart: {later}");
 
     // Same inference and network, another agent type: the plan replaces the sandbox.
