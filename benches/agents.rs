@@ -45,7 +45,13 @@ const AGENTS: [Agent; 2] = [
         example: "hermes.yaml",
         name: "ncbench-hermes",
         port: 8642,
-        bare: &["{dir}/venv/bin/python", "-m", "hermes_cli.main", "gateway", "run"],
+        bare: &[
+            "{dir}/venv/bin/python",
+            "-m",
+            "hermes_cli.main",
+            "gateway",
+            "run",
+        ],
         bare_env: &[
             ("HERMES_HOME", "{state}/hermes"),
             ("HERMES_DISABLE_LAZY_INSTALLS", "1"),
@@ -180,18 +186,35 @@ fn measure(tmp: &Path, a: &Agent, runs: usize) -> Result {
     let text = text
         .replace("name: openclaw-mock", &format!("name: {}", a.name))
         .replace("name: hermes-mock", &format!("name: {}", a.name))
-        .replace("    - hostPort: 18789\n      port: 18789\n", "    - hostPort: 28789\n      port: 18789\n");
+        .replace(
+            "    - hostPort: 18789\n      port: 18789\n",
+            "    - hostPort: 28789\n      port: 18789\n",
+        );
     std::fs::write(src.join(a.example), text).unwrap();
     std::fs::copy(example.join("replies.yaml"), src.join("replies.yaml")).unwrap();
-    nc(&home, &["apply", "--dir", src.to_str().unwrap(), "--auto-approve", "--wait", "180s"]);
-    wait("healthy after apply", Duration::from_secs(180), || healthy(&home, a.name));
+    nc(
+        &home,
+        &[
+            "apply",
+            "--dir",
+            src.to_str().unwrap(),
+            "--auto-approve",
+            "--wait",
+            "180s",
+        ],
+    );
+    wait("healthy after apply", Duration::from_secs(180), || {
+        healthy(&home, a.name)
+    });
     let mut starts = Vec::new();
     let mut rss = Vec::new();
     for _ in 0..runs {
         nc(&home, &["stop", a.name]);
         let t = Instant::now();
         nc(&home, &["start", a.name, "--wait", "120s"]);
-        wait("healthy", Duration::from_secs(120), || healthy(&home, a.name));
+        wait("healthy", Duration::from_secs(120), || {
+            healthy(&home, a.name)
+        });
         starts.push(t.elapsed());
         rss.push(supervisor_rss_kb(&home, a.name));
     }

@@ -1,4 +1,8 @@
-#![allow(clippy::unwrap_used, clippy::cast_possible_truncation, reason = "tests")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::cast_possible_truncation,
+    reason = "tests"
+)]
 //! The real OpenClaw and Hermes, installed by their built-in plugins and run in sandboxes with
 //! the default network policy, answering through the gateway from the built-in mock model
 //! scripted to a known text — as a user would run them: `apply` of the mock examples, then
@@ -41,7 +45,11 @@ fn with_gateway_key(lab: &Lab, src: &std::path::Path, name: &str) {
 /// Applies the source (installing the agent when the cache lacks it) and waits for health.
 fn apply_and_wait(lab: &Lab, src: &std::path::Path, name: &str) -> Out {
     let dir = src.to_str().unwrap();
-    let out = nc_for(lab, 1500, &["apply", "--dir", dir, "--auto-approve", "--wait", "120s"]);
+    let out = nc_for(
+        lab,
+        1500,
+        &["apply", "--dir", dir, "--auto-approve", "--wait", "120s"],
+    );
     out.ok();
     wait_healthy(lab, name, Duration::from_secs(120));
     out
@@ -61,13 +69,27 @@ fn check_gateway_state_and_egress(lab: &Lab, name: &str, state_file: &str) {
     assert!(lab.state(name).join(state_file).is_file(), "{state_file}");
     let env = nc(lab, &["exec", name, "--", "/usr/bin/env"]);
     env.ok();
-    assert!(env.stdout.contains("OPENAI_API_KEY=nemoclaw-placeholder-key"));
+    assert!(env
+        .stdout
+        .contains("OPENAI_API_KEY=nemoclaw-placeholder-key"));
     assert!(!env.has(GATEWAY_SECRET));
     assert!(tree_lacks(&lab.state(name), GATEWAY_SECRET));
-    assert!(tree_lacks(&lab.home.join("logs").join(name), GATEWAY_SECRET));
+    assert!(tree_lacks(
+        &lab.home.join("logs").join(name),
+        GATEWAY_SECRET
+    ));
     let npm = nc(
         lab,
-        &["exec", name, "--", "/usr/bin/curl", "-sS", "-m", "5", "https://registry.npmjs.org/"],
+        &[
+            "exec",
+            name,
+            "--",
+            "/usr/bin/curl",
+            "-sS",
+            "-m",
+            "5",
+            "https://registry.npmjs.org/",
+        ],
     );
     npm.failed();
     let egress = log_lines(lab, name, "egress.jsonl");
@@ -87,7 +109,11 @@ fn restart(lab: &Lab, name: &str) {
     start.ok();
     assert!(!start.has("setup:"), "{}", start.stderr);
     wait_healthy(lab, name, Duration::from_secs(120));
-    assert_eq!(setup_egress_lines(lab), setup_lines, "a warm start downloads nothing");
+    assert_eq!(
+        setup_egress_lines(lab),
+        setup_lines,
+        "a warm start downloads nothing"
+    );
 }
 
 #[test]
@@ -102,7 +128,18 @@ fn openclaw_answers_through_the_gateway_and_remembers_across_a_restart() {
         let out = nc_for(
             &lab,
             240,
-            &["exec", &name, "--", "openclaw", "agent", "--agent", "main", "--message", msg, "--json"],
+            &[
+                "exec",
+                &name,
+                "--",
+                "openclaw",
+                "agent",
+                "--agent",
+                "main",
+                "--message",
+                msg,
+                "--json",
+            ],
         );
         out.ok();
         out.stdout
@@ -110,10 +147,16 @@ fn openclaw_answers_through_the_gateway_and_remembers_across_a_restart() {
     let first = ask("Remember the word PAPAYA-42 for me.");
     assert!(first.contains("OPENCLAW scripted answer"), "{first}");
     check_gateway_state_and_egress(&lab, &name, "openclaw/openclaw.json");
-    assert!(lab.state(&name).join("openclaw/state/openclaw.sqlite").is_file());
+    assert!(lab
+        .state(&name)
+        .join("openclaw/state/openclaw.sqlite")
+        .is_file());
     restart(&lab, &name);
     let later = ask("what did I say before?");
-    assert!(later.contains("PAPAYA-42"), "the session survived the restart: {later}");
+    assert!(
+        later.contains("PAPAYA-42"),
+        "the session survived the restart: {later}"
+    );
     nc(&lab, &["destroy", &name]).ok();
 }
 
@@ -139,14 +182,26 @@ fn hermes_answers_through_the_gateway_and_remembers_across_a_restart() {
     // `-z` is one-shot; `chat -Q --continue` goes on with the most recent session, the one
     // `-z` made before the restart.
     let later = ask(&["chat", "-Q", "--continue", "-q", "what did I say before?"]);
-    assert!(later.contains("PAPAYA-42"), "the session survived the restart: {later}");
+    assert!(
+        later.contains("PAPAYA-42"),
+        "the session survived the restart: {later}"
+    );
 
     // Same inference and network, another agent type: the plan replaces the sandbox.
     let bp = src.join(format!("{name}.yaml"));
     let text = std::fs::read_to_string(&bp).unwrap();
-    std::fs::write(&bp, text.replace("type: hermes", "type: openclaw").replace("version: \"0.19.0\"", "version: \"2026.9.6\"")).unwrap();
+    std::fs::write(
+        &bp,
+        text.replace("type: hermes", "type: openclaw")
+            .replace("version: \"0.19.0\"", "version: \"2026.9.6\""),
+    )
+    .unwrap();
     let plan = nc_for(&lab, 120, &["plan", "--dir", src.to_str().unwrap()]);
     plan.ok();
-    assert!(plan.stdout.contains(&format!("-/+ replace {name}")), "{}", plan.stdout);
+    assert!(
+        plan.stdout.contains(&format!("-/+ replace {name}")),
+        "{}",
+        plan.stdout
+    );
     nc(&lab, &["destroy", &name]).ok();
 }

@@ -1,4 +1,8 @@
-#![allow(clippy::unwrap_used, clippy::cast_possible_truncation, reason = "tests")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::cast_possible_truncation,
+    reason = "tests"
+)]
 //! A user's own agent plugin, from a source's `plugins/` directory, with no change to
 //! nemoclaw: its setup runs once in a setup sandbox and is cached, its files are rendered into
 //! the state, its command runs with its PATH, its HTTP health check gates the start and shows
@@ -100,7 +104,11 @@ fn a_plugin_from_the_source_is_installed_once_rendered_started_and_health_checke
     let first = apply(&lab, &src, &[]);
     first.ok();
     assert!(first.has("Installing shellagent 1.0.0"), "{}", first.stderr);
-    assert!(first.has("setup done for shellagent@1.0.0"), "{}", first.stderr);
+    assert!(
+        first.has("setup done for shellagent@1.0.0"),
+        "{}",
+        first.stderr
+    );
     let marker = std::fs::read_to_string(installed_marker(&lab)).unwrap();
 
     // Rendered from the plugin's template, owned by the agent, read by the agent at start.
@@ -115,21 +123,45 @@ fn a_plugin_from_the_source_is_installed_once_rendered_started_and_health_checke
     });
     wait_for("health: healthy in status", Duration::from_secs(20), || {
         let out = nc(&lab, &["status", "--json"]);
-        out.stdout.contains("\"health\": \"healthy\"") || out.stdout.contains("\"health\":\"healthy\"")
+        out.stdout.contains("\"health\": \"healthy\"")
+            || out.stdout.contains("\"health\":\"healthy\"")
     });
     // The agent's PATH has the plugin's bin dir: exec finds the plugin's executable by name.
-    let which = nc(&lab, &["exec", &name, "--", "/bin/sh", "-c", "command -v shellagent"]);
+    let which = nc(
+        &lab,
+        &[
+            "exec",
+            &name,
+            "--",
+            "/bin/sh",
+            "-c",
+            "command -v shellagent",
+        ],
+    );
     which.ok();
     assert_eq!(which.stdout.trim(), "/opt/nemoclaw/agent/bin/shellagent");
     // The install is read-only inside the sandbox.
-    let w = nc(&lab, &["exec", &name, "--", "/bin/sh", "-c", "touch /opt/nemoclaw/agent/x"]);
+    let w = nc(
+        &lab,
+        &[
+            "exec",
+            &name,
+            "--",
+            "/bin/sh",
+            "-c",
+            "touch /opt/nemoclaw/agent/x",
+        ],
+    );
     w.failed();
 
     // A second apply that starts the agent again installs nothing.
     let again = apply(&lab, &src, &["--replace", &name]);
     again.ok();
     assert!(!again.has("Installing"), "{}", again.stderr);
-    assert_eq!(std::fs::read_to_string(installed_marker(&lab)).unwrap(), marker);
+    assert_eq!(
+        std::fs::read_to_string(installed_marker(&lab)).unwrap(),
+        marker
+    );
     nc(&lab, &["destroy", &name]).ok();
 }
 
@@ -153,7 +185,11 @@ fn a_version_that_does_not_exist_fails_before_anything_changes() {
         "{}",
         out.stderr
     );
-    assert!(out.has("No matching version found for shellagent@9.9.9"), "{}", out.stderr);
+    assert!(
+        out.has("No matching version found for shellagent@9.9.9"),
+        "{}",
+        out.stderr
+    );
     assert!(out.has("Setup reaches no network at all"), "{}", out.stderr);
     let status = nc(&lab, &["status", "--json"]);
     assert!(!status.stdout.contains(&name), "{}", status.stdout);

@@ -384,7 +384,11 @@ fn the_default_agent_is_openclaw_nemoclaw_agent_or_hermes_for_nemohermes() {
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("unknown agent type `nosuchagent`"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("unknown agent type `nosuchagent`"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]

@@ -16,7 +16,6 @@ pub mod apply;
 pub mod checkpoint;
 pub mod completions;
 pub mod demo_agent;
-pub mod setup_agent;
 pub mod exec;
 pub mod gateway;
 pub mod init;
@@ -26,10 +25,12 @@ pub mod migrate;
 pub mod npm_fetch;
 pub mod pending;
 pub mod plan;
+pub mod plugins;
 pub mod presets;
 pub mod progress;
 pub mod run;
 pub mod schema;
+pub mod setup_agent;
 pub mod source_args;
 pub mod status;
 pub mod validate;
@@ -153,6 +154,8 @@ pub enum Command {
     Gateway(gateway::GatewayArgs),
     /// List and show egress presets.
     Presets(presets::PresetsArgs),
+    /// List and show agent plugins (the agent types).
+    Plugins(plugins::PluginsArgs),
     /// Print shell completions.
     Completions(completions::CompletionsArgs),
     /// The quickstart's demo agent (runs inside a sandbox).
@@ -295,5 +298,6 @@ fn run(cmd: Command, ctx: &Context) -> anyhow::Result<Exit> {
         Command::Export(_) => pending::not_yet("export", "Kubernetes export"),
         Command::Gateway(a) => gateway::run(a, ctx),
         Command::Presets(a) => presets::run(a, ctx),
+        Command::Plugins(a) => plugins::run(a, ctx),
     }
 }

@@ -61,7 +61,11 @@ impl SetupRequest {
     pub fn sandbox_name(&self) -> String {
         let digest = Sha256::digest(self.install_dir.as_os_str().as_encoded_bytes());
         let tag = crate::migrate::tree::hex(&digest[..4]);
-        let plugin: String = self.plugin.chars().take(63 - SETUP_PREFIX.len() - 9).collect();
+        let plugin: String = self
+            .plugin
+            .chars()
+            .take(63 - SETUP_PREFIX.len() - 9)
+            .collect();
         format!("{SETUP_PREFIX}{plugin}-{tag}")
     }
 }
@@ -84,7 +88,10 @@ pub enum InstallState {
     NotNeeded,
     Installed(PathBuf),
     /// Not installed yet, or installed by a different setup step.
-    Needed { dir: PathBuf, reinstall: bool },
+    Needed {
+        dir: PathBuf,
+        reinstall: bool,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -251,11 +258,14 @@ pub fn ensure(
     }
     give_to_root(&staging)?;
     // Readable and traversable by every sandbox's agent (it is bound read-only).
-    std::fs::set_permissions(&staging, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-        .map_err(|source| HomeError::Io {
-            path: staging.clone(),
-            source,
-        })?;
+    std::fs::set_permissions(
+        &staging,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .map_err(|source| HomeError::Io {
+        path: staging.clone(),
+        source,
+    })?;
     let marker = Marker {
         plugin: req.plugin.clone(),
         version: version.into(),
@@ -280,7 +290,11 @@ fn run_setup(
     let run = home.run_dir(&name);
     crate::home::create_dir_private(&run)?;
     let req_path = run.join("setup-request.json");
-    write_atomic(&req_path, &serde_json::to_vec(req).unwrap_or_default(), 0o600)?;
+    write_atomic(
+        &req_path,
+        &serde_json::to_vec(req).unwrap_or_default(),
+        0o600,
+    )?;
     let logs = home.logs(&name);
     crate::home::create_dir_private(&logs)?;
     let log_path = logs.join(format!("setup-{}.log", req.version));
@@ -323,8 +337,14 @@ fn follow(
 ) -> Result<(Vec<String>, Option<std::process::ExitStatus>), InstallError> {
     let (tx, rx) = std::sync::mpsc::channel::<String>();
     for pipe in [
-        child.stdout.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
-        child.stderr.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
     ]
     .into_iter()
     .flatten()
@@ -478,7 +498,15 @@ mod tests {
             egress: vec!["npm".into()],
         }
         .to_string();
-        assert!(e.starts_with("installing openclaw 9.9.9 (npm package `openclaw`) failed: setup exited with 1"), "{e}");
-        assert!(e.contains("the preset `npm`") && e.contains("npm error notarget"), "{e}");
+        assert!(
+            e.starts_with(
+                "installing openclaw 9.9.9 (npm package `openclaw`) failed: setup exited with 1"
+            ),
+            "{e}"
+        );
+        assert!(
+            e.contains("the preset `npm`") && e.contains("npm error notarget"),
+            "{e}"
+        );
     }
 }

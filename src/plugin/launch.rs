@@ -83,7 +83,12 @@ pub fn prepare(
         kind: m.metadata.name.clone(),
         argv: r.argv,
         env: r.env,
-        path: m.start.path.iter().map(|d| format!("{AGENT_DIR}/{d}")).collect(),
+        path: m
+            .start
+            .path
+            .iter()
+            .map(|d| format!("{AGENT_DIR}/{d}"))
+            .collect(),
         install: i.install.cloned(),
         install_writable: false,
     };
@@ -182,15 +187,22 @@ mod tests {
             &m,
         );
         assert_eq!(own.resources.memory.map(|x| x.bytes()), Some(2 << 30));
-        assert_eq!(own.lifecycle.stop_timeout.map(|d| d.as_duration()), Some(Duration::from_secs(3)));
-        assert_eq!(own.lifecycle.health_check.unwrap().exec, Some(vec!["true".to_string()]));
+        assert_eq!(
+            own.lifecycle.stop_timeout.map(|d| d.as_duration()),
+            Some(Duration::from_secs(3))
+        );
+        assert_eq!(
+            own.lifecycle.health_check.unwrap().exec,
+            Some(vec!["true".to_string()])
+        );
     }
 
     #[test]
     fn prepare_renders_command_env_files_and_the_stop_plan() {
         let files = BTreeMap::from([(
             "c.j2".to_string(),
-            "model: {{ inference.defaultModel }} models: {{ inference.models | length }}\n".to_string(),
+            "model: {{ inference.defaultModel }} models: {{ inference.models | length }}\n"
+                .to_string(),
         )]);
         let install = PathBuf::from("/cache/agents/hermes/0.19.0");
         let p = prepare(

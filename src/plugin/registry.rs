@@ -41,22 +41,58 @@ pub enum RegistryError {
 }
 
 const BUILTIN: &[(&str, &[(&str, &str)])] = &[
-    ("command", &[("plugin.yaml", include_str!("../../plugins/command/plugin.yaml"))]),
-    ("demo", &[("plugin.yaml", include_str!("../../plugins/demo/plugin.yaml"))]),
-    ("openclaw", &[
-        ("plugin.yaml", include_str!("../../plugins/openclaw/plugin.yaml")),
-        ("openclaw.json.j2", include_str!("../../plugins/openclaw/openclaw.json.j2")),
-    ]),
-    ("hermes", &[
-        ("plugin.yaml", include_str!("../../plugins/hermes/plugin.yaml")),
-        ("config.yaml.j2", include_str!("../../plugins/hermes/config.yaml.j2")),
-    ]),
+    (
+        "command",
+        &[(
+            "plugin.yaml",
+            include_str!("../../plugins/command/plugin.yaml"),
+        )],
+    ),
+    (
+        "demo",
+        &[(
+            "plugin.yaml",
+            include_str!("../../plugins/demo/plugin.yaml"),
+        )],
+    ),
+    (
+        "openclaw",
+        &[
+            (
+                "plugin.yaml",
+                include_str!("../../plugins/openclaw/plugin.yaml"),
+            ),
+            (
+                "openclaw.json.j2",
+                include_str!("../../plugins/openclaw/openclaw.json.j2"),
+            ),
+        ],
+    ),
+    (
+        "hermes",
+        &[
+            (
+                "plugin.yaml",
+                include_str!("../../plugins/hermes/plugin.yaml"),
+            ),
+            (
+                "config.yaml.j2",
+                include_str!("../../plugins/hermes/config.yaml.j2"),
+            ),
+        ],
+    ),
 ];
 
-fn from_files(files: BTreeMap<String, String>, origin: Origin, path: &Path) -> Result<Plugin, RegistryError> {
+fn from_files(
+    files: BTreeMap<String, String>,
+    origin: Origin,
+    path: &Path,
+) -> Result<Plugin, RegistryError> {
     let text = files.get(MANIFEST).cloned().unwrap_or_default();
-    let manifest: PluginManifest = crate::blueprint::load::parse_as(path, &text)
-        .map_err(|d| RegistryError::Invalid { diagnostics: vec![d] })?;
+    let manifest: PluginManifest =
+        crate::blueprint::load::parse_as(path, &text).map_err(|d| RegistryError::Invalid {
+            diagnostics: vec![d],
+        })?;
     let mut h = Sha256::new();
     for (k, v) in &files {
         h.update(k.as_bytes());
@@ -64,12 +100,20 @@ fn from_files(files: BTreeMap<String, String>, origin: Origin, path: &Path) -> R
         h.update(v.as_bytes());
         h.update([0]);
     }
-    Ok(Plugin { manifest, origin, files, hash: crate::migrate::tree::hex(&h.finalize()) })
+    Ok(Plugin {
+        manifest,
+        origin,
+        files,
+        hash: crate::migrate::tree::hex(&h.finalize()),
+    })
 }
 
 pub fn builtin(name: &str) -> Option<Plugin> {
     let (_, files) = BUILTIN.iter().find(|(n, _)| *n == name)?;
-    let files = files.iter().map(|(p, t)| (p.to_string(), t.to_string())).collect();
+    let files = files
+        .iter()
+        .map(|(p, t)| (p.to_string(), t.to_string()))
+        .collect();
     from_files(files, Origin::Builtin, Path::new("plugin.yaml")).ok()
 }
 
@@ -86,7 +130,11 @@ fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) -> Result<(
         if p.is_dir() {
             walk(root, &p, out)?;
         } else {
-            let rel = p.strip_prefix(root).unwrap_or(&p).to_string_lossy().into_owned();
+            let rel = p
+                .strip_prefix(root)
+                .unwrap_or(&p)
+                .to_string_lossy()
+                .into_owned();
             let text = std::fs::read_to_string(&p).map_err(|e| RegistryError::Io(p.clone(), e))?;
             out.insert(rel, text);
         }
@@ -121,4 +169,69 @@ pub fn save(p: &Plugin, dir: &Path) -> Result<(), RegistryError> {
             .map_err(|e| RegistryError::Io(path.clone(), std::io::Error::other(e)))?;
     }
     Ok(())
+}
+
+/// A plugin as `plugins list` shows it, with the ones of the same name it hides.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    pub plugin: Plugin,
+    /// Origins of same-named plugins this one wins over (a home plugin over a built-in).
+    pub shadows: Vec<Origin>,
+}
+
+impl Origin {
+    /// `builtin`, `home /path`, `source /path`, `deployed /path`.
+    pub fn describe(&self) -> String {
+        match self {
+            Origin::Builtin => "builtin".into(),
+            Origin::Home(p) => format!("home {}", p.display()),
+            Origin::Source(p) => format!("source {}", p.display()),
+            Origin::Deployed(p) => format!("deployed {}", p.display()),
+        }
+    }
+}
+
+/// Every plugin the search sees, by name: the source's win over the home's, which win over
+/// the built-in ones. A plugin dir that does not load is an error naming it.
+pub fn list(s: &Search) -> Result<Vec<Listed>, RegistryError> {
+    let mut by_name: BTreeMap<String, Listed> = BTreeMap::new();
+    let mut add = |p: Plugin| {
+        let name = p.manifest.metadata.name.clone();
+        let shadows = match by_name.remove(&name) {
+            Some(older) => {
+                let mut s = older.shadows;
+                s.push(older.plugin.origin);
+                s
+            }
+            None => vec![],
+        };
+        by_name.insert(name, Listed { plugin: p, shadows });
+    };
+    for name in crate::blueprint::plugin::BUILTIN_NAMES {
+        if let Some(p) = builtin(name) {
+            add(p);
+        }
+    }
+    let dirs = [
+        (
+            s.home_plugins.map(Path::to_path_buf),
+            Origin::Home as fn(PathBuf) -> Origin,
+        ),
+        (
+            s.source_dir.map(|d| d.join("plugins")),
+            Origin::Source as fn(PathBuf) -> Origin,
+        ),
+    ];
+    for (dir, origin) in dirs {
+        let Some(dir) = dir else { continue };
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        let mut subdirs: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
+        subdirs.sort();
+        for d in subdirs.into_iter().filter(|d| d.join(MANIFEST).is_file()) {
+            add(load_dir(&d, origin(d.clone()))?);
+        }
+    }
+    Ok(by_name.into_values().collect())
 }

@@ -65,18 +65,20 @@ pub fn render(
     let env = environment();
     let value = minijinja::Value::from(minijinja::value::Serde(&ctx));
     let word = |what: String, s: &str| {
-        env.render_str(s, value.clone()).map_err(|source| RenderError::Template {
-            plugin: plugin.into(),
-            what,
-            source,
-        })
+        env.render_str(s, value.clone())
+            .map_err(|source| RenderError::Template {
+                plugin: plugin.into(),
+                what,
+                source,
+            })
     };
     let mut out = Rendered::default();
     for (i, w) in m.start.command.iter().enumerate() {
         out.argv.push(word(format!("start.command[{i}]"), w)?);
     }
     for (k, v) in &m.start.env {
-        out.env.insert(k.clone(), word(format!("start.env.{k}"), v)?);
+        out.env
+            .insert(k.clone(), word(format!("start.env.{k}"), v)?);
     }
     for (i, f) in m.start.files.iter().enumerate() {
         let text = file(plugin, files, &f.template)?;
@@ -195,7 +197,10 @@ mod tests {
         let ctx = json!({"inference": {"models": [{"id": "a"}, {"id": "b"}]}, "hook": {}});
         let r = render(&m, &files, ctx).unwrap();
         assert_eq!(r.env["CTX"], "2000");
-        let bad = BTreeMap::from([("hooks/ctx.rhai".to_string(), "fn context(ctx) { 1 }".to_string())]);
+        let bad = BTreeMap::from([(
+            "hooks/ctx.rhai".to_string(),
+            "fn context(ctx) { 1 }".to_string(),
+        )]);
         let e = render(&m, &bad, json!({"hook": {}})).unwrap_err();
         assert!(matches!(e, RenderError::HookResult { .. }), "{e}");
     }

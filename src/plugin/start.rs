@@ -69,7 +69,11 @@ pub fn save_deployed(home: &Home, name: &str, plugin: &Plugin) -> Result<(), Sta
 
 /// The plugin a blueprint names, looked up in `source_dir`'s `plugins/` (the blueprint's
 /// directory), the home's, then the built-in ones.
-pub fn resolve(home: &Home, bp: &Blueprint, source_dir: Option<&Path>) -> Result<Plugin, StartError> {
+pub fn resolve(
+    home: &Home,
+    bp: &Blueprint,
+    source_dir: Option<&Path>,
+) -> Result<Plugin, StartError> {
     let home_plugins = home.plugins();
     let search = Search {
         source_dir,

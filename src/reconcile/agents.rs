@@ -66,7 +66,11 @@ pub fn plan_installs(home: &Home, plan: &mut Plan, origins: &Origins) {
             version: version.clone(),
             what: install::describe(m, &version),
             reinstall,
-            egress: m.setup.as_ref().map(|s| s.egress.clone()).unwrap_or_default(),
+            egress: m
+                .setup
+                .as_ref()
+                .map(|s| s.egress.clone())
+                .unwrap_or_default(),
         });
     }
 }

@@ -139,8 +139,17 @@ pub fn render_human(plan: &Plan, source: Option<&str>, color: bool) -> String {
             let _ = writeln!(out, "    {line}");
         }
         if let Some(i) = &c.install {
-            let how = if i.reinstall { "reinstalls" } else { "installs" };
-            let _ = writeln!(out, "    {how} {} first, in a setup sandbox (egress: {})", i.what, presets_list(&i.egress));
+            let how = if i.reinstall {
+                "reinstalls"
+            } else {
+                "installs"
+            };
+            let _ = writeln!(
+                out,
+                "    {how} {} first, in a setup sandbox (egress: {})",
+                i.what,
+                presets_list(&i.egress)
+            );
         }
         if let Some(dry) = c.migration.as_ref().and_then(|m| m.dry_run.as_ref()) {
             render_dry_run(&mut out, dry);

@@ -193,7 +193,9 @@ impl Watcher {
             });
         }
         let origins = prepared.origins();
-        if let Err(e) = super::agents::install_all(&self.home, &prepared.plan, &origins, &mut |_, _| {}) {
+        if let Err(e) =
+            super::agents::install_all(&self.home, &prepared.plan, &origins, &mut |_, _| {})
+        {
             return on(Event::Error {
                 error: crate::error_chain(&e),
             });

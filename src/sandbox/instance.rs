@@ -118,7 +118,10 @@ pub fn spec_for(
     check_host(&spec)?;
     spawn::prepare_host(&spec)?;
     check_state_dir(&spec)?;
-    if let Some(dir) = agent.filter(|a| a.install_writable).and_then(|a| a.install.as_ref()) {
+    if let Some(dir) = agent
+        .filter(|a| a.install_writable)
+        .and_then(|a| a.install.as_ref())
+    {
         give_to_agent(dir, &spec)?;
     }
     Ok(spec)

@@ -39,8 +39,8 @@ use super::SupervisorError;
 use crate::blueprint::plugin::PluginManifest;
 use crate::blueprint::types::Blueprint;
 use crate::home::Home;
-use crate::plugin::launch::{Prepared, StopPlan};
 use crate::observe::logging;
+use crate::plugin::launch::{Prepared, StopPlan};
 use crate::sandbox::cgroups::{self, SandboxCgroup};
 use crate::sandbox::enter::Target;
 use crate::sandbox::spawn::SpawnError;
@@ -826,9 +826,10 @@ impl Daemon {
                 self.state = State::Running;
                 self.started_at = Instant::now();
                 self.health_state = health::HealthState::default();
-                self.next_health = self.health.as_ref().map(|c| {
-                    Instant::now() + c.next_delay(&self.health_state, Duration::ZERO)
-                });
+                self.next_health = self
+                    .health
+                    .as_ref()
+                    .map(|c| Instant::now() + c.next_delay(&self.health_state, Duration::ZERO));
                 self.message = None;
             }
             Err(e) => {

@@ -306,7 +306,10 @@ mod tests {
             start_period: Duration::ZERO,
             ..c
         };
-        assert_eq!(no_period.next_delay(&HealthState::default(), Duration::ZERO), no_period.interval);
+        assert_eq!(
+            no_period.next_delay(&HealthState::default(), Duration::ZERO),
+            no_period.interval
+        );
     }
 
     #[test]

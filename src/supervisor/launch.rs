@@ -18,9 +18,9 @@ use crate::blueprint::diag::Diagnostic;
 use crate::blueprint::set::{self, Entry};
 use crate::blueprint::types::defaults;
 use crate::home::{self, Home, HomeError};
-use crate::sandbox::instance::{self, InstanceError};
 use crate::plugin::registry::Plugin;
 use crate::plugin::start as agent_start;
+use crate::sandbox::instance::{self, InstanceError};
 
 /// How often a waiting start or stop looks again.
 const POLL: Duration = Duration::from_millis(10);
@@ -232,7 +232,9 @@ fn wait_running(
 
 /// The deployed sandbox's health check: its blueprint's, else its plugin's.
 fn deployed_health_check(home: &Home, name: &str) -> Option<crate::blueprint::HealthCheck> {
-    let bp = set::load_one(&home.deployed_blueprint(name)).ok()?.blueprint;
+    let bp = set::load_one(&home.deployed_blueprint(name))
+        .ok()?
+        .blueprint;
     if bp.lifecycle.health_check.is_some() {
         return bp.lifecycle.health_check;
     }
@@ -368,7 +370,8 @@ pub fn restart(home: &Home, name: &str, wait: Duration) -> Result<(Stopped, Star
     let stopped = stop(home, name, None)?;
     let path = home.deployed_blueprint(name);
     let entry = load(&path)?;
-    let plugin = agent_start::deployed(home, name, &entry.blueprint).map_err(SupervisorError::from)?;
+    let plugin =
+        agent_start::deployed(home, name, &entry.blueprint).map_err(SupervisorError::from)?;
     Ok((stopped, start(home, &entry, &path, &plugin, wait)?))
 }
 

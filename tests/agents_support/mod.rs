@@ -49,7 +49,9 @@ pub fn nc_for(lab: &Lab, secs: u32, args: &[&str]) -> Out {
 /// The repository's `examples/mock/<file>` under the sandbox name `name`, in a source dir of
 /// the lab, with `replies` as its mock's replies file and no host port forwarded.
 pub fn example_source(lab: &Lab, file: &str, name: &str, replies: &str) -> PathBuf {
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/mock").join(file);
+    let example = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples/mock")
+        .join(file);
     let text = std::fs::read_to_string(&example).unwrap();
     let original = text
         .lines()
@@ -101,7 +103,11 @@ pub fn setup_egress_lines(lab: &Lab) -> usize {
         return 0;
     };
     rd.flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with("nemoclaw-setup-"))
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("nemoclaw-setup-")
+        })
         .map(|e| {
             std::fs::read_to_string(e.path().join("egress.jsonl"))
                 .unwrap_or_default()

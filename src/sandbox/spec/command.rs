@@ -63,7 +63,9 @@ fn agent_command(bp: &Blueprint, agent: Option<&AgentLaunch>) -> Result<String, 
             let kind = agent.map(|a| a.kind.as_str()).unwrap_or("command");
             Err(field_err(
                 "agent.command",
-                format!("agent type `{kind}` needs a command (the program to run inside the sandbox)"),
+                format!(
+                    "agent type `{kind}` needs a command (the program to run inside the sandbox)"
+                ),
             ))
         }
     }

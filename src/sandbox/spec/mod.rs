@@ -25,7 +25,9 @@ mod types;
 
 pub use checks::CheckError;
 pub use host::{system_root, HostEntry, HostView};
-pub use types::{AgentLaunch, FileSpec, IdRange, MountKind, MountSpec, Rlimits, SandboxSpec, SpecInput};
+pub use types::{
+    AgentLaunch, FileSpec, IdRange, MountKind, MountSpec, Rlimits, SandboxSpec, SpecInput,
+};
 
 /// Where the nemoclaw binary is mounted (read-only) inside every sandbox.
 pub const NEMOCLAW_BIN: &str = "/opt/nemoclaw/bin/nemoclaw";

@@ -141,8 +141,13 @@ fn tmp_and_workspace(input: &SpecInput<'_>, tmp_size: u64, l: &mut Layout) {
     if let Some(install) = input.agent.and_then(|a| a.install.as_ref().map(|i| (a, i))) {
         let (a, dir) = install;
         let origin = format!("agent.type `{}` install", a.kind);
-        l.mounts
-            .push(bind(AGENT_DIR, dir.clone(), !a.install_writable, false, &origin));
+        l.mounts.push(bind(
+            AGENT_DIR,
+            dir.clone(),
+            !a.install_writable,
+            false,
+            &origin,
+        ));
     }
 }
 

@@ -315,7 +315,10 @@ fn a_plugin_gives_command_environment_path_and_a_read_only_install() {
         kind: "hermes".into(),
         argv: vec!["hermes".into(), "gateway".into(), "run".into()],
         env: BTreeMap::from([
-            ("HERMES_HOME".to_string(), "/workspace/state/hermes".to_string()),
+            (
+                "HERMES_HOME".to_string(),
+                "/workspace/state/hermes".to_string(),
+            ),
             ("MODE".to_string(), "plugin".to_string()),
         ]),
         path: vec![format!("{AGENT_DIR}/venv/bin")],
@@ -341,7 +344,10 @@ fn a_plugin_gives_command_environment_path_and_a_read_only_install() {
     assert_eq!(s.command_origin, "agent.type");
     assert_eq!(s.env["HERMES_HOME"], "/workspace/state/hermes");
     assert_eq!(s.env["MODE"], "blueprint", "agent.env wins over the plugin");
-    assert_eq!(s.env["PATH"], format!("{AGENT_DIR}/venv/bin:{SANDBOX_PATH}"));
+    assert_eq!(
+        s.env["PATH"],
+        format!("{AGENT_DIR}/venv/bin:{SANDBOX_PATH}")
+    );
     let m = s.mounts.iter().find(|m| m.target == AGENT_DIR).unwrap();
     assert_eq!(
         m.kind,
@@ -353,13 +359,20 @@ fn a_plugin_gives_command_environment_path_and_a_read_only_install() {
     );
     let by_run = build(&input(Some(&launch), cmd(&["hermes", "-z", "hi"]))).unwrap();
     assert_eq!(by_run.argv, vec!["hermes", "-z", "hi"]);
-    assert_eq!(by_run.env["PATH"], s.env["PATH"], "exec and run see the agent's PATH");
+    assert_eq!(
+        by_run.env["PATH"], s.env["PATH"],
+        "exec and run see the agent's PATH"
+    );
     let no_command = AgentLaunch {
         argv: vec![],
         ..launch.clone()
     };
     let e = build(&input(Some(&no_command), None)).unwrap_err();
-    assert!(e.to_string().contains("agent type `hermes` needs a command"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("agent type `hermes` needs a command"),
+        "{e}"
+    );
 }
 
 #[test]
