@@ -123,7 +123,6 @@ fn nc(home: &Path, args: &[&str]) -> std::process::Output {
         .args(args)
         .env("NEMOCLAW_HOME", home)
         .env("NEMOCLAW_AGENT_CACHE", CACHE)
-        .env("NEMOCLAW_SETUP_ALLOW_ADDRESSES", registry_addresses())
         .stdin(Stdio::null())
         .output()
         .unwrap();
@@ -133,22 +132,6 @@ fn nc(home: &Path, args: &[&str]) -> std::process::Output {
         String::from_utf8_lossy(&out.stderr)
     );
     out
-}
-
-/// The registries' addresses as this host resolves them (a network may send every registry
-/// name to a proxy at a reserved address; setup may reach it, its domains stay the presets').
-fn registry_addresses() -> String {
-    use std::net::ToSocketAddrs;
-    let mut out: Vec<String> = Vec::new();
-    for host in ["registry.npmjs.org", "pypi.org", "files.pythonhosted.org"] {
-        for a in (host, 443).to_socket_addrs().into_iter().flatten() {
-            let cidr = format!("{}/32", a.ip());
-            if a.is_ipv4() && !out.contains(&cidr) {
-                out.push(cidr);
-            }
-        }
-    }
-    out.join(",")
 }
 
 fn healthy(home: &Path, name: &str) -> bool {

@@ -26,8 +26,9 @@ pub const MARKER: &str = ".nemoclaw-install.json";
 /// Prefix of setup sandboxes' names (`nemoclaw-setup-<plugin>`), reserved for them.
 pub const SETUP_PREFIX: &str = "nemoclaw-setup-";
 /// Address ranges (comma-separated CIDRs) a setup sandbox may reach although they are
-/// private or reserved: a registry mirror on the internal network, or a proxy that every
-/// registry name resolves to. Setup's domains are still only its presets'.
+/// private or reserved, beyond the addresses its presets' registries resolve to (which it may
+/// always reach): a mirror the plugin's script is pointed at. Setup's domains are still only
+/// its presets'.
 pub const SETUP_ALLOW_ENV: &str = "NEMOCLAW_SETUP_ALLOW_ADDRESSES";
 /// Default time a setup may take.
 pub const SETUP_TIMEOUT: Duration = Duration::from_secs(15 * 60);
@@ -237,13 +238,7 @@ pub fn ensure(
         egress: setup.egress.clone(),
         memory: setup.memory.map(|b| b.bytes()),
         install_dir: staging.clone(),
-        allow_addresses: std::env::var(SETUP_ALLOW_ENV)
-            .unwrap_or_default()
-            .split(',')
-            .map(str::trim)
-            .filter(|a| !a.is_empty())
-            .map(String::from)
-            .collect(),
+        allow_addresses: allowed_addresses(&setup.egress),
     };
     let started = Instant::now();
     let limit = setup.timeout.map_or(SETUP_TIMEOUT, |d| d.as_duration());
@@ -276,6 +271,42 @@ pub fn ensure(
     write_atomic(&staging.join(MARKER), &json, 0o644)?;
     swap_into_place(&staging, &dir)?;
     Ok(Some(dir))
+}
+
+/// What the setup sandbox may reach although the SSRF guard would refuse it: the addresses the
+/// host resolves its presets' registries to when they are private or reserved (an internal
+/// mirror, or a proxy every name resolves to: the host's own network says so; loopback,
+/// link-local and unspecified addresses are never among them), and [`SETUP_ALLOW_ENV`].
+fn allowed_addresses(presets: &[String]) -> Vec<String> {
+    use std::net::ToSocketAddrs;
+    let mut out: Vec<String> = std::env::var(SETUP_ALLOW_ENV)
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(String::from)
+        .collect();
+    let hosts = presets
+        .iter()
+        .filter_map(|p| crate::policy::presets::builtin(p))
+        .flatten()
+        .filter(|d| !d.starts_with('*'));
+    for host in hosts {
+        for a in (*host, 443).to_socket_addrs().into_iter().flatten() {
+            let ip = crate::policy::addr::canonical(a.ip());
+            let never = ip.is_loopback()
+                || ip.is_unspecified()
+                || ip.is_multicast()
+                || matches!(ip, std::net::IpAddr::V4(v4) if v4.is_link_local())
+                || matches!(ip, std::net::IpAddr::V6(v6) if v6.is_unicast_link_local());
+            let guarded = crate::policy::addr::special_purpose(ip).is_some();
+            let cidr = if ip.is_ipv4() { format!("{ip}/32") } else { format!("{ip}/128") };
+            if guarded && !never && !out.contains(&cidr) {
+                out.push(cidr);
+            }
+        }
+    }
+    out
 }
 
 /// Runs `nemoclaw __setup` for `req`, streaming its output to the log and `progress`.

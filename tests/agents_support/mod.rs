@@ -2,7 +2,6 @@
 //! own name, the shared install cache, and waiting for health.
 #![allow(dead_code)]
 
-use std::net::ToSocketAddrs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -16,24 +15,6 @@ pub const AGENT_CACHE: &str = "/var/cache/nemoclaw-test/agents";
 /// One real agent at a time: each takes a GB of memory and most of two cores to start.
 pub static ONE_AGENT: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-/// The registries' addresses as this host resolves them, as /32s: on a network that sends
-/// every registry name to a proxy at a reserved address, setup may reach it (the domains
-/// stay the presets').
-fn registry_addresses() -> String {
-    let mut out = Vec::new();
-    for host in ["registry.npmjs.org", "pypi.org", "files.pythonhosted.org"] {
-        if let Ok(addrs) = (host, 443).to_socket_addrs() {
-            for a in addrs.filter(|a| a.is_ipv4()) {
-                let cidr = format!("{}/32", a.ip());
-                if !out.contains(&cidr) {
-                    out.push(cidr);
-                }
-            }
-        }
-    }
-    out.join(",")
-}
-
 /// `nemoclaw ARGS` with the shared agent cache, killed after `secs`.
 pub fn nc_for(lab: &Lab, secs: u32, args: &[&str]) -> Out {
     from_cmd(
@@ -41,8 +22,7 @@ pub fn nc_for(lab: &Lab, secs: u32, args: &[&str]) -> Out {
             .args(["-s", "KILL", &secs.to_string(), BIN])
             .args(args)
             .env("NEMOCLAW_HOME", &lab.home)
-            .env("NEMOCLAW_AGENT_CACHE", AGENT_CACHE)
-            .env("NEMOCLAW_SETUP_ALLOW_ADDRESSES", registry_addresses()),
+            .env("NEMOCLAW_AGENT_CACHE", AGENT_CACHE),
     )
 }
 
