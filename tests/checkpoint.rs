@@ -230,7 +230,9 @@ fn checkpoints_of_an_agent_writing_without_pause_are_consistent() {
             "{id}: the agent kept writing ({rows} rows)"
         );
         last_rows = rows;
-        assert!(thawed(name), "thawed after {id}");
+        // A periodic checkpoint (every second here) may hold the sandbox frozen for a moment
+        // right now; what must hold is that nothing leaves it frozen.
+        wait_for(&format!("thawed after {id}"), Duration::from_secs(3), || thawed(name));
     }
     // The periodic ones too, pruned to the newest three.
     wait_for("periodic checkpoints", Duration::from_secs(20), || {

@@ -9,7 +9,8 @@ use super::plan::{ChangeKind, Plan};
 use crate::home::Home;
 use crate::supervisor::{self, launch};
 
-/// Sandboxes under detached supervisors, each start health-gated by `wait`.
+/// Sandboxes under detached supervisors, each start health-gated by `wait` (or the health
+/// check's start period when longer).
 pub struct SupervisorRuntime {
     pub home: Home,
     pub wait: Duration,
@@ -23,7 +24,8 @@ impl Runtime for SupervisorRuntime {
             .map_err(supervisor::SupervisorError::from)
             .map_err(launch::LaunchError::from)?;
         launch::start(&self.home, &entry, &path, &plugin, self.wait)?;
-        Ok(())
+        // Started is not up: an apply returns once the agent passes its health check.
+        Ok(launch::wait_healthy(&self.home, name, self.wait)?)
     }
 
     fn stop(&self, name: &str) -> Result<(), RuntimeError> {
