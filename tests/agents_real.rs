@@ -121,7 +121,8 @@ fn openclaw_answers_through_the_gateway_and_remembers_across_a_restart() {
     let _one = ONE_AGENT.lock().unwrap_or_else(|e| e.into_inner());
     let lab = Lab::new();
     let name = format!("nctest-oc-{}", std::process::id());
-    let src = example_source(&lab, "openclaw.yaml", &name, &replies("OPENCLAW"));
+    let port = free_port();
+    let src = example_source(&lab, "openclaw.yaml", &name, &replies("OPENCLAW"), port);
     with_gateway_key(&lab, &src, &name);
     apply_and_wait(&lab, &src, &name);
     let ask = |msg: &str| {
@@ -165,7 +166,7 @@ fn hermes_answers_through_the_gateway_and_remembers_across_a_restart() {
     let _one = ONE_AGENT.lock().unwrap_or_else(|e| e.into_inner());
     let lab = Lab::new();
     let name = format!("nctest-hm-{}", std::process::id());
-    let src = example_source(&lab, "hermes.yaml", &name, &replies("HERMES"));
+    let src = example_source(&lab, "hermes.yaml", &name, &replies("HERMES"), 0);
     with_gateway_key(&lab, &src, &name);
     apply_and_wait(&lab, &src, &name);
     let ask = |args: &[&str]| {

@@ -26,9 +26,19 @@ pub fn nc_for(lab: &Lab, secs: u32, args: &[&str]) -> Out {
     )
 }
 
+/// A loopback port free right now (for a host port the test forwards).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// The repository's `examples/mock/<file>` under the sandbox name `name`, in a source dir of
-/// the lab, with `replies` as its mock's replies file and no host port forwarded.
-pub fn example_source(lab: &Lab, file: &str, name: &str, replies: &str) -> PathBuf {
+/// the lab, with `replies` as its mock's replies file and its forwarded host port (if any)
+/// moved to `host_port`.
+pub fn example_source(lab: &Lab, file: &str, name: &str, replies: &str, host_port: u16) -> PathBuf {
     let example = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("examples/mock")
         .join(file);
@@ -39,17 +49,13 @@ pub fn example_source(lab: &Lab, file: &str, name: &str, replies: &str) -> PathB
         .unwrap()
         .to_string();
     let mut out = String::new();
-    let mut skip_ingress = false;
     for line in text.lines() {
-        if line.starts_with("  ingress:") {
-            skip_ingress = true;
-            continue;
-        }
-        if skip_ingress && line.starts_with("    ") {
-            continue;
-        }
-        skip_ingress = false;
-        out.push_str(&line.replace(&format!("name: {original}"), &format!("name: {name}")));
+        let line = line.replace(&format!("name: {original}"), &format!("name: {name}"));
+        let line = match line.split_once("- hostPort: ") {
+            Some((indent, _)) => format!("{indent}- hostPort: {host_port}"),
+            None => line,
+        };
+        out.push_str(&line);
         out.push('\n');
     }
     let src = lab.dir.path().join("src");
