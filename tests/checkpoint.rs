@@ -232,7 +232,11 @@ fn checkpoints_of_an_agent_writing_without_pause_are_consistent() {
         last_rows = rows;
         // A periodic checkpoint (every second here) may hold the sandbox frozen for a moment
         // right now; what must hold is that nothing leaves it frozen.
-        wait_for(&format!("thawed after {id}"), Duration::from_secs(3), || thawed(name));
+        wait_for(
+            &format!("thawed after {id}"),
+            Duration::from_secs(3),
+            || thawed(name),
+        );
     }
     // The periodic ones too, pruned to the newest three.
     wait_for("periodic checkpoints", Duration::from_secs(20), || {

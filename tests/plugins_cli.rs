@@ -1,4 +1,8 @@
-#![allow(clippy::unwrap_used, clippy::cast_possible_truncation, reason = "tests")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::cast_possible_truncation,
+    reason = "tests"
+)]
 //! `nemoclaw plugins list|show`: what is available and where it comes from (built in, the
 //! home's `plugins/`, a source's `plugins/`, each hiding the one before).
 
@@ -18,7 +22,11 @@ fn plugin(dir: &Path, name: &str, description: &str) {
 }
 
 fn nemoclaw(home: &Path, args: &[&str]) -> String {
-    let o = Command::new(BIN).args(args).env("NEMOCLAW_HOME", home).output().unwrap();
+    let o = Command::new(BIN)
+        .args(args)
+        .env("NEMOCLAW_HOME", home)
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     String::from_utf8(o.stdout).unwrap()
 }
@@ -34,24 +42,45 @@ fn list_and_show_say_where_each_plugin_comes_from() {
 
     let list = nemoclaw(&home, &["plugins", "list"]);
     for name in ["command", "demo", "openclaw"] {
-        assert!(list.lines().any(|l| l.starts_with(name) && l.contains("builtin")), "{list}");
+        assert!(
+            list.lines()
+                .any(|l| l.starts_with(name) && l.contains("builtin")),
+            "{list}"
+        );
     }
     assert!(list.contains("npm openclaw@2026.9.6"), "{list}");
     let hermes = list.lines().find(|l| l.starts_with("hermes")).unwrap();
-    assert!(hermes.contains("home ") && hermes.contains("a home override"), "{hermes}");
+    assert!(
+        hermes.contains("home ") && hermes.contains("a home override"),
+        "{hermes}"
+    );
 
     let json: serde_json::Value = serde_json::from_str(&nemoclaw(
         &home,
         &["plugins", "list", "--json", "--dir", src.to_str().unwrap()],
     ))
     .unwrap();
-    let mine = json.as_array().unwrap().iter().find(|p| p["name"] == "myagent").unwrap();
-    assert!(mine["origin"].as_str().unwrap().starts_with("source "), "{mine}");
-    assert!(mine["shadows"][0].as_str().unwrap().starts_with("home "), "{mine}");
+    let mine = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "myagent")
+        .unwrap();
+    assert!(
+        mine["origin"].as_str().unwrap().starts_with("source "),
+        "{mine}"
+    );
+    assert!(
+        mine["shadows"][0].as_str().unwrap().starts_with("home "),
+        "{mine}"
+    );
 
     let show = nemoclaw(&home, &["plugins", "show", "openclaw"]);
     assert!(show.contains("start:     openclaw gateway run"), "{show}");
-    assert!(show.contains("setup:     a setup sandbox, egress npm"), "{show}");
+    assert!(
+        show.contains("setup:     a setup sandbox, egress npm"),
+        "{show}"
+    );
     assert!(show.contains("health:    http :18789/healthz"), "{show}");
     let o = Command::new(BIN)
         .args(["plugins", "show", "nosuch"])

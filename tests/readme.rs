@@ -91,7 +91,10 @@ fn the_two_commands_come_first_and_ci_runs_the_second() {
     }
     // The real OpenClaw answered through the gateway, from the mock's scripted reply.
     let answer = outputs.last().unwrap();
-    assert!(answer.contains("Hello from the nemoclaw mock model"), "{answer}");
+    assert!(
+        answer.contains("Hello from the nemoclaw mock model"),
+        "{answer}"
+    );
     let stop = Command::new(env!("CARGO_BIN_EXE_nemoclaw"))
         .args(["destroy", "openclaw-mock", "--delete-state"])
         .env("NEMOCLAW_HOME", home.path())

@@ -226,7 +226,6 @@ pub fn ensure(
     if let InstallState::Installed(d) = state(home, m, version)? {
         return Ok(Some(d));
     }
-    let what = describe(m, version);
     let staging = parent.join(format!("{version}.partial"));
     remove_tree(&staging)?;
     crate::home::create_dir_private(&staging)?;
@@ -242,35 +241,43 @@ pub fn ensure(
     };
     let started = Instant::now();
     let limit = setup.timeout.map_or(SETUP_TIMEOUT, |d| d.as_duration());
-    run_setup(home, &req, &what, limit, progress)?;
-    if let Some(c) = &setup.creates {
-        if std::fs::symlink_metadata(staging.join(c)).is_err() {
-            return Err(InstallError::NotCreated {
-                what,
-                creates: c.clone(),
-            });
-        }
-    }
-    give_to_root(&staging)?;
-    // Readable and traversable by every sandbox's agent (it is bound read-only).
-    std::fs::set_permissions(
-        &staging,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .map_err(|source| HomeError::Io {
-        path: staging.clone(),
-        source,
-    })?;
+    run_setup(home, &req, &describe(m, version), limit, progress)?;
     let marker = Marker {
-        plugin: req.plugin.clone(),
+        plugin: req.plugin,
         version: version.into(),
         setup_hash: setup_hash(m),
         seconds: started.elapsed().as_secs_f64(),
     };
-    let json = serde_json::to_vec_pretty(&marker).unwrap_or_default();
-    write_atomic(&staging.join(MARKER), &json, 0o644)?;
-    swap_into_place(&staging, &dir)?;
+    finish(m, &staging, &dir, &marker)?;
     Ok(Some(dir))
+}
+
+/// Checks what setup made, hands it to root, readable by every agent, marks it and renames it
+/// into place.
+fn finish(
+    m: &PluginManifest,
+    staging: &Path,
+    dir: &Path,
+    marker: &Marker,
+) -> Result<(), InstallError> {
+    let creates = m.setup.as_ref().and_then(|s| s.creates.as_ref());
+    if let Some(c) = creates {
+        if std::fs::symlink_metadata(staging.join(c)).is_err() {
+            return Err(InstallError::NotCreated {
+                what: describe(m, &marker.version),
+                creates: c.clone(),
+            });
+        }
+    }
+    give_to_root(staging)?;
+    std::fs::set_permissions(staging, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .map_err(|source| HomeError::Io {
+            path: staging.to_path_buf(),
+            source,
+        })?;
+    let json = serde_json::to_vec_pretty(marker).unwrap_or_default();
+    write_atomic(&staging.join(MARKER), &json, 0o644)?;
+    swap_into_place(staging, dir)
 }
 
 /// What the setup sandbox may reach although the SSRF guard would refuse it: the addresses the
@@ -300,7 +307,11 @@ fn allowed_addresses(presets: &[String]) -> Vec<String> {
                 || matches!(ip, std::net::IpAddr::V4(v4) if v4.is_link_local())
                 || matches!(ip, std::net::IpAddr::V6(v6) if v6.is_unicast_link_local());
             let guarded = crate::policy::addr::special_purpose(ip).is_some();
-            let cidr = if ip.is_ipv4() { format!("{ip}/32") } else { format!("{ip}/128") };
+            let cidr = if ip.is_ipv4() {
+                format!("{ip}/32")
+            } else {
+                format!("{ip}/128")
+            };
             if guarded && !never && !out.contains(&cidr) {
                 out.push(cidr);
             }

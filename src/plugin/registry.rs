@@ -1,5 +1,7 @@
-//! TEMPORARY stand-in for helper B's registry (same API as the contract), so the runtime
-//! compiles meanwhile.
+//! Where plugins come from: built into the binary (the repository's `plugins/`), the home's
+//! `plugins/<name>/`, a source's `plugins/<name>/`, or the copy saved beside a deployed
+//! blueprint (`run/<name>/plugins/<type>/`). A plugin is its manifest plus every file of its
+//! directory (templates, hooks) by relative path, and a hash over them.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -9,6 +11,7 @@ use sha2::{Digest, Sha256};
 use crate::blueprint::diag::Diagnostic;
 use crate::blueprint::plugin::{PluginManifest, MANIFEST};
 
+/// Where a plugin was found (the plugin's directory).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Origin {
     Builtin,
@@ -17,6 +20,7 @@ pub enum Origin {
     Deployed(PathBuf),
 }
 
+/// One plugin, loaded.
 #[derive(Debug, Clone)]
 pub struct Plugin {
     pub manifest: PluginManifest,
@@ -25,8 +29,11 @@ pub struct Plugin {
     pub hash: String,
 }
 
+/// Where [`find`] and [`list`] look besides the built-in plugins.
 pub struct Search<'a> {
+    /// A source directory (its `plugins/` holds plugins).
     pub source_dir: Option<&'a Path>,
+    /// The home's `plugins/`.
     pub home_plugins: Option<&'a Path>,
 }
 
@@ -40,6 +47,7 @@ pub enum RegistryError {
     Io(PathBuf, #[source] std::io::Error),
 }
 
+/// The built-in plugins' files, by plugin: one line per file.
 const BUILTIN: &[(&str, &[(&str, &str)])] = &[
     (
         "command",
@@ -83,6 +91,7 @@ const BUILTIN: &[(&str, &[(&str, &str)])] = &[
     ),
 ];
 
+/// A plugin from its files (`plugin.yaml` among them); the hash covers every path and text.
 fn from_files(
     files: BTreeMap<String, String>,
     origin: Origin,
@@ -108,6 +117,7 @@ fn from_files(
     })
 }
 
+/// The built-in plugin `name`.
 pub fn builtin(name: &str) -> Option<Plugin> {
     let (_, files) = BUILTIN.iter().find(|(n, _)| *n == name)?;
     let files = files
@@ -117,6 +127,7 @@ pub fn builtin(name: &str) -> Option<Plugin> {
     from_files(files, Origin::Builtin, Path::new("plugin.yaml")).ok()
 }
 
+/// The plugin in `dir` (every file under it).
 pub fn load_dir(dir: &Path, origin: Origin) -> Result<Plugin, RegistryError> {
     let mut files = BTreeMap::new();
     walk(dir, dir, &mut files)?;
@@ -142,6 +153,7 @@ fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) -> Result<(
     Ok(())
 }
 
+/// The plugin `name`: the source's, else the home's, else the built-in one.
 pub fn find(name: &str, s: &Search) -> Result<Plugin, RegistryError> {
     if let Some(src) = s.source_dir {
         let d = src.join("plugins").join(name);
@@ -158,6 +170,7 @@ pub fn find(name: &str, s: &Search) -> Result<Plugin, RegistryError> {
     builtin(name).ok_or_else(|| RegistryError::NotFound(name.into()))
 }
 
+/// Writes the plugin's files into `dir` (replacing what was there), each atomically.
 pub fn save(p: &Plugin, dir: &Path) -> Result<(), RegistryError> {
     let _ = std::fs::remove_dir_all(dir);
     for (rel, text) in &p.files {
@@ -234,4 +247,79 @@ pub fn list(s: &Search) -> Result<Vec<Listed>, RegistryError> {
         }
     }
     Ok(by_name.into_values().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_builtin_name_has_its_embedded_plugin() {
+        let embedded: Vec<&str> = BUILTIN.iter().map(|(n, _)| *n).collect();
+        assert_eq!(embedded, crate::blueprint::plugin::BUILTIN_NAMES);
+        for name in embedded {
+            let p = builtin(name).unwrap();
+            assert_eq!(p.manifest.metadata.name, name);
+            for f in p.manifest.start.files.iter().map(|f| &f.template) {
+                assert!(p.files.contains_key(f), "{name}: {f} is embedded");
+            }
+        }
+    }
+
+    fn manifest(name: &str, description: &str) -> String {
+        format!("apiVersion: nemoclaw.dev/v1\nkind: Plugin\nmetadata: {{name: {name}, description: {description}}}\nstart: {{}}\n")
+    }
+
+    #[test]
+    fn the_source_wins_over_the_home_over_the_builtin_and_a_saved_copy_loads_the_same() {
+        let t = tempfile::tempdir().unwrap();
+        let home = t.path().join("home");
+        let src = t.path().join("src");
+        for (dir, what) in [
+            (home.join("demo"), "home"),
+            (src.join("plugins/demo"), "source"),
+        ] {
+            std::fs::create_dir_all(dir.join("t")).unwrap();
+            std::fs::write(dir.join(MANIFEST), manifest("demo", what)).unwrap();
+            std::fs::write(dir.join("t/a.j2"), what).unwrap();
+        }
+        fn search<'a>(s: Option<&'a Path>, home: &'a Path) -> Search<'a> {
+            Search {
+                source_dir: s,
+                home_plugins: Some(home),
+            }
+        }
+        let from_src = find("demo", &search(Some(&src), &home)).unwrap();
+        assert_eq!(from_src.origin, Origin::Source(src.join("plugins/demo")));
+        assert_eq!(from_src.files["t/a.j2"], "source");
+        let from_home = find("demo", &search(None, &home)).unwrap();
+        assert_eq!(from_home.origin, Origin::Home(home.join("demo")));
+        assert_ne!(from_home.hash, from_src.hash);
+        assert_eq!(
+            find("openclaw", &search(None, &home)).unwrap().origin,
+            Origin::Builtin
+        );
+        assert!(matches!(
+            find("nosuch", &search(None, &home)),
+            Err(RegistryError::NotFound(_))
+        ));
+
+        let saved = t.path().join("run/x/plugins/demo");
+        save(&from_src, &saved).unwrap();
+        let again = load_dir(&saved, Origin::Deployed(saved.clone())).unwrap();
+        assert_eq!(
+            (again.hash, again.files),
+            (from_src.hash.clone(), from_src.files.clone())
+        );
+
+        let listed = list(&search(Some(&src), &home)).unwrap();
+        let demo = listed
+            .iter()
+            .find(|l| l.plugin.manifest.metadata.name == "demo")
+            .unwrap();
+        assert_eq!(
+            demo.shadows,
+            vec![Origin::Builtin, Origin::Home(home.join("demo"))]
+        );
+    }
 }
