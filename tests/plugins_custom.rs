@@ -154,6 +154,18 @@ fn a_plugin_from_the_source_is_installed_once_rendered_started_and_health_checke
     );
     w.failed();
 
+    // An inference change is a hot reload: the agent keeps running, its config follows.
+    let bp = src.join(format!("{name}.yaml"));
+    let text = std::fs::read_to_string(&bp).unwrap();
+    std::fs::write(&bp, text.replace("[mock-1]", "[mock-2, mock-1]")).unwrap();
+    let reload = apply(&lab, &src, &[]);
+    reload.ok();
+    assert!(reload.has(&format!("~ update {name}")), "{}", reload.stdout);
+    assert_eq!(
+        std::fs::read_to_string(&conf).unwrap(),
+        format!("sandbox={name} model=mock-2\n")
+    );
+
     // A second apply that starts the agent again installs nothing.
     let again = apply(&lab, &src, &["--replace", &name]);
     again.ok();

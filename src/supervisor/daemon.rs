@@ -36,7 +36,6 @@ use super::pidlock::PidLock;
 use super::policy::{Decision, Policy, Tracker};
 use super::protocol::{self, ExecInfo, Request, Response, State, Status, PROTOCOL_VERSION};
 use super::SupervisorError;
-use crate::blueprint::plugin::PluginManifest;
 use crate::blueprint::types::Blueprint;
 use crate::home::Home;
 use crate::observe::logging;
@@ -99,8 +98,9 @@ struct Daemon {
     checkpoints: Option<Checkpoints>,
     /// How the agent's plugin stops it.
     stop: StopPlan,
-    /// The agent's plugin (a detached supervisor): its defaults apply to a reloaded blueprint.
-    manifest: Option<PluginManifest>,
+    /// The home (a detached supervisor): a reload loads the deployed blueprint and its plugin
+    /// again from it.
+    home: Option<Home>,
 }
 
 /// How the loop runs its sandbox.
@@ -199,10 +199,9 @@ pub fn block_signals() -> Result<SigSet, SupervisorError> {
     Ok(mask)
 }
 
-/// The deployed agent: its blueprint (with the plugin's defaults), its plugin and what the
-/// plugin adds to the sandbox.
+/// The deployed agent: what its plugin adds to the sandbox, and its blueprint with the
+/// plugin's defaults.
 pub struct DeployedAgent {
-    pub manifest: PluginManifest,
     pub prepared: Prepared,
 }
 
@@ -212,10 +211,7 @@ impl DeployedAgent {
         let bp = load(&home.deployed_blueprint(name))?;
         let plugin = crate::plugin::start::deployed(home, name, &bp)?;
         let prepared = crate::plugin::start::prepare(home, &bp, &plugin, None)?;
-        Ok(DeployedAgent {
-            manifest: plugin.manifest,
-            prepared,
-        })
+        Ok(DeployedAgent { prepared })
     }
 }
 
@@ -409,7 +405,7 @@ impl Daemon {
             .and_then(health::Check::from_blueprint);
         d.checkpoints = Some(Checkpoints::new(home, name, &bp));
         d.stop = agent.prepared.stop;
-        d.manifest = Some(agent.manifest);
+        d.home = Some(home.clone());
         Ok(d)
     }
 
@@ -478,7 +474,7 @@ impl Daemon {
             next_disk_check: Instant::now() + DISK_CHECK,
             checkpoints: None,
             stop: StopPlan::default(),
-            manifest: None,
+            home: None,
         }
     }
 
@@ -1093,17 +1089,27 @@ impl Daemon {
     /// Re-reads the deployed blueprint: network and inference first (a refused reload changes
     /// nothing), then the restart policy and the disk cap.
     fn reload_policy(&mut self, id: serde_json::Value) -> Response {
-        let bp = match load(&self.bp_path) {
-            Ok(bp) => match &self.manifest {
-                Some(m) => crate::plugin::launch::effective(&bp, m),
-                None => bp,
-            },
+        let loaded = match &self.home {
+            Some(home) => DeployedAgent::load(home, &self.name)
+                .map(|a| (a.prepared.blueprint, a.prepared.files)),
+            None => load(&self.bp_path).map(|bp| (bp, vec![])),
+        };
+        let (bp, files) = match loaded {
+            Ok(x) => x,
             Err(e) => return Response::err(id, crate::error_chain(&e)),
         };
         if let Err(e) = self.net.reload(&bp, &self.bp_path) {
             let e = crate::error_chain(e.as_ref());
             self.note("reload-failed", serde_json::json!({"error": e}));
             return Response::err(id, e);
+        }
+        // The agent's config follows the blueprint (models, say); agents that watch their
+        // config (OpenClaw) take it at once, others at their next start.
+        if let Err(e) = crate::plugin::start::write_files(&self.spec.state_dir, &files) {
+            self.note(
+                "config-not-rendered",
+                serde_json::json!({"error": crate::error_chain(&e)}),
+            );
         }
         self.policy = Policy::from_lifecycle(&bp.lifecycle);
         self.disk_cap = bp.resources.disk.map(|b| b.bytes());
