@@ -189,6 +189,7 @@ fn measure(tmp: &Path, a: &Agent, runs: usize) -> Result {
     wait("healthy after apply", Duration::from_secs(180), || {
         healthy(&home, a.name)
     });
+    eprintln!("agents: {} applied; timing {runs} starts", a.name);
     let mut starts = Vec::new();
     let mut rss = Vec::new();
     for _ in 0..runs {
@@ -216,8 +217,10 @@ fn measure(tmp: &Path, a: &Agent, runs: usize) -> Result {
 
 /// VmRSS of the supervisor (its pid file names it), in KiB.
 fn supervisor_rss_kb(home: &Path, name: &str) -> u64 {
-    let pid = std::fs::read_to_string(home.join("run").join(name).join("supervisor.pid")).unwrap();
-    let status = std::fs::read_to_string(format!("/proc/{}/status", pid.trim())).unwrap();
+    let pid_file = home.join("run").join(name).join("supervisor.pid");
+    let pid = std::fs::read_to_string(&pid_file).expect("the supervisor's pid file");
+    let pid = pid.split_whitespace().next().unwrap_or_default().to_string();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the supervisor's /proc status");
     status
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))
@@ -234,6 +237,7 @@ fn bare_start(a: &Agent, state: &Path) -> Duration {
     };
     let argv: Vec<String> = a.bare.iter().map(|s| fill(s)).collect();
     let port = if a.port == 8642 { 18642 } else { 18790 };
+    eprintln!("agents: bare {}", argv.join(" "));
     let mut child = Command::new(&argv[0])
         .args(&argv[1..])
         .envs(a.bare_env.iter().map(|(k, v)| (*k, fill(v))))
@@ -242,7 +246,7 @@ fn bare_start(a: &Agent, state: &Path) -> Duration {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .unwrap();
+        .expect("the bare agent starts");
     let took = wait("bare port", Duration::from_secs(120), || {
         TcpStream::connect(("127.0.0.1", port)).is_ok()
     });
