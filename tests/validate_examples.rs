@@ -57,7 +57,11 @@ fn migration_examples() -> Vec<PathBuf> {
 
 #[test]
 fn valid_examples_pass() {
-    let mut dirs = vec![root().join("examples"), root().join("examples/quickstart")];
+    let mut dirs = vec![
+        root().join("examples"),
+        root().join("examples/quickstart"),
+        root().join("examples/mock"),
+    ];
     dirs.extend(migration_examples());
     assert!(dirs.contains(&root().join("migrations-examples/openclaw-default-model")));
     for dir in &dirs {
