@@ -219,8 +219,13 @@ fn measure(tmp: &Path, a: &Agent, runs: usize) -> Result {
 fn supervisor_rss_kb(home: &Path, name: &str) -> u64 {
     let pid_file = home.join("run").join(name).join("supervisor.pid");
     let pid = std::fs::read_to_string(&pid_file).expect("the supervisor's pid file");
-    let pid = pid.split_whitespace().next().unwrap_or_default().to_string();
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the supervisor's /proc status");
+    let pid = pid
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .expect("the supervisor's /proc status");
     status
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))

@@ -166,6 +166,17 @@ fn a_plugin_from_the_source_is_installed_once_rendered_started_and_health_checke
         format!("sandbox={name} model=mock-2\n")
     );
 
+    // A change to the plugin's files replaces the sandbox (same install: setup is unchanged).
+    let template = src.join("plugins/shellagent/agent.conf.j2");
+    std::fs::write(&template, format!("v2 {CONF}")).unwrap();
+    let plan = nc(&lab, &["plan", "--dir", src.to_str().unwrap()]);
+    assert!(plan.has("plugin `shellagent` changed"), "{}", plan.stdout);
+    apply(&lab, &src, &[]).ok();
+    assert_eq!(
+        std::fs::read_to_string(&conf).unwrap(),
+        format!("v2 sandbox={name} model=mock-2\n")
+    );
+
     // A second apply that starts the agent again installs nothing.
     let again = apply(&lab, &src, &["--replace", &name]);
     again.ok();

@@ -55,6 +55,7 @@ fn deploy(home: &Path, file: &Path) {
         applied_at: 0,
         stopped: true,
         hold: None,
+        plugin_hash: None,
     };
     save_record(&Home::at(home), &rec).unwrap();
 }

@@ -190,6 +190,7 @@ impl<'a> Ctx<'a> {
             applied_at: now(),
             stopped,
             hold: None,
+            plugin_hash: None,
         };
         crate::home::create_dir_private(&self.home.run_dir(&c.name))?;
         let deployed = canonical_yaml(&resolve_paths(bp, &base));
@@ -202,6 +203,10 @@ impl<'a> Ctx<'a> {
             .map_err(|e| ChangeError::Agent(Box::new(e)))?;
         crate::plugin::start::save_deployed(self.home, &c.name, &plugin)
             .map_err(|e| ChangeError::Agent(Box::new(e)))?;
+        let rec = Deployed {
+            plugin_hash: Some(plugin.hash),
+            ..rec
+        };
         inventory::save_record(self.home, &rec)?;
         inventory::bump_generation(self.home)?;
         Ok(())
@@ -390,6 +395,7 @@ mod tests {
         DesiredEntry {
             blueprint,
             migration_steps: vec![],
+            plugin_hash: None,
         }
     }
 

@@ -60,6 +60,10 @@ pub struct Deployed {
     /// blueprint still hashes to `hold.desired_hash`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hold: Option<Hold>,
+    /// The hash of the agent's plugin as deployed (`plugin::registry::Plugin::hash`): a plugin
+    /// whose files change replaces the sandbox. Absent in records made before plugins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plugin_hash: Option<String>,
 }
 
 /// Why a sandbox is kept at its recorded version although the source asks for another.
@@ -248,6 +252,7 @@ mod tests {
             applied_at: 2,
             stopped: false,
             hold: None,
+            plugin_hash: None,
         };
         save_record(&home, &rec).unwrap();
         assert_eq!(bump_generation(&home).unwrap(), 1);

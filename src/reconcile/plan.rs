@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::inventory::{blueprint_hash, Deployed, HoldKind};
-use crate::blueprint::Blueprint;
+use crate::blueprint::{defaults, Blueprint};
 
 /// What is known of a deployed sandbox right now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -37,6 +37,8 @@ pub struct DesiredEntry {
     pub blueprint: Blueprint,
     /// Version steps N that have a `vN.rhai` in the blueprint's migrations dir.
     pub migration_steps: Vec<u32>,
+    /// The hash of the agent's plugin as the source resolves it (`None`: not known).
+    pub plugin_hash: Option<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -342,6 +344,11 @@ fn note(out: &mut Plan, name: &str, kind: NoteKind, message: &str) {
     });
 }
 
+/// Whether the desired plugin's files differ from the deployed copy's (both known).
+fn plugin_changed(d: &DesiredEntry, rec: &Deployed) -> bool {
+    matches!((&d.plugin_hash, &rec.plugin_hash), (Some(a), Some(b)) if a != b)
+}
+
 fn plan_existing(
     out: &mut Plan,
     d: &DesiredEntry,
@@ -395,6 +402,14 @@ fn plan_existing(
             out.changes.push(change(
                 ChangeKind::Replace,
                 vec!["replacement requested (--replace)".into()],
+            ));
+            return;
+        }
+        if held.is_none() && plugin_changed(d, rec) {
+            let kind = new.agent.type_or(defaults::AGENT_TYPE);
+            out.changes.push(change(
+                ChangeKind::Replace,
+                vec![format!("its agent's plugin `{kind}` changed (a file of the plugin differs from the deployed copy)")],
             ));
             return;
         }

@@ -17,6 +17,7 @@ fn desired(b: Blueprint) -> DesiredEntry {
     DesiredEntry {
         blueprint: b,
         migration_steps: vec![],
+        plugin_hash: None,
     }
 }
 
@@ -32,6 +33,7 @@ fn deployed(b: Blueprint) -> Deployed {
         applied_at: 0,
         stopped: false,
         hold: None,
+        plugin_hash: None,
     }
 }
 
@@ -152,6 +154,7 @@ fn version_bump_is_an_upgrade_that_names_its_migrations_and_downgrades_are_refus
     let with_scripts = DesiredEntry {
         blueprint: new,
         migration_steps: vec![1, 3, 2, 4],
+        plugin_hash: None,
     };
     let p = plan(
         &[with_scripts],
@@ -478,4 +481,44 @@ fn dns_ingress_and_a_new_inference_section_need_a_restart() {
     let new = bp("a", "inference:\n  backends: [{name: m, kind: mock}]\n  allowedModels: [m]\n  limits:\n    maxTokens: 64\n");
     let p = plan(&[desired(new)], &[(d, live)], &PlanOptions::default()).unwrap();
     assert_eq!(kinds(&p), [("a".into(), ChangeKind::Update)]);
+}
+
+#[test]
+fn a_changed_plugin_replaces_an_otherwise_unchanged_sandbox() {
+    let b = bp("p1", "");
+    let rec = Deployed {
+        plugin_hash: Some("old".into()),
+        ..deployed(b.clone())
+    };
+    let actual = vec![(rec.clone(), running(&rec))];
+    let same = DesiredEntry {
+        plugin_hash: Some("old".into()),
+        ..desired(b.clone())
+    };
+    let p = plan(&[same], &actual, &PlanOptions::default()).unwrap();
+    assert!(p.changes.is_empty(), "{:?}", kinds(&p));
+    let changed = DesiredEntry {
+        plugin_hash: Some("new".into()),
+        ..desired(b.clone())
+    };
+    let p = plan(&[changed], &actual, &PlanOptions::default()).unwrap();
+    assert_eq!(kinds(&p), vec![("p1".to_string(), ChangeKind::Replace)]);
+    assert!(
+        p.changes[0].reasons[0].contains("plugin `demo` changed"),
+        "{:?}",
+        p.changes[0].reasons
+    );
+    // A record from before plugins has no hash: nothing to compare, no churn.
+    let old_rec = deployed(b.clone());
+    let actual = vec![(old_rec.clone(), running(&old_rec))];
+    let p = plan(
+        &[DesiredEntry {
+            plugin_hash: Some("new".into()),
+            ..desired(b)
+        }],
+        &actual,
+        &PlanOptions::default(),
+    )
+    .unwrap();
+    assert!(p.changes.is_empty());
 }

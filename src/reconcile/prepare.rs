@@ -80,7 +80,7 @@ pub fn prepare(
         .map(|r| (r.clone(), live::observe(home, r)))
         .collect();
     let prune = opts.prune;
-    match plan(&desired(&loaded), &actual, &opts) {
+    match plan(&desired(home, &loaded), &actual, &opts) {
         Ok(plan) => {
             let mut p = Prepared {
                 loaded,
@@ -118,8 +118,9 @@ fn note_interrupted_upgrades(home: &Home, plan: &mut Plan) {
     }
 }
 
-/// The valid blueprints of a loaded source, with the migration steps its files provide.
-pub fn desired(loaded: &Loaded) -> Vec<DesiredEntry> {
+/// The valid blueprints of a loaded source, with the migration steps its files provide and
+/// the hash of the plugin each names (from the source, the home or built in).
+pub fn desired(home: &Home, loaded: &Loaded) -> Vec<DesiredEntry> {
     loaded
         .set
         .blueprints
@@ -127,6 +128,13 @@ pub fn desired(loaded: &Loaded) -> Vec<DesiredEntry> {
         .map(|e| DesiredEntry {
             blueprint: e.blueprint.clone(),
             migration_steps: source::migration_steps(&e.path, &e.blueprint),
+            plugin_hash: crate::plugin::start::resolve(
+                home,
+                &e.blueprint,
+                Some(&base_dir(&e.path)),
+            )
+            .ok()
+            .map(|p| p.hash),
         })
         .collect()
 }

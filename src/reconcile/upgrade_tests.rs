@@ -40,6 +40,7 @@ fn entry(version: u32, steps: Vec<u32>) -> DesiredEntry {
     DesiredEntry {
         blueprint,
         migration_steps: steps,
+        plugin_hash: None,
     }
 }
 
