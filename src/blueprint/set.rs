@@ -127,11 +127,8 @@ fn dir_context(
     texts: &mut HashMap<PathBuf, Arc<str>>,
 ) -> DirContext {
     let mut ctx = DirContext::default();
-    ctx.agent_types.extend(
-        super::plugin::BUILTIN_NAMES
-            .iter()
-            .map(|s| s.to_string()),
-    );
+    ctx.agent_types
+        .extend(super::plugin::BUILTIN_NAMES.iter().map(|s| s.to_string()));
     ctx.presets
         .extend(crate::policy::presets::builtin_names().map(String::from));
     if let Ok(rd) = fs::read_dir(dir.join("plugins")) {
@@ -346,7 +343,7 @@ fn check_file(path: &Path, ctx: &DirContext, opts: &LoadOptions) -> FileResult {
 }
 
 /// Turns a finding into a diagnostic at its field's position.
-fn locate(file: &Path, map: &SourceMap, f: Finding) -> Diagnostic {
+pub(super) fn locate(file: &Path, map: &SourceMap, f: Finding) -> Diagnostic {
     let pos = if f.at_key {
         map.key(&f.path)
     } else {
