@@ -194,6 +194,7 @@ fn schema_file_is_fresh() {
     for (kind, file) in [
         ("blueprint", "schemas/blueprint.schema.json"),
         ("source-config", "schemas/source-config.schema.json"),
+        ("plugin", "schemas/plugin.schema.json"),
     ] {
         let out = Command::new(bin())
             .args(["schema", "--kind", kind])

@@ -3,7 +3,7 @@
 //! `file:line:col` — in the manifest, or in the template or hook at fault.
 //!
 //! Pure apart from the two callbacks: `file` reads a file of the plugin's directory (asked only
-//! for relative paths without `..`), `presets` says whether an egress preset exists. `validate`
+//! for relative paths without `.` or `..`), `presets` says whether an egress preset exists. `validate`
 //! runs it on a source's plugins ([`crate::blueprint::set`]), and the plugin registry on every
 //! plugin it loads, so a bad plugin is refused at run time with the same diagnostics.
 
@@ -156,7 +156,7 @@ impl Checker<'_> {
             named.push(("hooks.context".into(), h, "the plugin directory"));
         }
         for (field, p, base) in named.into_iter().filter(|(_, p, _)| !relative_inside(p)) {
-            let msg = format!("`{p}` must be a relative path without `..`");
+            let msg = format!("`{p}` must be a relative path without `.` or `..`");
             self.err(
                 "plugin.path",
                 field,
@@ -277,13 +277,13 @@ fn hook_file(m: &PluginManifest) -> Option<&str> {
     m.hooks.as_ref().and_then(|h| h.context.as_deref())
 }
 
-/// Not empty, not absolute, no `..`.
+/// Not empty, not absolute, no `.` or `..` (files are looked up by exactly this name).
 fn relative_inside(p: &str) -> bool {
-    let path = PathBuf::from(p);
     !p.is_empty()
-        && path
+        && !p.split('/').any(|part| part == "." || part == "..")
+        && PathBuf::from(p)
             .components()
-            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+            .all(|c| matches!(c, Component::Normal(_)))
 }
 
 /// The error's kind and detail, without minijinja's `(in <string>:N)`.
@@ -411,6 +411,7 @@ mod tests {
             ("start:\n  path: [bin, ../../usr/bin]\n", 6),
             ("setup: {script: 'true', creates: /x}\nstart: {}\n", 5),
             ("start: {}\nhooks: {context: ../h.rhai}\n", 6),
+            ("start: {}\nhooks: {context: ./h.rhai}\n", 6),
         ] {
             let (_, code, l, _) = one(body, &[("t.j2", "")]);
             assert_eq!((code, l), ("plugin.path", line), "{body}");
