@@ -85,6 +85,8 @@ impl SourceSet {
 #[derive(Debug, Default, Clone)]
 struct DirContext {
     agent_types: BTreeSet<String>,
+    /// Plugins present but refused (their problems are reported with their files).
+    broken_plugins: BTreeSet<String>,
     presets: BTreeSet<String>,
     config: Option<SourceConfig>,
 }
@@ -140,7 +142,13 @@ fn dir_context(
         .extend(super::plugin::BUILTIN_NAMES.iter().map(|s| s.to_string()));
     ctx.agent_types.extend(plugins.extra.iter().cloned());
     let found = plugins.check_dir(&dir.join("plugins"), &ctx.presets, diags, texts);
-    ctx.agent_types.extend(found);
+    for (name, passed) in found {
+        if passed {
+            ctx.agent_types.insert(name);
+        } else {
+            ctx.broken_plugins.insert(name);
+        }
+    }
     for name in SOURCE_CONFIG_NAMES {
         let p = dir.join(name);
         if p.is_file() {
@@ -189,15 +197,16 @@ struct PluginChecks {
 }
 
 impl PluginChecks {
-    /// Checks every `<name>/plugin.yaml` under `plugins_dir`; returns the names that pass.
+    /// Checks every `<name>/plugin.yaml` under `plugins_dir`; returns each name and whether
+    /// it passed.
     fn check_dir(
         &mut self,
         plugins_dir: &Path,
         presets: &BTreeSet<String>,
         diags: &mut Vec<Diagnostic>,
         texts: &mut HashMap<PathBuf, Arc<str>>,
-    ) -> BTreeSet<String> {
-        let mut names = BTreeSet::new();
+    ) -> BTreeMap<String, bool> {
+        let mut names = BTreeMap::new();
         let Ok(rd) = fs::read_dir(plugins_dir) else {
             return names;
         };
@@ -219,9 +228,7 @@ impl PluginChecks {
                     p
                 }
             };
-            if passed {
-                names.insert(name);
-            }
+            names.insert(name, passed);
         }
         names
     }
@@ -271,7 +278,8 @@ pub fn load_paths(paths: &[PathBuf], opts: &LoadOptions) -> SourceSet {
     for d in &opts.plugin_dirs {
         let presets = presets_of(d.parent().unwrap_or(Path::new("")));
         let found = plugins.check_dir(d, &presets, &mut set.diagnostics, &mut set.texts);
-        plugins.extra.extend(found);
+        let passed = found.into_iter().filter(|(_, p)| *p).map(|(n, _)| n);
+        plugins.extra.extend(passed);
     }
     let mut contexts: BTreeMap<PathBuf, DirContext> = BTreeMap::new();
     let mut files: Vec<(PathBuf, PathBuf)> = Vec::new(); // (file, its source dir)
@@ -421,6 +429,7 @@ fn check_file(path: &Path, ctx: &DirContext, opts: &LoadOptions) -> FileResult {
         default_agent_type: &opts.default_agent_type,
     };
     let mut findings = validate::check(&bp, &vctx);
+    explain_broken_plugin(&mut findings, &bp, ctx, opts);
     let base = path.parent().unwrap_or(Path::new("."));
     findings.extend(check_source_files(&bp, base, &mut r.diagnostics));
     if !findings.is_empty() {
@@ -440,6 +449,28 @@ fn check_file(path: &Path, ctx: &DirContext, opts: &LoadOptions) -> FileResult {
         blueprint: bp,
     });
     r
+}
+
+/// An unknown agent type whose plugin is there but refused says so, rather than suggesting to
+/// add it.
+fn explain_broken_plugin(
+    findings: &mut [Finding],
+    bp: &Blueprint,
+    ctx: &DirContext,
+    opts: &LoadOptions,
+) {
+    let kind = bp.agent.type_or(&opts.default_agent_type);
+    if !ctx.broken_plugins.contains(kind) {
+        return;
+    }
+    for f in findings
+        .iter_mut()
+        .filter(|f| f.code == "agent.unknown-type")
+    {
+        f.hint = Some(format!(
+            "plugins/{kind}/plugin.yaml is there but has errors (reported at its files): fix them"
+        ));
+    }
 }
 
 /// Turns a finding into a diagnostic at its field's position.
