@@ -140,9 +140,8 @@ fn dir_context(
     };
     ctx.agent_types
         .extend(super::plugin::BUILTIN_NAMES.iter().map(|s| s.to_string()));
-    ctx.agent_types.extend(plugins.extra.iter().cloned());
     let found = plugins.check_dir(&dir.join("plugins"), &ctx.presets, diags, texts);
-    for (name, passed) in found {
+    for (name, passed) in plugins.extra.clone().into_iter().chain(found) {
         if passed {
             ctx.agent_types.insert(name);
         } else {
@@ -192,8 +191,9 @@ fn presets_of(dir: &Path) -> BTreeSet<String> {
 #[derive(Default)]
 struct PluginChecks {
     passed: HashMap<PathBuf, bool>,
-    /// Plugins of [`LoadOptions::plugin_dirs`] that passed: agent types in every directory.
-    extra: BTreeSet<String>,
+    /// Plugins of [`LoadOptions::plugin_dirs`] by name, and whether each passed: those that
+    /// did are agent types in every directory.
+    extra: BTreeMap<String, bool>,
 }
 
 impl PluginChecks {
@@ -278,8 +278,7 @@ pub fn load_paths(paths: &[PathBuf], opts: &LoadOptions) -> SourceSet {
     for d in &opts.plugin_dirs {
         let presets = presets_of(d.parent().unwrap_or(Path::new("")));
         let found = plugins.check_dir(d, &presets, &mut set.diagnostics, &mut set.texts);
-        let passed = found.into_iter().filter(|(_, p)| *p).map(|(n, _)| n);
-        plugins.extra.extend(passed);
+        plugins.extra.extend(found);
     }
     let mut contexts: BTreeMap<PathBuf, DirContext> = BTreeMap::new();
     let mut files: Vec<(PathBuf, PathBuf)> = Vec::new(); // (file, its source dir)
@@ -468,7 +467,7 @@ fn explain_broken_plugin(
         .filter(|f| f.code == "agent.unknown-type")
     {
         f.hint = Some(format!(
-            "plugins/{kind}/plugin.yaml is there but has errors (reported at its files): fix them"
+            "the plugin `{kind}` is there but has errors (reported at its files): fix them"
         ));
     }
 }
