@@ -396,7 +396,11 @@ fn plugin_and_preset_from_the_source_are_known() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     std::fs::create_dir_all(d.join("plugins/myagent")).unwrap();
-    std::fs::write(d.join("plugins/myagent/plugin.yaml"), "name: myagent\n").unwrap();
+    std::fs::write(
+        d.join("plugins/myagent/plugin.yaml"),
+        "apiVersion: nemoclaw.dev/v1\nkind: Plugin\nmetadata:\n  name: myagent\nstart: {}\n",
+    )
+    .unwrap();
     std::fs::create_dir_all(d.join("presets")).unwrap();
     std::fs::write(
         d.join("presets/internal.yaml"),

@@ -1,6 +1,6 @@
 //! Loading a whole source — files and directories of blueprints — and the checks that span
-//! files: unique names, `dependsOn` (known names, no cycles), plugins and presets present in the
-//! source, migration and guard scripts (named for real versions, compiling as Rhai).
+//! files: unique names, `dependsOn` (known names, no cycles), plugins (checked, each once) and
+//! presets present in the source, migration and guard scripts (named for real versions, compiling as Rhai).
 //!
 //! Every file is checked and every problem reported in one run. Files are parsed and validated
 //! in parallel; cross-file checks run after.
@@ -30,12 +30,17 @@ pub struct Entry {
 pub struct LoadOptions {
     /// Agent type for blueprints that name none (`hermes` for `nemohermes`).
     pub default_agent_type: String,
+    /// More directories holding plugins as `<name>/plugin.yaml` (the home's `plugins/`): each
+    /// is checked, and those that pass are agent types in every source. Their presets are the
+    /// built-in ones and those in the `presets/` beside the directory (the home's layout).
+    pub plugin_dirs: Vec<PathBuf>,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
         LoadOptions {
             default_agent_type: super::types::defaults::agent_type(),
+            plugin_dirs: Vec::new(),
         }
     }
 }
@@ -80,6 +85,8 @@ impl SourceSet {
 #[derive(Debug, Default, Clone)]
 struct DirContext {
     agent_types: BTreeSet<String>,
+    /// Plugins present but refused (their problems are reported with their files).
+    broken_plugins: BTreeSet<String>,
     presets: BTreeSet<String>,
     config: Option<SourceConfig>,
 }
@@ -123,28 +130,22 @@ fn yaml_files(dir: &Path) -> Result<Vec<PathBuf>, std::io::Error> {
 
 fn dir_context(
     dir: &Path,
+    plugins: &mut PluginChecks,
     diags: &mut Vec<Diagnostic>,
     texts: &mut HashMap<PathBuf, Arc<str>>,
 ) -> DirContext {
-    let mut ctx = DirContext::default();
+    let mut ctx = DirContext {
+        presets: presets_of(dir),
+        ..DirContext::default()
+    };
     ctx.agent_types
         .extend(super::plugin::BUILTIN_NAMES.iter().map(|s| s.to_string()));
-    ctx.presets
-        .extend(crate::policy::presets::builtin_names().map(String::from));
-    if let Ok(rd) = fs::read_dir(dir.join("plugins")) {
-        for e in rd.flatten() {
-            if e.path().join("plugin.yaml").is_file() {
-                if let Some(n) = e.file_name().to_str() {
-                    ctx.agent_types.insert(n.to_string());
-                }
-            }
-        }
-    }
-    if let Ok(rd) = fs::read_dir(dir.join("presets")) {
-        for e in rd.flatten() {
-            if let Some(name) = crate::policy::presets::preset_name(&e.path()) {
-                ctx.presets.insert(name.to_string());
-            }
+    let found = plugins.check_dir(&dir.join("plugins"), &ctx.presets, diags, texts);
+    for (name, passed) in plugins.extra.clone().into_iter().chain(found) {
+        if passed {
+            ctx.agent_types.insert(name);
+        } else {
+            ctx.broken_plugins.insert(name);
         }
     }
     for name in SOURCE_CONFIG_NAMES {
@@ -169,10 +170,116 @@ fn dir_context(
     ctx
 }
 
+/// The built-in presets and those in `dir`'s `presets/`.
+fn presets_of(dir: &Path) -> BTreeSet<String> {
+    let mut out: BTreeSet<String> = crate::policy::presets::builtin_names()
+        .map(String::from)
+        .collect();
+    if let Ok(rd) = fs::read_dir(dir.join("presets")) {
+        for e in rd.flatten() {
+            if let Some(name) = crate::policy::presets::preset_name(&e.path()) {
+                out.insert(name.to_string());
+            }
+        }
+    }
+    out
+}
+
+/// The plugins checked in one load, by manifest (canonical path) and whether each passed: a
+/// plugin is checked, and its problems reported, once however many blueprints share its
+/// directory.
+#[derive(Default)]
+struct PluginChecks {
+    passed: HashMap<PathBuf, bool>,
+    /// Plugins of [`LoadOptions::plugin_dirs`] by name, and whether each passed: those that
+    /// did are agent types in every directory.
+    extra: BTreeMap<String, bool>,
+}
+
+impl PluginChecks {
+    /// Checks every `<name>/plugin.yaml` under `plugins_dir`; returns each name and whether
+    /// it passed.
+    fn check_dir(
+        &mut self,
+        plugins_dir: &Path,
+        presets: &BTreeSet<String>,
+        diags: &mut Vec<Diagnostic>,
+        texts: &mut HashMap<PathBuf, Arc<str>>,
+    ) -> BTreeMap<String, bool> {
+        let mut names = BTreeMap::new();
+        let Ok(rd) = fs::read_dir(plugins_dir) else {
+            return names;
+        };
+        for e in rd.flatten() {
+            let dir = e.path();
+            let manifest = dir.join(super::plugin::MANIFEST);
+            let Some(name) = e.file_name().to_str().map(String::from) else {
+                continue;
+            };
+            if !manifest.is_file() {
+                continue;
+            }
+            let key = fs::canonicalize(&manifest).unwrap_or_else(|_| manifest.clone());
+            let passed = match self.passed.get(&key) {
+                Some(&p) => p,
+                None => {
+                    let p = check_plugin(&dir, &name, presets, diags, texts);
+                    self.passed.insert(key, p);
+                    p
+                }
+            };
+            names.insert(name, passed);
+        }
+        names
+    }
+}
+
+/// Checks the plugin in `dir` (named `name`), reporting into `diags` and keeping the text of
+/// every file read for rendering. True when it passes.
+fn check_plugin(
+    dir: &Path,
+    name: &str,
+    presets: &BTreeSet<String>,
+    diags: &mut Vec<Diagnostic>,
+    texts: &mut HashMap<PathBuf, Arc<str>>,
+) -> bool {
+    let manifest = dir.join(super::plugin::MANIFEST);
+    let text = match read_text(&manifest) {
+        Ok(t) => t,
+        Err(d) => {
+            diags.push(d);
+            return false;
+        }
+    };
+    texts.insert(manifest.clone(), text.clone());
+    let read = std::cell::RefCell::new(Vec::new());
+    let file = |rel: &str| {
+        let path = dir.join(rel);
+        let t = read_text(&path).ok()?;
+        read.borrow_mut().push((path, t.clone()));
+        Some(t.to_string())
+    };
+    let result = super::plugin::check(name, &manifest, &text, &file, &|p| presets.contains(p));
+    texts.extend(read.into_inner());
+    match result {
+        Ok(_) => true,
+        Err(d) => {
+            diags.extend(d);
+            false
+        }
+    }
+}
+
 /// Loads files and directories. A directory means its top-level `*.yaml`/`*.yml` files whose
 /// kind is Blueprint, plus its source config; a file means itself.
 pub fn load_paths(paths: &[PathBuf], opts: &LoadOptions) -> SourceSet {
     let mut set = SourceSet::default();
+    let mut plugins = PluginChecks::default();
+    for d in &opts.plugin_dirs {
+        let presets = presets_of(d.parent().unwrap_or(Path::new("")));
+        let found = plugins.check_dir(d, &presets, &mut set.diagnostics, &mut set.texts);
+        plugins.extra.extend(found);
+    }
     let mut contexts: BTreeMap<PathBuf, DirContext> = BTreeMap::new();
     let mut files: Vec<(PathBuf, PathBuf)> = Vec::new(); // (file, its source dir)
     for p in paths {
@@ -187,7 +294,7 @@ pub fn load_paths(paths: &[PathBuf], opts: &LoadOptions) -> SourceSet {
                 )),
             }
             if !contexts.contains_key(p) {
-                let c = dir_context(p, &mut set.diagnostics, &mut set.texts);
+                let c = dir_context(p, &mut plugins, &mut set.diagnostics, &mut set.texts);
                 contexts.insert(p.clone(), c);
             }
         } else {
@@ -196,7 +303,7 @@ pub fn load_paths(paths: &[PathBuf], opts: &LoadOptions) -> SourceSet {
                 .filter(|d| !d.as_os_str().is_empty())
                 .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
             if !contexts.contains_key(&dir) {
-                let c = dir_context(&dir, &mut set.diagnostics, &mut set.texts);
+                let c = dir_context(&dir, &mut plugins, &mut set.diagnostics, &mut set.texts);
                 contexts.insert(dir.clone(), c);
             }
             files.push((p.clone(), dir));
@@ -321,6 +428,7 @@ fn check_file(path: &Path, ctx: &DirContext, opts: &LoadOptions) -> FileResult {
         default_agent_type: &opts.default_agent_type,
     };
     let mut findings = validate::check(&bp, &vctx);
+    explain_broken_plugin(&mut findings, &bp, ctx, opts);
     let base = path.parent().unwrap_or(Path::new("."));
     findings.extend(check_source_files(&bp, base, &mut r.diagnostics));
     if !findings.is_empty() {
@@ -342,8 +450,30 @@ fn check_file(path: &Path, ctx: &DirContext, opts: &LoadOptions) -> FileResult {
     r
 }
 
+/// An unknown agent type whose plugin is there but refused says so, rather than suggesting to
+/// add it.
+fn explain_broken_plugin(
+    findings: &mut [Finding],
+    bp: &Blueprint,
+    ctx: &DirContext,
+    opts: &LoadOptions,
+) {
+    let kind = bp.agent.type_or(&opts.default_agent_type);
+    if !ctx.broken_plugins.contains(kind) {
+        return;
+    }
+    for f in findings
+        .iter_mut()
+        .filter(|f| f.code == "agent.unknown-type")
+    {
+        f.hint = Some(format!(
+            "the plugin `{kind}` is there but has errors (reported at its files): fix them"
+        ));
+    }
+}
+
 /// Turns a finding into a diagnostic at its field's position.
-fn locate(file: &Path, map: &SourceMap, f: Finding) -> Diagnostic {
+pub(super) fn locate(file: &Path, map: &SourceMap, f: Finding) -> Diagnostic {
     let pos = if f.at_key {
         map.key(&f.path)
     } else {

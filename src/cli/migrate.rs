@@ -54,6 +54,7 @@ pub fn migrate(a: MigrateArgs, ctx: &Context) -> anyhow::Result<Exit> {
     let home = ctx.home()?;
     let load = LoadOptions {
         default_agent_type: ctx.flavor.default_agent_type(),
+        plugin_dirs: vec![home.plugins()],
     };
     let loaded = crate::source::load(&a.source.spec(&home), &home.cache(), &load)?;
     if loaded.set.error_count() > 0 {

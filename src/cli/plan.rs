@@ -42,6 +42,7 @@ pub fn prepare_or_report(
     let home = ctx.home()?;
     let load_opts = LoadOptions {
         default_agent_type: ctx.flavor.default_agent_type(),
+        plugin_dirs: vec![home.plugins()],
     };
     match prepare(&home, &source.spec(&home), &load_opts, opts) {
         Ok(p) => Ok(p),

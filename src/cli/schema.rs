@@ -1,5 +1,5 @@
-//! `nemoclaw schema`: the JSON Schema of blueprints (or of the source config), generated from the
-//! Rust types. `schemas/*.schema.json` are these outputs, kept fresh by a test.
+//! `nemoclaw schema`: the JSON Schema of blueprints (or of the source config, or of a plugin's
+//! `plugin.yaml`), generated from the Rust types. `schemas/*.schema.json` are these outputs, kept fresh by a test.
 
 use clap::{Args, ValueEnum};
 
@@ -11,6 +11,8 @@ pub enum SchemaKind {
     Blueprint,
     /// The source config file (`nemoclaw.yaml`).
     SourceConfig,
+    /// An agent plugin's `plugin.yaml` (`kind: Plugin`).
+    Plugin,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -24,7 +26,14 @@ pub fn run(a: SchemaArgs, _ctx: &Context) -> anyhow::Result<Exit> {
     let text = match a.kind {
         SchemaKind::Blueprint => crate::blueprint::blueprint_schema_json(),
         SchemaKind::SourceConfig => crate::blueprint::source_config_schema_json(),
+        SchemaKind::Plugin => plugin_schema_json(),
     };
     println!("{text}");
     Ok(Exit::Ok)
+}
+
+/// The plugin manifest JSON Schema, pretty-printed.
+fn plugin_schema_json() -> String {
+    let schema = schemars::schema_for!(crate::blueprint::plugin::PluginManifest);
+    serde_json::to_string_pretty(&schema).expect("a schema always serialises")
 }

@@ -40,6 +40,7 @@ pub fn run(a: ValidateArgs, ctx: &Context) -> anyhow::Result<Exit> {
     };
     let opts = LoadOptions {
         default_agent_type: ctx.flavor.default_agent_type(),
+        plugin_dirs: ctx.home().map(|h| h.plugins()).into_iter().collect(),
     };
     let set = load_paths(&paths, &opts);
     let format = if a.json { Format::Json } else { a.format };

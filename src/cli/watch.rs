@@ -128,6 +128,7 @@ pub fn run(a: WatchArgs, ctx: &Context) -> anyhow::Result<Exit> {
         source: a.source.spec(&home),
         load: LoadOptions {
             default_agent_type: ctx.flavor.default_agent_type(),
+            plugin_dirs: vec![home.plugins()],
         },
         prune: a.prune,
         interval: a.interval,

@@ -98,10 +98,16 @@ fn from_files(
     path: &Path,
 ) -> Result<Plugin, RegistryError> {
     let text = files.get(MANIFEST).cloned().unwrap_or_default();
+    let dir_name = path
+        .parent()
+        .and_then(Path::file_name)
+        .and_then(|n| n.to_str())
+        .unwrap_or("");
+    let read = |rel: &str| files.get(rel).cloned();
+    // Presets are resolved by the sandbox's policy at start; `validate` checks them by name.
     let manifest: PluginManifest =
-        crate::blueprint::load::parse_as(path, &text).map_err(|d| RegistryError::Invalid {
-            diagnostics: vec![d],
-        })?;
+        crate::blueprint::plugin::check(dir_name, path, &text, &read, &|_| true)
+            .map_err(|diagnostics| RegistryError::Invalid { diagnostics })?;
     let mut h = Sha256::new();
     for (k, v) in &files {
         h.update(k.as_bytes());
@@ -124,7 +130,8 @@ pub fn builtin(name: &str) -> Option<Plugin> {
         .iter()
         .map(|(p, t)| (p.to_string(), t.to_string()))
         .collect();
-    from_files(files, Origin::Builtin, Path::new("plugin.yaml")).ok()
+    let path = Path::new("plugins").join(name).join(MANIFEST);
+    from_files(files, Origin::Builtin, &path).ok()
 }
 
 /// The plugin in `dir` (every file under it).

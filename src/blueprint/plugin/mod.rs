@@ -33,6 +33,9 @@ use serde::{Deserialize, Serialize};
 use super::quantity::{ByteSize, Dur};
 use super::types::HealthCheck;
 
+mod check;
+pub use check::check;
+
 /// `kind:` of a plugin manifest.
 pub const KIND_PLUGIN: &str = "Plugin";
 /// The manifest's file name inside a plugin directory.
