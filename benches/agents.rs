@@ -206,12 +206,24 @@ fn measure(tmp: &Path, a: &Agent, runs: usize) -> Result {
     let state = tmp.join(format!("{}-bare-state", a.name));
     copy_tree(&home.join("state").join(a.name), &state);
     let bare: Vec<Duration> = (0..runs).map(|_| bare_start(a, &state)).collect();
-    nc(&home, &["destroy", a.name, "--delete-state"]);
     rss.sort_unstable();
     Result {
         nemoclaw: median(starts),
         bare: median(bare),
         rss_kb: rss[rss.len() / 2],
+    }
+}
+
+/// Destroys the bench's sandbox when dropped, also when a step panics (a sandbox left running
+/// in a deleted home would collide with the next run's).
+struct Destroy<'a>(&'a Path, &'a str);
+
+impl Drop for Destroy<'_> {
+    fn drop(&mut self) {
+        let _ = Command::new(BIN)
+            .args(["destroy", self.1, "--delete-state"])
+            .env("NEMOCLAW_HOME", self.0)
+            .output();
     }
 }
 

@@ -121,6 +121,7 @@ fn openclaw_answers_through_the_gateway_and_remembers_across_a_restart() {
     let _one = ONE_AGENT.lock().unwrap_or_else(|e| e.into_inner());
     let lab = Lab::new();
     let name = format!("nctest-oc-{}", std::process::id());
+    let _destroy = Destroy(&lab, &name);
     let port = free_port();
     let src = example_source(&lab, "openclaw.yaml", &name, &replies("OPENCLAW"), port);
     with_gateway_key(&lab, &src, &name);
@@ -158,7 +159,6 @@ fn openclaw_answers_through_the_gateway_and_remembers_across_a_restart() {
         later.contains("PAPAYA-42"),
         "the session survived the restart: {later}"
     );
-    nc(&lab, &["destroy", &name]).ok();
 }
 
 #[test]
@@ -166,6 +166,7 @@ fn hermes_answers_through_the_gateway_and_remembers_across_a_restart() {
     let _one = ONE_AGENT.lock().unwrap_or_else(|e| e.into_inner());
     let lab = Lab::new();
     let name = format!("nctest-hm-{}", std::process::id());
+    let _destroy = Destroy(&lab, &name);
     let src = example_source(&lab, "hermes.yaml", &name, &replies("HERMES"), 0);
     with_gateway_key(&lab, &src, &name);
     apply_and_wait(&lab, &src, &name);
@@ -204,5 +205,4 @@ fn hermes_answers_through_the_gateway_and_remembers_across_a_restart() {
         "{}",
         plan.stdout
     );
-    nc(&lab, &["destroy", &name]).ok();
 }
