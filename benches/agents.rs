@@ -1,9 +1,12 @@
 //! The real agents' start, side by side with their peer from the same run: from
 //! `nemoclaw start` to the agent healthy (warm install cache, warm state: the second and later
-//! starts of an applied sandbox), against the same agent started bare on the host (its own
-//! command, the same install and a copy of the same state, no sandbox, no gateway) until its
-//! port answers. Also the resident memory nemoclaw adds on top of the agent: the supervisor
-//! process, which holds the gateway (network policy and inference router) in its threads.
+//! starts of an applied sandbox), against the same agent started bare (its own command, the
+//! same install and a copy of the same state, no sandbox and no gateway, in an empty network
+//! namespace so that, as in the sandbox, its calls out fail at once) until its port answers.
+//! Also the memory nemoclaw adds next to the agent, after the agent has answered one turn: the
+//! supervisor's RSS (it holds the gateway — network policy and inference router — in its
+//! threads), and the PSS of the supervisor and the sandbox's init together (their code pages
+//! are one file, counted once).
 //!
 //! NemoClaw's users report 90–180 s from `nemoclaw onboard` to a ready sandbox
 //! (`../shared/reference/peers-2026.md`); that figure is quoted, not measured here (its
@@ -20,7 +23,6 @@
     reason = "a benchmark stops loudly at the first broken step, and its statistics are floats rounded for display"
 )]
 
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -38,6 +40,8 @@ struct Agent {
     bare: &'static [&'static str],
     bare_env: &'static [(&'static str, &'static str)],
     install: &'static str,
+    /// One turn through `nemoclaw exec NAME -- ...`.
+    turn: &'static [&'static str],
 }
 
 const AGENTS: [Agent; 2] = [
@@ -58,9 +62,13 @@ const AGENTS: [Agent; 2] = [
             ("API_SERVER_ENABLED", "1"),
             ("API_SERVER_HOST", "127.0.0.1"),
             ("API_SERVER_PORT", "18642"),
-            ("API_SERVER_KEY", "bench"),
+            (
+                "API_SERVER_KEY",
+                "nemoclaw-bench-api-server-key-0123456789abcdef",
+            ),
         ],
         install: "hermes/0.19.0",
+        turn: &["hermes", "-z", "hello"],
     },
     Agent {
         example: "openclaw.yaml",
@@ -76,13 +84,25 @@ const AGENTS: [Agent; 2] = [
         ],
         bare_env: &[
             ("OPENCLAW_STATE_DIR", "{state}/openclaw"),
-            ("OPENCLAW_GATEWAY_TOKEN", "bench"),
+            (
+                "OPENCLAW_GATEWAY_TOKEN",
+                "nemoclaw-bench-gateway-token-0123456789abcdef",
+            ),
             ("NODE_COMPILE_CACHE", "{state}/.cache/node-compile-cache"),
             ("OPENCLAW_NO_AUTO_UPDATE", "1"),
             ("OPENCLAW_OFFLINE", "1"),
             ("DO_NOT_TRACK", "1"),
         ],
         install: "openclaw/2026.9.6",
+        turn: &[
+            "openclaw",
+            "agent",
+            "--agent",
+            "main",
+            "--message",
+            "hello",
+            "--json",
+        ],
     },
 ];
 
@@ -97,16 +117,17 @@ fn main() {
         .unwrap_or(5)
         .max(3);
     let dir = tempfile::tempdir().unwrap();
-    println!("agent     nemoclaw start→healthy   bare start→port   ratio   supervisor+gateway RSS");
+    println!("agent     nemoclaw start→healthy   bare start→port   ratio   supervisor RSS   supervisor+init PSS");
     for a in &AGENTS {
         let r = measure(dir.path(), a, runs);
         println!(
-            "{:<9} {:>10.2} s {:>20.2} s {:>8.2}x {:>14.1} MB",
+            "{:<9} {:>10.2} s {:>20.2} s {:>8.2}x {:>11.1} MB {:>16.1} MB",
             a.name.trim_start_matches("ncbench-"),
             r.nemoclaw.as_secs_f64(),
             r.bare.as_secs_f64(),
             r.nemoclaw.as_secs_f64() / r.bare.as_secs_f64(),
-            r.rss_kb as f64 / 1024.0
+            r.rss_kb as f64 / 1024.0,
+            r.pss_kb as f64 / 1024.0
         );
     }
     println!("(NemoClaw, reported by its users: 90-180 s to a ready sandbox; not measurable here)");
@@ -116,6 +137,7 @@ struct Result {
     nemoclaw: Duration,
     bare: Duration,
     rss_kb: u64,
+    pss_kb: u64,
 }
 
 fn nc(home: &Path, args: &[&str]) -> std::process::Output {
@@ -175,6 +197,7 @@ fn measure(tmp: &Path, a: &Agent, runs: usize) -> Result {
         );
     std::fs::write(src.join(a.example), text).unwrap();
     std::fs::copy(example.join("replies.yaml"), src.join("replies.yaml")).unwrap();
+    let _destroy = Destroy(&home, a.name);
     nc(
         &home,
         &[
@@ -191,7 +214,6 @@ fn measure(tmp: &Path, a: &Agent, runs: usize) -> Result {
     });
     eprintln!("agents: {} applied; timing {runs} starts", a.name);
     let mut starts = Vec::new();
-    let mut rss = Vec::new();
     for _ in 0..runs {
         nc(&home, &["stop", a.name]);
         let t = Instant::now();
@@ -200,17 +222,20 @@ fn measure(tmp: &Path, a: &Agent, runs: usize) -> Result {
             healthy(&home, a.name)
         });
         starts.push(t.elapsed());
-        rss.push(supervisor_rss_kb(&home, a.name));
     }
+    let mut exec = vec!["exec", a.name, "--"];
+    exec.extend_from_slice(a.turn);
+    nc(&home, &exec);
+    let (rss_kb, pss_kb) = memory_kb(&home, a.name);
     nc(&home, &["stop", a.name]);
     let state = tmp.join(format!("{}-bare-state", a.name));
     copy_tree(&home.join("state").join(a.name), &state);
     let bare: Vec<Duration> = (0..runs).map(|_| bare_start(a, &state)).collect();
-    rss.sort_unstable();
     Result {
         nemoclaw: median(starts),
         bare: median(bare),
-        rss_kb: rss[rss.len() / 2],
+        rss_kb,
+        pss_kb,
     }
 }
 
@@ -227,25 +252,33 @@ impl Drop for Destroy<'_> {
     }
 }
 
-/// VmRSS of the supervisor (its pid file names it), in KiB.
-fn supervisor_rss_kb(home: &Path, name: &str) -> u64 {
+/// The supervisor's RSS, and the PSS of the supervisor and the sandbox's init (its child), in
+/// KiB, from `/proc/PID/smaps_rollup`.
+fn memory_kb(home: &Path, name: &str) -> (u64, u64) {
     let pid_file = home.join("run").join(name).join("supervisor.pid");
-    let pid = std::fs::read_to_string(&pid_file).expect("the supervisor's pid file");
-    let pid = pid
+    let text = std::fs::read_to_string(&pid_file).expect("the supervisor's pid file");
+    let sup = text
         .split_whitespace()
         .next()
         .unwrap_or_default()
         .to_string();
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .expect("the supervisor's /proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
+    let children =
+        std::fs::read_to_string(format!("/proc/{sup}/task/{sup}/children")).unwrap_or_default();
+    let field = |pid: &str, key: &str| -> u64 {
+        let rollup =
+            std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).expect("smaps_rollup");
+        rollup
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let init_pss: u64 = children.split_whitespace().map(|c| field(c, "Pss:")).sum();
+    (field(&sup, "Rss:"), field(&sup, "Pss:") + init_pss)
 }
 
-/// The agent's own command on the host, timed until its port answers, then stopped.
+/// The agent's own command on the host in an empty network namespace (only `lo`, as the
+/// sandbox has), timed until its port answers there, then stopped.
 fn bare_start(a: &Agent, state: &Path) -> Duration {
     let dir = PathBuf::from(CACHE).join(a.install);
     let fill = |s: &str| {
@@ -255,23 +288,32 @@ fn bare_start(a: &Agent, state: &Path) -> Duration {
     let argv: Vec<String> = a.bare.iter().map(|s| fill(s)).collect();
     let port = if a.port == 8642 { 18642 } else { 18790 };
     eprintln!("agents: bare {}", argv.join(" "));
-    let mut child = Command::new(&argv[0])
-        .args(&argv[1..])
+    // sh inside the namespace: lo up, the agent in the background, poll its port with curl,
+    // print READY, stop it.
+    let script = format!(
+        "ip link set lo up; \"$@\" >/dev/null 2>&1 & pid=$!; \
+         until curl -s -o /dev/null http://127.0.0.1:{port}/; do sleep 0.025; done; \
+         echo READY; kill $pid; wait $pid 2>/dev/null; exit 0"
+    );
+    let t = Instant::now();
+    let out = Command::new("unshare")
+        .args(["-n", "--", "/bin/sh", "-c", &script, "sh"])
+        .args(&argv)
         .envs(a.bare_env.iter().map(|(k, v)| (*k, fill(v))))
         .env("HOME", state)
-        .env("PATH", format!("{}/node/bin:/usr/bin:/bin", dir.display()))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the bare agent starts");
-    let took = wait("bare port", Duration::from_secs(120), || {
-        TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
+        .env(
+            "PATH",
+            format!("{}/node/bin:/usr/bin:/bin:/usr/sbin:/sbin", dir.display()),
+        )
+        .stdin(Stdio::null())
+        .output()
+        .expect("unshare runs");
+    let took = t.elapsed();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("READY"),
+        "the bare agent never answered: {}",
+        String::from_utf8_lossy(&out.stderr)
     );
-    let _ = child.wait();
     took
 }
 

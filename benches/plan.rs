@@ -49,6 +49,7 @@ fn record(bp: nemoclaw::blueprint::Blueprint, src: &std::path::Path) -> Deployed
         applied_at: 0,
         stopped: false,
         hold: None,
+        plugin_hash: None,
     }
 }
 

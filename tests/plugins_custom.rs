@@ -100,6 +100,7 @@ fn installed_marker(lab: &Lab) -> PathBuf {
 fn a_plugin_from_the_source_is_installed_once_rendered_started_and_health_checked() {
     let lab = Lab::new();
     let name = format!("nctest-shell-{}", std::process::id());
+    let _destroy = Destroy(&lab, &name);
     let src = source(&lab, &name, "1.0.0");
     let first = apply(&lab, &src, &[]);
     first.ok();

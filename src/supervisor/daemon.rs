@@ -98,6 +98,8 @@ struct Daemon {
     checkpoints: Option<Checkpoints>,
     /// How the agent's plugin stops it.
     stop: StopPlan,
+    /// Whether start-up's pages were given back ([`super::memory`]), after the first start.
+    trimmed: bool,
     /// The home (a detached supervisor): a reload loads the deployed blueprint and its plugin
     /// again from it.
     home: Option<Home>,
@@ -474,6 +476,7 @@ impl Daemon {
             next_disk_check: Instant::now() + DISK_CHECK,
             checkpoints: None,
             stop: StopPlan::default(),
+            trimmed: false,
             home: None,
         }
     }
@@ -821,6 +824,11 @@ impl Daemon {
                 self.feed_stdin();
                 self.state = State::Running;
                 self.started_at = Instant::now();
+                if !self.trimmed && matches!(self.mode, Mode::Detached { .. }) {
+                    // Start-up is over: what only it needed leaves the supervisor's RSS.
+                    super::memory::trim_startup_pages();
+                    self.trimmed = true;
+                }
                 self.health_state = health::HealthState::default();
                 self.next_health = self
                     .health

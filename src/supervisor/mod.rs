@@ -8,6 +8,7 @@
 //!   `exec`).
 //! - [`policy`]: restart decisions with backoff and give-up (pure).
 //! - [`logcap`]: the size-capped agent log.
+//! - [`memory`]: start-up's pages handed back once the agent runs.
 //! - [`health`]: health checks (exec in the sandbox, http from a socket in its netns).
 //! - [`checkpoint`]: checkpoints of the running agent's state (frozen cgroup), and the
 //!   restore of the newest one after a crash loop.
@@ -29,6 +30,7 @@ pub mod gateway;
 pub mod health;
 pub mod launch;
 pub mod logcap;
+pub mod memory;
 pub mod pidlock;
 pub mod policy;
 pub mod protocol;

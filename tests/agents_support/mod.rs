@@ -26,16 +26,6 @@ pub fn nc_for(lab: &Lab, secs: u32, args: &[&str]) -> Out {
     )
 }
 
-/// Destroys the sandbox when dropped, so a failing test leaves no agent running (its home is a
-/// temporary directory that goes away with it).
-pub struct Destroy<'a>(pub &'a Lab, pub &'a str);
-
-impl Drop for Destroy<'_> {
-    fn drop(&mut self) {
-        let _ = nc(self.0, &["destroy", self.1, "--delete-state"]);
-    }
-}
-
 /// A loopback port free right now (for a host port the test forwards).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

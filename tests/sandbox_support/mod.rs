@@ -233,6 +233,16 @@ pub fn nc(lab: &Lab, args: &[&str]) -> Out {
     )
 }
 
+/// Destroys the sandbox when dropped, so a failing test leaves no agent running (its home is a
+/// temporary directory that goes away with it).
+pub struct Destroy<'a>(pub &'a Lab, pub &'a str);
+
+impl Drop for Destroy<'_> {
+    fn drop(&mut self) {
+        let _ = nc(self.0, &["destroy", self.1, "--delete-state"]);
+    }
+}
+
 /// The status a sandbox's supervisor reports on its control socket.
 pub fn status(lab: &Lab, name: &str) -> Option<nemoclaw::supervisor::protocol::Status> {
     use nemoclaw::supervisor::{client::Client, protocol::Request};
