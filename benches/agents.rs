@@ -230,6 +230,7 @@ fn measure(tmp: &Path, a: &Agent, runs: usize) -> Result {
     nc(&home, &["stop", a.name]);
     let state = tmp.join(format!("{}-bare-state", a.name));
     copy_tree(&home.join("state").join(a.name), &state);
+    remove_liveness_markers(&state);
     let bare: Vec<Duration> = (0..runs).map(|_| bare_start(a, &state)).collect();
     Result {
         nemoclaw: median(starts),
@@ -278,7 +279,7 @@ fn memory_kb(home: &Path, name: &str) -> (u64, u64) {
 }
 
 /// The agent's own command on the host in an empty network namespace (only `lo`, as the
-/// sandbox has), timed until its port answers there, then stopped.
+/// sandbox has, and a resolver on loopback), timed until its port answers there, then stopped.
 fn bare_start(a: &Agent, state: &Path) -> Duration {
     let dir = PathBuf::from(CACHE).join(a.install);
     let fill = |s: &str| {
@@ -288,16 +289,31 @@ fn bare_start(a: &Agent, state: &Path) -> Duration {
     let argv: Vec<String> = a.bare.iter().map(|s| fill(s)).collect();
     let port = if a.port == 8642 { 18642 } else { 18790 };
     eprintln!("agents: bare {}", argv.join(" "));
-    // sh inside the namespace: lo up, the agent in the background, poll its port with curl,
-    // print READY, stop it.
+    // sh inside the namespaces: lo up, a resolver on loopback (refusing at once, as the
+    // sandbox's gateway does, instead of the host's unreachable one timing out), the agent in
+    // the background, poll its port with curl, print READY, stop it.
+    let resolv = state.join("bare-resolv.conf");
+    std::fs::write(&resolv, "nameserver 127.0.0.1\n").unwrap();
     let script = format!(
-        "ip link set lo up; \"$@\" >/dev/null 2>&1 & pid=$!; \
+        "ip link set lo up; mount --bind {} /etc/resolv.conf; \
+         \"$@\" >/dev/null 2>&1 & pid=$!; \
          until curl -s -o /dev/null http://127.0.0.1:{port}/; do sleep 0.025; done; \
-         echo READY; kill $pid; wait $pid 2>/dev/null; exit 0"
+         echo READY; kill $pid; wait $pid 2>/dev/null; exit 0",
+        resolv.display()
     );
     let t = Instant::now();
     let out = Command::new("unshare")
-        .args(["-n", "--", "/bin/sh", "-c", &script, "sh"])
+        .args([
+            "-n",
+            "-m",
+            "--propagation",
+            "private",
+            "--",
+            "/bin/sh",
+            "-c",
+            &script,
+            "sh",
+        ])
         .args(&argv)
         .envs(a.bare_env.iter().map(|(k, v)| (*k, fill(v))))
         .env("HOME", state)
@@ -315,6 +331,22 @@ fn bare_start(a: &Agent, state: &Path) -> Duration {
         String::from_utf8_lossy(&out.stderr)
     );
     took
+}
+
+/// The copy's lock and state files of the stopped sandboxed run (`gateway.lock`,
+/// `gateway_state.json`, `*.pid`): their pids are the sandbox's pid namespace's, so a bare
+/// start on the host would take them for a live gateway and wait for it.
+fn remove_liveness_markers(dir: &Path) {
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        let name = e.file_name().to_string_lossy().into_owned();
+        if p.is_dir() && !p.is_symlink() {
+            remove_liveness_markers(&p);
+        } else if name.ends_with(".lock") || name.ends_with(".pid") || name == "gateway_state.json"
+        {
+            std::fs::remove_file(&p).unwrap();
+        }
+    }
 }
 
 fn copy_tree(from: &Path, to: &Path) {

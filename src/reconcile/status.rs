@@ -110,12 +110,7 @@ fn uptime_of(pid: i32) -> Option<u64> {
 fn row(home: &Home, rec: &Deployed, default_agent: &str) -> Row {
     let mut r = Row {
         name: rec.name.clone(),
-        agent: rec
-            .blueprint
-            .agent
-            .kind
-            .clone()
-            .unwrap_or_else(|| default_agent.to_string()),
+        agent: rec.blueprint.agent.type_or(default_agent).to_string(),
         version: rec.version,
         commit: rec.source.commit.clone(),
         state: "down".into(),
